@@ -1,0 +1,1 @@
+"""Numbers, bindings, route resolution and X allocation (pure; filled by the calls issue)."""

@@ -1,0 +1,1 @@
+"""SQLite persistence (filled by the calls issue)."""
