@@ -1,0 +1,674 @@
+"""Process settings: a TOML file, then ``MASKLINE_SECTION__KEY`` environment overrides.
+
+The key names are a public contract (operators and external checks write configs with them), so
+they are spelled out one by one below rather than derived from the dataclasses. Every problem is a
+:class:`ConfigError` whose message starts with the dotted key (``trunks[0].transport: ...``), and
+a key this module does not know is an error, never silently ignored: a typo in a config must not
+leave a default in force without anyone noticing.
+
+Pure: no sockets, no asyncio, no sqlite. Relative paths stay relative; they are resolved against
+the working directory of the process that uses them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Final, TypeVar
+
+__all__ = [
+    "ENV_PREFIX",
+    "EXAMPLE_CONFIG_PATH",
+    "ApiSettings",
+    "CdrSettings",
+    "ConfigError",
+    "HostPort",
+    "LogFormat",
+    "LogLevel",
+    "LogSettings",
+    "MediaSettings",
+    "NumberFormat",
+    "RecordingSettings",
+    "Settings",
+    "SipSettings",
+    "StoreSettings",
+    "TimeSettings",
+    "Transport",
+    "TrunkSettings",
+    "load_settings",
+]
+
+ENV_PREFIX: Final = "MASKLINE_"
+#: The documented example; also a working loopback config (``make run`` uses it).
+EXAMPLE_CONFIG_PATH: Final = Path(__file__).with_name("maskline.example.toml")
+
+_ENV_SEPARATOR: Final = "__"
+_MIN_PORT: Final = 1
+_MAX_PORT: Final = 65535
+# A SIP message smaller than this cannot carry the mandatory headers; larger than a UDP datagram
+# can be framed over TCP, but 1 MiB is already far past anything a trunk sends.
+_MIN_MESSAGE_BYTES: Final = 512
+_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+# RFC 1123 host name label.
+_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; ``str(err)`` is ``"<dotted key>: <problem>"``."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}" if key else problem)
+
+
+# --------------------------------------------------------------------------- value types
+
+
+class Transport(StrEnum):
+    """SIP transport towards a trunk."""
+
+    UDP = "udp"
+    TCP = "tcp"
+
+
+class NumberFormat(StrEnum):
+    """How a trunk writes numbers in the user part of URIs."""
+
+    NATIONAL = "national"  # 13800138000, 01012345678
+    E164 = "e164"  # +8613800138000
+
+
+class LogFormat(StrEnum):
+    """Log line rendering: JSON lines for machines, coloured key=value for people."""
+
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(StrEnum):
+    """Minimum level of log lines written."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A host (IP literal or DNS name) and a port, written ``host:port`` or ``[v6]:port``."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """Parse ``host:port``; IPv6 literals must be bracketed. Raises ``ValueError``."""
+        if text.startswith("["):
+            close = text.find("]")
+            if close < 0 or text[close + 1 : close + 2] != ":":
+                raise ValueError(f"expected [ipv6]:port, got {text!r}")
+            host, port_text = text[1:close], text[close + 2 :]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv6 address") from None
+        else:
+            host, sep, port_text = text.rpartition(":")
+            if not sep or not host:
+                raise ValueError(f"expected host:port, got {text!r}")
+            if ":" in host:
+                raise ValueError(
+                    f"IPv6 addresses must be in brackets, e.g. [::1]:5060, got {text!r}"
+                )
+            if not _is_ipv4(host) and not _is_hostname(host):
+                raise ValueError(f"{host!r} is neither an IPv4 address nor a host name")
+        if not port_text.isascii() or not port_text.isdigit():
+            raise ValueError(f"port must be a number, got {port_text!r}")
+        port = int(port_text)
+        if not _MIN_PORT <= port <= _MAX_PORT:
+            raise ValueError(f"port {port} out of range {_MIN_PORT}..{_MAX_PORT}")
+        return cls(host=host, port=port)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_hostname(text: str) -> bool:
+    name = text.removesuffix(".")
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    # An all-numeric last label is a mistyped IPv4 address (``127.0.0.256``), not a name.
+    if labels[-1].isdigit():
+        return False
+    return all(_HOSTNAME_LABEL.match(label) for label in labels)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class SipSettings:
+    """``[sip]``: the SIP listener (UDP and TCP on one host:port) and RFC 3261 timers."""
+
+    listen: HostPort = HostPort(host="127.0.0.1", port=5060)
+    t1_ms: int = 500  # RFC 3261 §17.1.1.1: RTT estimate
+    t2_ms: int = 4000  # RFC 3261 §17.1.2.2: maximum non-INVITE retransmit interval
+    t4_ms: int = 5000  # RFC 3261 §17.1.2.2: maximum time a message stays in the network
+    max_message_bytes: int = 65535
+
+    @property
+    def listen_host(self) -> str:
+        """Host the SIP transports bind to."""
+        return self.listen.host
+
+    @property
+    def listen_port(self) -> int:
+        """Port the SIP transports (UDP and TCP) bind to."""
+        return self.listen.port
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """``[api]``: the HTTP control plane."""
+
+    listen: HostPort = HostPort(host="127.0.0.1", port=8080)
+    # None: no operator token configured, operator endpoints refuse every request.
+    # repr=False keeps the secret out of logs and tracebacks that print the settings.
+    operator_token: str | None = field(default=None, repr=False)
+
+    @property
+    def listen_host(self) -> str:
+        """Host the HTTP API binds to."""
+        return self.listen.host
+
+    @property
+    def listen_port(self) -> int:
+        """Port the HTTP API binds to."""
+        return self.listen.port
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """``[store]``: the SQLite database."""
+
+    path: Path = Path("var/maskline.sqlite3")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """``[media]``: RTP relay address (also written into SDP) and its UDP port range."""
+
+    address: str = "127.0.0.1"
+    port_min: int = 20000
+    port_max: int = 29999
+
+
+@dataclass(frozen=True, slots=True)
+class CdrSettings:
+    """``[cdr]``: where the daily CDR CSV files are written."""
+
+    dir: Path = Path("var/cdr")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    """``[recording]``: where call recordings (WAV) are written."""
+
+    dir: Path = Path("var/recordings")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """``[log]``: level and rendering of the structured logs (stderr)."""
+
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.JSON
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSettings:
+    """``[time]``: the zone of local times in reports and exports (the store is UTC)."""
+
+    zone: str = "Asia/Shanghai"
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        """The configured zone (validated when the settings were loaded)."""
+        return zoneinfo.ZoneInfo(self.zone)
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkSettings:
+    """One ``[[trunks]]`` entry: a carrier SIP trunk."""
+
+    name: str
+    outbound: HostPort
+    inbound_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    transport: Transport = Transport.UDP
+    number_format: NumberFormat = NumberFormat.NATIONAL
+
+    def allows(self, address: str) -> bool:
+        """True when a packet from ``address`` may enter through this trunk (CIDR ACL)."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.inbound_cidrs)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings of one maskline process; ``Settings()`` is the all-defaults configuration."""
+
+    sip: SipSettings = field(default_factory=SipSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    cdr: CdrSettings = field(default_factory=CdrSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    time: TimeSettings = field(default_factory=TimeSettings)
+    trunks: tuple[TrunkSettings, ...] = ()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvValue:
+    """A value that came from an environment variable rather than the file.
+
+    Kept apart so that a key expecting a string gets the variable's text verbatim (an operator
+    token ``12345`` stays a string) while other keys get the TOML reading of it.
+    """
+
+    variable: str
+    raw: str
+    parsed: object
+
+
+_T = TypeVar("_T")
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class _Table:
+    """Typed reads from one TOML table; remembers which keys were read so leftovers are errors."""
+
+    def __init__(self, path: str, data: Mapping[str, object]) -> None:
+        self._path = path
+        self._data = data
+        self._seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self._path}.{name}" if self._path else name
+
+    def _raw(self, name: str) -> object | None:
+        self._seen.add(name)
+        return self._data.get(name)
+
+    def _fail(self, name: str, value: object, problem: str) -> ConfigError:
+        if isinstance(value, _EnvValue):
+            problem = f"{problem} (from environment variable {value.variable})"
+        return ConfigError(self.key(name), problem)
+
+    def get(self, name: str, *, kind: type[_T], default: _T | None, what: str) -> _T | None:
+        value = self._raw(name)
+        if value is None:
+            return default
+        plain = value
+        if isinstance(value, _EnvValue):
+            plain = value.raw if kind is str else value.parsed
+        # bool is an int subclass; `port = true` must not read as port 1.
+        if not isinstance(plain, kind) or (kind is int and isinstance(plain, bool)):
+            raise self._fail(name, value, f"must be {what}, got {_describe(plain)}")
+        return plain
+
+    def string(self, name: str, default: str) -> str:
+        value = self.get(name, kind=str, default=default, what="a string")
+        assert value is not None
+        return value
+
+    def required_string(self, name: str) -> str:
+        value = self.get(name, kind=str, default=None, what="a string")
+        if value is None:
+            raise ConfigError(self.key(name), "is required")
+        return value
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.get(name, kind=int, default=default, what="an integer")
+        assert value is not None
+        if not low <= value <= high:
+            raise self._fail(name, self._data.get(name), f"must be in {low}..{high}, got {value}")
+        return value
+
+    def converted(self, name: str, default: _T, convert: Callable[[str], _T]) -> _T:
+        """A string value turned into something richer; ``convert`` raises ValueError."""
+        text = self.get(name, kind=str, default=None, what="a string")
+        if text is None:
+            return default
+        try:
+            return convert(text)
+        except ValueError as err:
+            raise self._fail(name, self._data.get(name), str(err)) from None
+
+    def choice(self, name: str, default: _E, enum: type[_E]) -> _E:
+        text = self.get(name, kind=str, default=None, what="a string")
+        if text is None:
+            return default
+        try:
+            return enum(text)
+        except ValueError:
+            allowed = ", ".join(member.value for member in enum)
+            raise self._fail(name, self._data.get(name), f"must be one of {allowed}") from None
+
+    def finish(self) -> None:
+        """Raise for the first key that was never read: it is unknown."""
+        for name, value in self._data.items():
+            if name not in self._seen:
+                raise self._fail(name, value, "unknown key")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _host_port(text: str) -> HostPort:
+    return HostPort.parse(text)
+
+
+def _ip_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise ValueError("must not be empty")
+    return Path(text)
+
+
+def _zone(text: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {text!r} (an IANA name such as Asia/Shanghai)"
+        ) from None
+    return text
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _section(data: Mapping[str, object], name: str) -> _Table:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"must be a table ([{name}]), got {_describe(value)}")
+    return _Table(name, value)
+
+
+def _read_sip(table: _Table) -> SipSettings:
+    d = SipSettings()
+    listen = table.converted("listen", d.listen, _host_port)
+    t1_ms = table.integer("t1_ms", d.t1_ms, low=1, high=60_000)
+    t2_ms = table.integer("t2_ms", d.t2_ms, low=1, high=600_000)
+    t4_ms = table.integer("t4_ms", d.t4_ms, low=1, high=600_000)
+    if t2_ms < t1_ms:
+        raise ConfigError(table.key("t2_ms"), f"must be at least t1_ms ({t1_ms}), got {t2_ms}")
+    max_bytes = table.integer(
+        "max_message_bytes", d.max_message_bytes, low=_MIN_MESSAGE_BYTES, high=_MAX_MESSAGE_BYTES
+    )
+    table.finish()
+    return SipSettings(
+        listen=listen, t1_ms=t1_ms, t2_ms=t2_ms, t4_ms=t4_ms, max_message_bytes=max_bytes
+    )
+
+
+def _read_api(table: _Table) -> ApiSettings:
+    d = ApiSettings()
+    listen = table.converted("listen", d.listen, _host_port)
+    token = table.converted("operator_token", None, _non_empty)
+    table.finish()
+    return ApiSettings(listen=listen, operator_token=token)
+
+
+def _read_media(table: _Table) -> MediaSettings:
+    d = MediaSettings()
+    address = table.converted("address", d.address, _ip_address)
+    port_min = table.integer("port_min", d.port_min, low=_MIN_PORT, high=_MAX_PORT)
+    port_max = table.integer("port_max", d.port_max, low=_MIN_PORT, high=_MAX_PORT)
+    if port_min > port_max:
+        raise ConfigError(
+            table.key("port_min"), f"must not exceed port_max ({port_max}), got {port_min}"
+        )
+    table.finish()
+    return MediaSettings(address=address, port_min=port_min, port_max=port_max)
+
+
+def _read_log(table: _Table) -> LogSettings:
+    d = LogSettings()
+    level = table.choice("level", d.level, LogLevel)
+    fmt = table.choice("format", d.format, LogFormat)
+    table.finish()
+    return LogSettings(level=level, format=fmt)
+
+
+def _read_trunk(table: _Table) -> TrunkSettings:
+    name = _non_empty_required(table, "name")
+    outbound = table.converted("outbound", None, _host_port)
+    if outbound is None:
+        raise ConfigError(table.key("outbound"), "is required")
+    cidrs = _read_cidrs(table)
+    transport = table.choice("transport", Transport.UDP, Transport)
+    number_format = table.choice("number_format", NumberFormat.NATIONAL, NumberFormat)
+    table.finish()
+    return TrunkSettings(
+        name=name,
+        outbound=outbound,
+        inbound_cidrs=cidrs,
+        transport=transport,
+        number_format=number_format,
+    )
+
+
+def _non_empty_required(table: _Table, name: str) -> str:
+    text = table.required_string(name)
+    if not text.strip():
+        raise ConfigError(table.key(name), "must not be empty")
+    return text
+
+
+def _read_cidrs(table: _Table) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    items = table.get("inbound_cidrs", kind=list, default=[], what="an array of CIDR strings")
+    assert items is not None
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for index, item in enumerate(items):
+        key = f"{table.key('inbound_cidrs')}[{index}]"
+        if not isinstance(item, str):
+            raise ConfigError(key, f"must be a CIDR string, got {_describe(item)}")
+        try:
+            # strict=False: "10.1.2.3/8" means the network 10.0.0.0/8, as in most ACL syntaxes.
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(key, f"{item!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def _read_trunks(data: Mapping[str, object]) -> tuple[TrunkSettings, ...]:
+    value = data.get("trunks", [])
+    if not isinstance(value, list):
+        raise ConfigError(
+            "trunks", f"must be an array of tables ([[trunks]]), got {_describe(value)}"
+        )
+    trunks: list[TrunkSettings] = []
+    names: set[str] = set()
+    for index, item in enumerate(value):
+        path = f"trunks[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(path, f"must be a table, got {_describe(item)}")
+        trunk = _read_trunk(_Table(path, item))
+        if trunk.name in names:
+            raise ConfigError(f"{path}.name", f"duplicate trunk name {trunk.name!r}")
+        names.add(trunk.name)
+        trunks.append(trunk)
+    return tuple(trunks)
+
+
+_SECTIONS: Final = (
+    "sip", "api", "store", "media", "cdr", "recording", "log", "time", "trunks",
+)  # fmt: skip
+
+
+def _build(data: Mapping[str, object]) -> Settings:
+    for name, value in data.items():
+        if name not in _SECTIONS:
+            problem = "unknown section"
+            if isinstance(value, _EnvValue):
+                problem += f" (from environment variable {value.variable})"
+            raise ConfigError(name, problem)
+    sip = _read_sip(_section(data, "sip"))
+    api = _read_api(_section(data, "api"))
+    store_table = _section(data, "store")
+    store = StoreSettings(path=store_table.converted("path", StoreSettings().path, _path))
+    store_table.finish()
+    media = _read_media(_section(data, "media"))
+    cdr_table = _section(data, "cdr")
+    cdr = CdrSettings(dir=cdr_table.converted("dir", CdrSettings().dir, _path))
+    cdr_table.finish()
+    rec_table = _section(data, "recording")
+    recording = RecordingSettings(dir=rec_table.converted("dir", RecordingSettings().dir, _path))
+    rec_table.finish()
+    log = _read_log(_section(data, "log"))
+    time_table = _section(data, "time")
+    time = TimeSettings(zone=time_table.converted("zone", TimeSettings().zone, _zone))
+    time_table.finish()
+    return Settings(
+        sip=sip,
+        api=api,
+        store=store,
+        media=media,
+        cdr=cdr,
+        recording=recording,
+        log=log,
+        time=time,
+        trunks=_read_trunks(data),
+    )
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _parse_env_value(raw: str) -> object:
+    """The TOML reading of ``raw`` (``5070`` → int, ``true`` → bool, ``["a"]`` → list), else raw."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env(data: dict[str, object], env: Mapping[str, str]) -> None:
+    """Overlay ``MASKLINE_SECTION__KEY`` (and ``MASKLINE_TRUNKS__<i>__KEY``) variables.
+
+    Variables with the prefix but without the double-underscore separator are not settings and
+    are left alone, so other tools may use ``MASKLINE_*`` names of their own.
+    """
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or _ENV_SEPARATOR not in variable:
+            continue
+        parts = variable[len(ENV_PREFIX) :].lower().split(_ENV_SEPARATOR)
+        value = _EnvValue(
+            variable=variable, raw=env[variable], parsed=_parse_env_value(env[variable])
+        )
+        if any(not part for part in parts):
+            raise ConfigError(variable, "malformed override name (want MASKLINE_SECTION__KEY)")
+        if parts[0] == "trunks":
+            _apply_trunk_env(data, parts=parts, value=value)
+            continue
+        if len(parts) != 2:
+            raise ConfigError(
+                ".".join(parts), f"unknown key (from environment variable {variable})"
+            )
+        section_name, key = parts
+        if section_name not in _SECTIONS:
+            raise ConfigError(
+                f"{section_name}.{key}", f"unknown key (from environment variable {variable})"
+            )
+        section = data.setdefault(section_name, {})
+        if not isinstance(section, dict):
+            # Let _build report the misuse of the section itself.
+            continue
+        section[key] = value
+
+
+def _apply_trunk_env(data: dict[str, object], *, parts: list[str], value: _EnvValue) -> None:
+    if len(parts) != 3 or not parts[1].isdigit():
+        raise ConfigError(
+            ".".join(parts),
+            f"trunk overrides are MASKLINE_TRUNKS__<index>__<KEY> (from {value.variable})",
+        )
+    index, key = int(parts[1]), parts[2]
+    trunks = data.get("trunks", [])
+    if not isinstance(trunks, list) or index >= len(trunks) or not isinstance(trunks[index], dict):
+        raise ConfigError(
+            f"trunks[{index}]",
+            f"no such trunk in the file (from environment variable {value.variable})",
+        )
+    trunks[index][key] = value
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from the TOML file at ``path`` (None: all defaults), then apply ``env``.
+
+    ``env`` is usually ``os.environ``; None means no overrides (tests stay hermetic).
+    Raises :class:`ConfigError` naming the offending key.
+    """
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            with Path(path).open("rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as err:
+            raise ConfigError(
+                "", f"cannot read config file {str(path)!r}: {err.strerror}"
+            ) from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError("", f"{path}: invalid TOML: {err}") from None
+    if env is not None:
+        _apply_env(data, env)
+    return _build(data)
