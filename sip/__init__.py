@@ -1,0 +1,52 @@
+"""maskline's sans-IO SIP core (RFC 3261, RFC 6026): standard library only, no sockets, no clock.
+
+Public entry points used outside the repository: ``parse_message`` and
+``SipParseError``; every message has ``to_bytes()``.
+"""
+
+from sip.errors import (
+    BadExtension,
+    CallDoesNotExist,
+    MessageTooLarge,
+    MethodNotImplemented,
+    RequestPending,
+    SipError,
+    SipParseError,
+    SipUsageError,
+    TooManyHops,
+    UnsupportedUriScheme,
+    VersionNotSupported,
+)
+from sip.headers import CSeq, HeaderList, NameAddr, Via
+from sip.message import Message, Request, Response
+from sip.parser import StreamFramer, parse_message, parse_stream_message
+from sip.uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri
+
+__all__ = [
+    "AbsoluteUri",
+    "BadExtension",
+    "CSeq",
+    "CallDoesNotExist",
+    "HeaderList",
+    "Message",
+    "MessageTooLarge",
+    "MethodNotImplemented",
+    "NameAddr",
+    "Request",
+    "RequestPending",
+    "Response",
+    "SipError",
+    "SipParseError",
+    "SipUri",
+    "SipUsageError",
+    "StreamFramer",
+    "TelUri",
+    "TooManyHops",
+    "UnsupportedUriScheme",
+    "Uri",
+    "VersionNotSupported",
+    "Via",
+    "parse_message",
+    "parse_stream_message",
+    "parse_uri",
+]

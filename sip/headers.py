@@ -1,0 +1,462 @@
+"""Header list and the structured headers the core understands.
+
+Header values are kept as unfolded text; structured views (``Via``,
+``NameAddr``, ``CSeq``) are parsed only when asked for and cached until the
+header list changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sip.errors import SipParseError
+from sip.grammar import (
+    TOKEN_CHARS,
+    get_param,
+    is_token,
+    parse_params,
+    parse_quoted_string,
+    quote,
+    render_params,
+    split_quoted,
+)
+from sip.uri import SipUri, Uri, parse_uri
+
+# RFC 3261 §7.3.3 compact forms plus the registered ones (RFC 3515, 3841, 3892, 4028, 6665).
+COMPACT_FORMS: dict[str, str] = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "r": "refer-to",
+    "b": "referred-by",
+    "o": "event",
+    "u": "allow-events",
+    "x": "session-expires",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "y": "identity",
+    "n": "identity-info",
+}
+
+# Canonical spelling used when we serialise a header we recognise.
+CANONICAL_NAMES: dict[str, str] = {
+    name.lower(): name
+    for name in (
+        "Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Contact", "Route",
+        "Record-Route", "Content-Type", "Content-Length", "Content-Encoding",
+        "Content-Disposition", "Content-Language", "Allow", "Supported", "Require",
+        "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
+        "Expires", "User-Agent", "Server", "Subject", "Date", "Warning", "Retry-After",
+        "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
+        "P-Asserted-Identity", "P-Preferred-Identity", "Privacy", "Session-Expires",
+        "Min-SE", "RSeq", "RAck", "Event", "Allow-Events", "Refer-To", "Referred-By",
+        "Identity", "Identity-Info", "Reason", "Timestamp", "Organization", "Priority",
+        "Accept-Contact", "Reject-Contact", "Request-Disposition", "Call-Info",
+        "Alert-Info", "Error-Info", "In-Reply-To", "Reply-To", "MIME-Version",
+        "Min-Expires", "Content-Transfer-Encoding",
+    )
+}
+
+# Headers whose value is a comma-separated list (RFC 3261 §7.3.1); others are never split.
+LIST_HEADERS = frozenset(
+    {
+        "via", "contact", "route", "record-route", "allow", "supported", "require",
+        "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
+        "content-encoding", "content-language", "allow-events", "p-asserted-identity",
+        "privacy", "reason", "call-info", "alert-info", "error-info", "in-reply-to",
+        "warning",
+    }
+)
+
+
+def header_key(name: str) -> str:
+    """Lower-case long form of a header name (``v`` → ``via``, ``Call-Id`` → ``call-id``)."""
+    lowered = name.lower()
+    return COMPACT_FORMS.get(lowered, lowered)
+
+
+def canonical_name(key: str) -> str:
+    """Spelling used on the wire for a header key."""
+    return CANONICAL_NAMES.get(key) or key
+
+
+class HeaderList:
+    """Ordered header fields ``(key, name, value)``; ``key`` is lower-case long form.
+
+    Lookups are by key, so ``i``, ``Call-ID`` and ``CALL-ID`` are one header.
+    """
+
+    __slots__ = ("_fields", "cache")
+
+    def __init__(self, fields: list[tuple[str, str, str]] | None = None) -> None:
+        self._fields: list[tuple[str, str, str]] = fields if fields is not None else []
+        # Parsed views of headers (owned by Message); emptied on every change.
+        self.cache: dict[str, object] = {}
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(name, value)`` pairs in wire order."""
+        for _, name, value in self._fields:
+            yield name, value
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = header_key(name)
+        return any(f[0] == key for f in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HeaderList):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._fields] == [(k, v) for k, _, v in other._fields]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"HeaderList({list(self)!r})"
+
+    def get(self, name: str) -> str | None:
+        """Value of the first field named ``name``, or None."""
+        key = header_key(name)
+        for f in self._fields:
+            if f[0] == key:
+                return f[2]
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Values of every field named ``name``, one per header line."""
+        key = header_key(name)
+        return [f[2] for f in self._fields if f[0] == key]
+
+    def get_list(self, name: str) -> list[str]:
+        """Comma-separated values of every field named ``name``, flattened and stripped."""
+        values: list[str] = []
+        for line in self.get_all(name):
+            values.extend(item.strip() for item in split_quoted(line, ","))
+        return values
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field."""
+        key = header_key(name)
+        self.cache.clear()
+        self._fields.append((key, canonical_name(key), value))
+
+    def insert_first(self, name: str, value: str) -> None:
+        """Prepend a field before all others of the same name (e.g. a new top Via)."""
+        key = header_key(name)
+        self.cache.clear()
+        for index, f in enumerate(self._fields):
+            if f[0] == key:
+                self._fields.insert(index, (key, canonical_name(key), value))
+                return
+        self._fields.append((key, canonical_name(key), value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field named ``name`` by one field, keeping the first position."""
+        key = header_key(name)
+        self.cache.clear()
+        new = (key, canonical_name(key), value)
+        for index, f in enumerate(self._fields):
+            if f[0] == key:
+                self._fields[index] = new
+                self._fields[index + 1 :] = [g for g in self._fields[index + 1 :] if g[0] != key]
+                return
+        self._fields.append(new)
+
+    def remove(self, name: str) -> None:
+        """Delete every field named ``name``."""
+        key = header_key(name)
+        self.cache.clear()
+        self._fields = [f for f in self._fields if f[0] != key]
+
+    def count(self, name: str) -> int:
+        """Number of header lines named ``name``."""
+        key = header_key(name)
+        return sum(1 for f in self._fields if f[0] == key)
+
+    def copy(self) -> HeaderList:
+        """Shallow copy (fields are immutable tuples)."""
+        return HeaderList(list(self._fields))
+
+    def fields(self) -> list[tuple[str, str, str]]:
+        """The underlying ``(key, name, value)`` triples (read-only by convention)."""
+        return self._fields
+
+
+# --- Via --------------------------------------------------------------------------
+
+BRANCH_MAGIC_COOKIE = "z9hG4bK"
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value (RFC 3261 §20.42, RFC 3581 rport)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        """The branch parameter, or None when absent (RFC 2543 peers)."""
+        return get_param(self.params, "branch")
+
+    @property
+    def has_rfc3261_branch(self) -> bool:
+        """True when the branch starts with the magic cookie and carries an identifier.
+
+        A bare ``z9hG4bK`` (RFC 4475 §3.2.1) is not unique, so it does not count.
+        """
+        branch = self.branch
+        return (
+            branch is not None
+            and branch.startswith(BRANCH_MAGIC_COOKIE)
+            and len(branch) > len(BRANCH_MAGIC_COOKIE)
+        )
+
+    @property
+    def received(self) -> str | None:
+        """The ``received`` parameter (RFC 3261 §18.2.1)."""
+        return get_param(self.params, "received")
+
+    @property
+    def rport_requested(self) -> bool:
+        """True when the sender asked for symmetric response routing (RFC 3581)."""
+        return any(k.lower() == "rport" for k in self.params)
+
+    @property
+    def rport(self) -> int | None:
+        """Filled-in rport value, if any."""
+        value = get_param(self.params, "rport")
+        return int(value) if value is not None and value.isdigit() else None
+
+    @property
+    def sent_by(self) -> str:
+        """``host[:port]`` of the sent-by field."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.transport} {self.sent_by}{render_params(self.params)}"
+
+
+def parse_via_values(value: str) -> list[Via]:
+    """Parse a Via header line, which may hold several comma-separated values."""
+    return [parse_via(item) for item in split_quoted(value, ",")]
+
+
+def parse_via(text: str) -> Via:
+    """Parse a single via-parm: ``SIP / 2.0 / UDP host[:port] *(;param)``."""
+    text = text.strip()
+    if not text:
+        raise SipParseError("empty Via value")
+    protocol_part, sep, rest = _split_sent_protocol(text)
+    if not sep:
+        raise SipParseError("Via without sent-by")
+    pieces = [p.strip() for p in protocol_part.split("/")]
+    if len(pieces) != 3 or not all(is_token(p) for p in pieces):
+        raise SipParseError("malformed Via sent-protocol")
+    name, version, transport = pieces
+    sent_by, semicolon, param_text = rest.partition(";")
+    sent_by = sent_by.strip()
+    host, port = _parse_host_port(sent_by)
+    params = parse_params(param_text, what="Via") if semicolon else {}
+    return Via(
+        protocol=f"{name.upper()}/{version}",
+        transport=transport.upper(),
+        host=host,
+        port=port,
+        params=params,
+    )
+
+
+def _split_sent_protocol(text: str) -> tuple[str, str, str]:
+    """Split ``SIP / 2.0 / UDP host...`` after the transport token, allowing LWS around ``/``."""
+    slashes = 0
+    i = 0
+    length = len(text)
+    while i < length and slashes < 2:
+        if text[i] == "/":
+            slashes += 1
+        i += 1
+    while i < length and text[i] in " \t":
+        i += 1
+    while i < length and text[i] in TOKEN_CHARS:
+        i += 1
+    if i >= length or text[i] not in " \t":
+        return text, "", ""
+    return text[:i], " ", text[i:].lstrip()
+
+
+def _parse_host_port(text: str) -> tuple[str, int | None]:
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise SipParseError("unterminated IPv6 reference")
+        host, tail = text[: close + 1], text[close + 1 :]
+        if not tail:
+            return host, None
+        if not tail.startswith(":"):
+            raise SipParseError("junk after IPv6 reference")
+        port_text = tail[1:].strip()
+    else:
+        host, colon, port_text = text.partition(":")
+        host = host.strip()
+        if not colon:
+            port_text = ""
+        elif not port_text.strip():
+            raise SipParseError("empty port")
+        port_text = port_text.strip()
+    if not host or any(ch not in _HOST_CHARS for ch in host):
+        raise SipParseError("invalid host")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        raise SipParseError("invalid port")
+    return host, int(port_text)
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.[]:")
+
+
+# --- name-addr / addr-spec ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """From, To, Contact, Route, P-Asserted-Identity values (RFC 3261 §20.10, §20.20, §20.39).
+
+    ``display`` is unquoted with quoted-pairs resolved; ``params`` are header
+    parameters (``tag``, ``expires``, ``q``), distinct from URI parameters.
+    """
+
+    uri: Uri
+    display: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` parameter, or None."""
+        return get_param(self.params, "tag")
+
+    def with_tag(self, tag: str) -> NameAddr:
+        """Copy with ``tag`` set (used when a UAS answers an untagged To)."""
+        params = {k: v for k, v in self.params.items() if k.lower() != "tag"}
+        params["tag"] = tag
+        return NameAddr(uri=self.uri, display=self.display, params=params)
+
+    def __str__(self) -> str:
+        display = ""
+        if self.display is not None:
+            display = quote(self.display) + " "
+        return f"{display}<{self.uri}>{render_params(self.params)}"
+
+
+def parse_name_addr(text: str) -> NameAddr:
+    """Parse ``[display] <uri> *(;param)`` or ``addr-spec *(;param)``.
+
+    In the addr-spec form everything after the first ``;`` is a header
+    parameter (RFC 3261 §20.10), and a URI containing ``,``, ``;`` or ``?`` must
+    be in angle brackets — bare ones are rejected (RFC 4475 §3.1.2.13).
+    """
+    text = text.strip()
+    if not text:
+        raise SipParseError("empty address")
+    display: str | None = None
+    if text[0] == '"':
+        display, end = parse_quoted_string(text, 0)
+        rest = text[end:].lstrip()
+        if not rest.startswith("<"):
+            raise SipParseError("quoted display name not followed by <URI>")
+    else:
+        angle = text.find("<")
+        if angle >= 0:
+            words = text[:angle].split()
+            for word in words:
+                if not is_token(word):
+                    raise SipParseError("display name must be tokens or a quoted string")
+            display = " ".join(words) if words else None
+            rest = text[angle:]
+        else:
+            rest = ""
+    if rest:
+        close = rest.find(">")
+        if close < 0:
+            raise SipParseError("unterminated <URI>")
+        uri_text = rest[1:close]
+        if uri_text != uri_text.strip():
+            raise SipParseError("whitespace inside <URI>")
+        uri = parse_uri(uri_text)
+        tail = rest[close + 1 :].strip()
+    else:
+        uri_text, semicolon, param_text = text.partition(";")
+        if any(ch in uri_text for ch in ",?"):
+            raise SipParseError("URI with , or ? must be enclosed in <>")
+        uri = parse_uri(uri_text.strip())
+        tail = ";" + param_text if semicolon else ""
+    params: dict[str, str | None] = {}
+    if tail:
+        if tail[0] != ";":
+            raise SipParseError("junk after address")
+        params = parse_params(tail[1:], what="address")
+    return NameAddr(uri=uri, display=display, params=params)
+
+
+def parse_name_addr_list(value: str) -> list[NameAddr]:
+    """Parse a comma-separated list of addresses (Contact, Route, Record-Route)."""
+    return [parse_name_addr(item) for item in split_quoted(value, ",")]
+
+
+# --- CSeq ---------------------------------------------------------------------------
+
+# RFC 3261 §8.1.1.5: the sequence number MUST be less than 2**31.
+CSEQ_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """CSeq header (RFC 3261 §20.16)."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(text: str) -> CSeq:
+    """Parse ``1*DIGIT LWS Method``; numbers beyond 2**31-1 are rejected (RFC 4475 §3.1.2.4)."""
+    number, _, method = text.strip().partition(" ")
+    method = method.strip()
+    if not number.isdigit() or len(number) > 10 or not is_token(method):
+        raise SipParseError("invalid CSeq")
+    seq = int(number)
+    if seq > CSEQ_MAX:
+        raise SipParseError("CSeq number out of range")
+    return CSeq(seq=seq, method=method)
+
+
+def parse_option_tags(values: list[str]) -> list[str]:
+    """Require/Supported/Unsupported tokens; empty items from ``a, ,b`` are ignored."""
+    tags = [v for v in values if v]
+    for tag in tags:
+        if not is_token(tag):
+            raise SipParseError("invalid option tag")
+    return tags
+
+
+def sip_uri_of(address: NameAddr) -> SipUri | None:
+    """The address's URI if it is a SIP/SIPS URI, else None."""
+    return address.uri if isinstance(address.uri, SipUri) else None

@@ -1,0 +1,302 @@
+"""SIP message model: ``Request`` and ``Response`` over a ``HeaderList`` and a bytes body.
+
+Structured views are parsed on first access and cached in the header list
+(which forgets them whenever it changes), so the hot path pays only for the
+headers it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sip.errors import SipParseError
+from sip.headers import (
+    CSeq,
+    HeaderList,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_option_tags,
+    parse_via_values,
+)
+from sip.uri import Uri, parse_uri
+
+SIP_VERSION = "SIP/2.0"
+
+_T = TypeVar("_T")
+
+# Headers that may appear at most once (RFC 3261 §7.3.1 and §20); a second
+# value makes the message ambiguous (RFC 4475 §3.3.8, §3.3.9).
+SINGLE_VALUE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
+
+
+class Message:
+    """Fields shared by requests and responses."""
+
+    __slots__ = ("body", "headers")
+
+    def __init__(self, headers: HeaderList | None = None, body: bytes = b"") -> None:
+        self.headers = headers if headers is not None else HeaderList()
+        self.body = body
+
+    # -- parsed views --------------------------------------------------------------
+
+    def _parsed(self, key: str, build: Callable[[], _T]) -> _T:
+        cache = self.headers.cache
+        try:
+            return cache[key]  # type: ignore[return-value]
+        except KeyError:
+            value = build()
+            cache[key] = value
+            return value
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise SipParseError(f"missing {name} header")
+        return value
+
+    @property
+    def call_id(self) -> str:
+        """Call-ID value (RFC 3261 §20.8)."""
+        return self._parsed("call-id", lambda: self._required("Call-ID").strip())
+
+    @property
+    def cseq(self) -> CSeq:
+        """Parsed CSeq."""
+        return self._parsed("cseq", lambda: parse_cseq(self._required("CSeq")))
+
+    @property
+    def from_(self) -> NameAddr:
+        """Parsed From header."""
+        return self._parsed("from", lambda: parse_name_addr(self._required("From")))
+
+    @property
+    def to(self) -> NameAddr:
+        """Parsed To header."""
+        return self._parsed("to", lambda: parse_name_addr(self._required("To")))
+
+    @property
+    def from_tag(self) -> str | None:
+        """From tag, None for RFC 2543 peers that send none."""
+        return self.from_.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        """To tag, None outside a dialog."""
+        return self.to.tag
+
+    @property
+    def vias(self) -> list[Via]:
+        """Every Via value, top first, across header lines and commas."""
+
+        def build() -> list[Via]:
+            lines = self.headers.get_all("Via")
+            if not lines:
+                raise SipParseError("missing Via header")
+            result: list[Via] = []
+            for line in lines:
+                result.extend(parse_via_values(line))
+            return result
+
+        return self._parsed("via", build)
+
+    @property
+    def top_via(self) -> Via:
+        """Topmost Via value (parses only the first Via line)."""
+
+        def build() -> list[Via]:
+            line = self.headers.get("Via")
+            if line is None:
+                raise SipParseError("missing Via header")
+            return parse_via_values(line)
+
+        return self._parsed("via-top-line", build)[0]
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (0..255), None when absent (RFC 2543 peers)."""
+
+        def build() -> int | None:
+            value = self.headers.get("Max-Forwards")
+            if value is None:
+                return None
+            value = value.strip()
+            if not value.isdigit() or len(value) > 10 or int(value) > 255:
+                raise SipParseError("invalid Max-Forwards")
+            return int(value)
+
+        return self._parsed("max-forwards", build)
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Contact values (``*`` is returned as no contacts; REGISTER is not served here)."""
+
+        def build() -> list[NameAddr]:
+            result: list[NameAddr] = []
+            for line in self.headers.get_all("Contact"):
+                if line.strip() == "*":
+                    continue
+                result.extend(parse_name_addr_list(line))
+            return result
+
+        return self._parsed("contact", build)
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        """Route set as sent (RFC 3261 §20.34)."""
+        return self._parsed("route", lambda: self._address_list("Route"))
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        """Record-Route values (RFC 3261 §20.30)."""
+        return self._parsed("record-route", lambda: self._address_list("Record-Route"))
+
+    def _address_list(self, name: str) -> list[NameAddr]:
+        result: list[NameAddr] = []
+        for line in self.headers.get_all(name):
+            result.extend(parse_name_addr_list(line))
+        return result
+
+    @property
+    def require(self) -> list[str]:
+        """Option tags in Require."""
+        return self._parsed("require", lambda: parse_option_tags(self.headers.get_list("Require")))
+
+    @property
+    def supported(self) -> list[str]:
+        """Option tags in Supported."""
+        return self._parsed(
+            "supported", lambda: parse_option_tags(self.headers.get_list("Supported"))
+        )
+
+    @property
+    def content_type(self) -> str | None:
+        """Media type of the body, lower-case, without parameters (``application/sdp``)."""
+
+        def build() -> str | None:
+            value = self.headers.get("Content-Type")
+            if value is None:
+                return None
+            media = value.split(";", 1)[0].strip().lower()
+            kind, slash, sub = media.partition("/")
+            if not slash or not kind.strip() or not sub.strip():
+                raise SipParseError("invalid Content-Type")
+            return f"{kind.strip()}/{sub.strip()}"
+
+        return self._parsed("content-type", build)
+
+    def validate(self) -> None:
+        """Parse every header the core understands, raising ``SipParseError`` on the first fault.
+
+        The lazy accessors defer these errors; a UAS calls this once per new
+        request before acting on it.
+        """
+        for key in SINGLE_VALUE_HEADERS:
+            if self.headers.count(key) > 1:
+                raise SipParseError(f"more than one {key} header")
+        _ = (self.call_id, self.cseq, self.from_, self.to, self.vias, self.max_forwards)
+        _ = (self.contacts, self.routes, self.record_routes, self.require, self.supported)
+        _ = self.content_type
+        self._validate_start()
+
+    def _validate_start(self) -> None:
+        """Checks specific to requests or responses."""
+
+    # -- serialisation -------------------------------------------------------------
+
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Serialise with CRLF line ends and a Content-Length equal to the body size."""
+        lines = [self._start_line()]
+        length_written = False
+        for key, name, value in self.headers.fields():
+            if key != "content-length":
+                lines.append(f"{name}: {value}")
+            elif not length_written:
+                # Always the true length: a rebuilt message must never carry a stale one.
+                lines.append(f"{name}: {len(self.body)}")
+                length_written = True
+        if not length_written:
+            lines.append(f"Content-Length: {len(self.body)}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+
+class Request(Message):
+    """A SIP request."""
+
+    __slots__ = ("method", "uri")
+
+    def __init__(
+        self,
+        method: str,
+        uri: Uri | str,
+        headers: HeaderList | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri: Uri = parse_uri(uri) if isinstance(uri, str) else uri
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    def _validate_start(self) -> None:
+        if self.cseq.method != self.method:
+            raise SipParseError("CSeq method does not match the request method")
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return (
+            self.method == other.method
+            and self.uri == other.uri
+            and self.headers == other.headers
+            and self.body == other.body
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Response(Message):
+    """A SIP response."""
+
+    __slots__ = ("reason", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        reason: str = "",
+        headers: HeaderList | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(headers, body)
+        self.status_code = status_code
+        self.reason = reason
+
+    def _start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status_code} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status_code} {self.reason}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return (
+            self.status_code == other.status_code
+            and self.reason == other.reason
+            and self.headers == other.headers
+            and self.body == other.body
+        )
+
+    __hash__ = None  # type: ignore[assignment]

@@ -1,0 +1,277 @@
+"""Bytes → ``Request``/``Response`` (RFC 3261 §7, §18.3) and stream framing.
+
+The parser reads the start line and splits header lines once; it eagerly
+validates only what every message needs on the hot path (Via, From/To tags,
+Call-ID, CSeq, Max-Forwards, Content-Length).  Everything else stays text until
+asked for.  Every fault raises ``SipParseError`` (or a subclass) carrying the
+status a UAS answers with and the header lines split so far.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sip.errors import (
+    MessageTooLarge,
+    MethodNotImplemented,
+    SipParseError,
+    VersionNotSupported,
+)
+from sip.grammar import is_token
+from sip.headers import (
+    COMPACT_FORMS,
+    HeaderList,
+    canonical_name,
+    parse_cseq,
+    parse_name_addr,
+    parse_via_values,
+)
+from sip.message import SINGLE_VALUE_HEADERS, Request, Response
+from sip.uri import SipUri, parse_uri
+
+# RFC 3261 §7.3.1: a CRLF followed by whitespace continues the header line and
+# is equivalent to a single SP.
+_FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+\Z", re.IGNORECASE)
+_EMPTY_LINE = b"\r\n\r\n"
+
+# Methods this stack knows; an unknown method whose CSeq disagrees is answered
+# 501 rather than 400 (RFC 4475 §3.1.2.18).
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE",
+        "INFO", "MESSAGE", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH",
+    }
+)
+
+# Header names seen so far → (key, spelling to serialise).  Bounded so a peer
+# sending endless distinct names cannot grow it without limit.
+_NAME_CACHE: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_LIMIT = 2048
+
+DEFAULT_MAX_MESSAGE_BYTES = 65535
+
+
+def _name_key(name: str) -> tuple[str, str]:
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
+    if not is_token(name):
+        raise SipParseError("invalid header name")
+    lowered = name.lower()
+    key = COMPACT_FORMS.get(lowered, lowered)
+    spelling = canonical_name(key)
+    # Unknown headers keep the sender's spelling: they are opaque to us.
+    entry = (key, spelling if spelling != key else name)
+    if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:
+        _NAME_CACHE[name] = entry
+    return entry
+
+
+def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
+    """Decode and unfold a message head; return the start line, header lines, first fault.
+
+    Header lines are collected even after a malformed one so a UAS can still
+    copy Via/From/To/Call-ID/CSeq into its error response.
+    """
+    text = head.decode("utf-8", "surrogateescape")
+    if "\r\n " in text or "\r\n\t" in text:
+        text = _FOLD_RE.sub(" ", text)
+    lines = text.split("\r\n")
+    fields: list[tuple[str, str, str]] = []
+    fault: SipParseError | None = None
+    for line in lines[1:]:
+        colon = line.find(":")
+        try:
+            if colon <= 0:
+                raise SipParseError("malformed header line")
+            key, spelling = _name_key(line[:colon].rstrip(" \t"))
+        except SipParseError as error:
+            fault = fault or error
+            continue
+        fields.append((key, spelling, line[colon + 1 :].strip(" \t")))
+    return lines[0], HeaderList(fields), fault
+
+
+def parse_message(data: bytes, *, max_message_bytes: int | None = None) -> Request | Response:
+    """Parse one complete message as received in a UDP datagram.
+
+    Datagram rules (RFC 3261 §18.3): a body longer than Content-Length is
+    truncated; a shorter one is an error; without Content-Length the body is
+    the rest of the datagram.  Octets before the start line that are CRLFs are
+    ignored (§7.5).
+    """
+    return _parse(data, stream=False, max_message_bytes=max_message_bytes)
+
+
+def parse_stream_message(data: bytes) -> Request | Response:
+    """Parse one message cut out of a stream by ``StreamFramer`` (Content-Length required)."""
+    return _parse(data, stream=True, max_message_bytes=None)
+
+
+def _parse(data: bytes, *, stream: bool, max_message_bytes: int | None) -> Request | Response:
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    is_response = data.startswith(b"SIP/", start)
+    if max_message_bytes is not None and len(data) > max_message_bytes:
+        raise MessageTooLarge(is_response=is_response)
+    end = data.find(_EMPTY_LINE, start)
+    if end < 0:
+        # Without the empty line we cannot know where the headers stop; still
+        # split what is there so the error response can copy Via and friends.
+        _, headers, _ = split_head(data[start:].rstrip(b"\r\n"))
+        raise SipParseError(
+            "no empty line after headers", partial_headers=headers, is_response=is_response
+        )
+    start_line, headers, fault = split_head(data[start:end])
+    body = data[end + 4 :]
+    try:
+        if fault is not None:
+            raise fault
+        message: Request | Response = (
+            _parse_status_line(start_line, headers)
+            if is_response
+            else _parse_request_line(start_line, headers)
+        )
+        message.body = _frame_body(headers, body, stream=stream)
+        _check_hot_headers(message)
+    except SipParseError as error:
+        error.partial_headers = headers
+        error.is_response = is_response
+        raise
+    return message
+
+
+def _parse_request_line(line: str, headers: HeaderList) -> Request:
+    parts = line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        # Extra or missing SP (RFC 4475 §3.1.2.8-10): reject, never re-emit it.
+        raise SipParseError("malformed request line")
+    method, uri_text, version = parts
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        if _VERSION_RE.match(version):
+            raise VersionNotSupported(version)
+        raise SipParseError("malformed SIP version")
+    if not is_token(method):
+        raise SipParseError("invalid method")
+    if uri_text.startswith("<"):
+        raise SipParseError("Request-URI in angle brackets")
+    uri = parse_uri(uri_text)
+    if isinstance(uri, SipUri) and uri.headers:
+        # RFC 3261 §19.1.5: headers are not allowed in a Request-URI.
+        raise SipParseError("headers in Request-URI")
+    request = Request(method, uri, headers)
+    return request
+
+
+def _parse_status_line(line: str, headers: HeaderList) -> Response:
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if version.upper() != "SIP/2.0":
+        raise SipParseError("unsupported SIP version in response")
+    if len(code) != 3 or not code.isdigit() or code[0] not in "123456":
+        raise SipParseError("invalid status code")
+    return Response(int(code), reason, headers)
+
+
+def _frame_body(headers: HeaderList, body: bytes, *, stream: bool) -> bytes:
+    values = headers.get_all("Content-Length")
+    if not values:
+        if stream:
+            raise SipParseError("missing Content-Length on a stream")
+        return body
+    if len(values) > 1:
+        raise SipParseError("more than one Content-Length")
+    text = values[0].strip()
+    if not text.isdigit() or len(text) > 10:
+        raise SipParseError("invalid Content-Length")
+    length = int(text)
+    if length > len(body):
+        raise SipParseError("Content-Length larger than the body")
+    return body if length == len(body) else body[:length]
+
+
+def _check_hot_headers(message: Request | Response) -> None:
+    headers = message.headers
+    fields = headers.fields()
+    seen: set[str] = set()
+    for key, _, _ in fields:
+        if key in seen and key in SINGLE_VALUE_HEADERS:
+            raise SipParseError(f"more than one {canonical_name(key)} header")
+        seen.add(key)
+    for required in ("via", "from", "to", "call-id", "cseq"):
+        if required not in seen:
+            raise SipParseError(f"missing {canonical_name(required)} header")
+    cache = headers.cache
+    for key, _, value in fields:
+        if key == "via":
+            cache["via-top-line"] = parse_via_values(value)
+            break
+    call_id = headers.get("Call-ID") or ""
+    if not call_id or " " in call_id or "\t" in call_id:
+        raise SipParseError("invalid Call-ID")
+    cache["call-id"] = call_id
+    cseq = parse_cseq(headers.get("CSeq") or "")
+    cache["cseq"] = cseq
+    cache["from"] = parse_name_addr(headers.get("From") or "")
+    cache["to"] = parse_name_addr(headers.get("To") or "")
+    message.max_forwards  # noqa: B018 - parsed now so a bad value fails the message
+    if isinstance(message, Request) and cseq.method != message.method:
+        if message.method not in KNOWN_METHODS:
+            raise MethodNotImplemented("CSeq method does not match the request method")
+        raise SipParseError("CSeq method does not match the request method")
+
+
+class StreamFramer:
+    """Cuts complete messages out of a TCP byte stream by Content-Length (RFC 3261 §18.3).
+
+    ``feed`` bytes, then call ``next_message`` until it returns None.  A
+    framing fault raises ``SipParseError``; the connection must then be
+    closed, as the stream position is lost.
+    """
+
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_message_bytes = max_message_bytes
+
+    @property
+    def buffered(self) -> int:
+        """Octets received but not yet returned as a message."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        self._buffer += data
+
+    def next_message(self) -> bytes | None:
+        """Return the next complete message's bytes, or None when more data is needed."""
+        buffer = self._buffer
+        # CRLF keep-alives (RFC 5626 §3.5.1) and stray CRLFs between messages.
+        skip = 0
+        while buffer.startswith(b"\r\n", skip):
+            skip += 2
+        if skip:
+            del buffer[:skip]
+        end = buffer.find(_EMPTY_LINE)
+        if end < 0:
+            if len(buffer) > self._max_message_bytes:
+                raise MessageTooLarge("header section too long")
+            return None
+        _, headers, _ = split_head(bytes(buffer[:end]))
+        values = headers.get_all("Content-Length")
+        is_response = buffer.startswith(b"SIP/")
+        if len(values) != 1 or not values[0].strip().isdigit() or len(values[0].strip()) > 10:
+            raise SipParseError(
+                "missing or invalid Content-Length on a stream",
+                partial_headers=headers,
+                is_response=is_response,
+            )
+        total = end + 4 + int(values[0].strip())
+        if total > self._max_message_bytes:
+            raise MessageTooLarge(partial_headers=headers, is_response=is_response)
+        if len(buffer) < total:
+            return None
+        message = bytes(buffer[:total])
+        del buffer[:total]
+        return message

@@ -1,0 +1,185 @@
+"""SIP, SIPS, tel and other absolute URIs (RFC 3261 §19.1, RFC 3966).
+
+Components are stored unescaped; rendering escapes exactly the characters the
+grammar does not allow in that component, so ``parse_uri(str(uri)) == uri``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sip.errors import SipParseError
+from sip.grammar import escape, get_param, render_params, unescape
+
+_UNRESERVED = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()"
+)
+_USER_SAFE = _UNRESERVED | frozenset("&=+$,;?/")
+_PASSWORD_SAFE = _UNRESERVED | frozenset("&=+$,")
+_PARAM_SAFE = _UNRESERVED | frozenset("[]/:&+$")
+_HEADER_SAFE = _UNRESERVED | frozenset("[]/?:+$")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])\Z")
+# Characters that may never appear raw in any URI we accept: whitespace,
+# brackets of name-addr, quotes, controls (they must be %-escaped).
+_FORBIDDEN_RE = re.compile(r'[\x00-\x20\x7f<>"]')
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """A ``sip:`` or ``sips:`` URI."""
+
+    host: str
+    user: str | None = None
+    password: str | None = None
+    port: int | None = None
+    scheme: str = "sip"
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+    headers: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def param(self, name: str) -> str | None:
+        """Value of URI parameter ``name`` (case-insensitive), None if absent or valueless."""
+        return get_param(self.params, name)
+
+    @property
+    def host_port(self) -> str:
+        """``host[:port]`` as it appears in the URI."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        parts = [self.scheme, ":"]
+        if self.user is not None:
+            parts.append(escape(self.user, _USER_SAFE))
+            if self.password is not None:
+                parts.append(":" + escape(self.password, _PASSWORD_SAFE))
+            parts.append("@")
+        parts.append(self.host_port)
+        if self.params:
+            parts.append(
+                render_params(
+                    {
+                        escape(k, _PARAM_SAFE): None if v is None else escape(v, _PARAM_SAFE)
+                        for k, v in self.params.items()
+                    }
+                )
+            )
+        if self.headers:
+            parts.append(
+                "?"
+                + "&".join(
+                    f"{escape(k, _HEADER_SAFE)}={escape(v, _HEADER_SAFE)}"
+                    for k, v in self.headers.items()
+                )
+            )
+        return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TelUri:
+    """A ``tel:`` URI (RFC 3966); ``number`` keeps visual separators as written."""
+
+    number: str
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+    scheme: str = "tel"
+
+    def __str__(self) -> str:
+        return f"tel:{self.number}{render_params(self.params)}"
+
+
+@dataclass(frozen=True, slots=True)
+class AbsoluteUri:
+    """Any other URI scheme, kept opaque (RFC 3261 §19.1.1 absoluteURI)."""
+
+    scheme: str
+    opaque: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.opaque}"
+
+
+Uri = SipUri | TelUri | AbsoluteUri
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse a URI that has already been cut out of its context (no ``<>``)."""
+    if not text or _FORBIDDEN_RE.search(text):
+        raise SipParseError("invalid characters in URI")
+    scheme, colon, rest = text.partition(":")
+    if not colon or not _SCHEME_RE.match(scheme):
+        raise SipParseError("URI without a valid scheme")
+    lowered = scheme.lower()
+    if lowered in ("sip", "sips"):
+        return _parse_sip_uri(lowered, rest)
+    if lowered == "tel":
+        number, _, params = rest.partition(";")
+        if not number:
+            raise SipParseError("empty tel URI")
+        return TelUri(number=number, params=_parse_uri_params(params) if params else {})
+    if not rest:
+        raise SipParseError("empty URI after scheme")
+    return AbsoluteUri(scheme=scheme, opaque=rest)
+
+
+def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
+    user: str | None = None
+    password: str | None = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        user_raw, colon, password_raw = userinfo.partition(":")
+        if not user_raw:
+            raise SipParseError("empty user part in URI")
+        user = unescape(user_raw)
+        if colon:
+            password = unescape(password_raw)
+    hostport, qmark, header_text = rest.partition("?")
+    hostport, semicolon, param_text = hostport.partition(";")
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close < 0:
+            raise SipParseError("unterminated IPv6 reference in URI")
+        host, port_text = hostport[: close + 1], hostport[close + 1 :]
+        if port_text and not port_text.startswith(":"):
+            raise SipParseError("junk after IPv6 reference in URI")
+        port_text = port_text[1:]
+        has_port = bool(hostport[close + 1 :])
+    else:
+        host, colon, port_text = hostport.partition(":")
+        has_port = bool(colon)
+    if not host or not _HOST_RE.match(host):
+        raise SipParseError("invalid host in URI")
+    port: int | None = None
+    if has_port:
+        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+            raise SipParseError("invalid port in URI")
+        port = int(port_text)
+    params = _parse_uri_params(param_text) if semicolon else {}
+    headers: dict[str, str] = {}
+    if qmark:
+        for item in header_text.split("&"):
+            name, eq, value = item.partition("=")
+            if not name or not eq:
+                raise SipParseError("invalid header in URI")
+            headers[unescape(name)] = unescape(value)
+    return SipUri(
+        scheme=scheme,
+        user=user,
+        password=password,
+        host=host,
+        port=port,
+        params=params,
+        headers=headers,
+    )
+
+
+def _parse_uri_params(text: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    for item in text.split(";"):
+        name, eq, value = item.partition("=")
+        if not name:
+            raise SipParseError("empty URI parameter")
+        if eq and not value:
+            raise SipParseError("empty URI parameter value")
+        params[unescape(name)] = unescape(value) if eq else None
+    return params
