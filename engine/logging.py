@@ -1,0 +1,155 @@
+"""Structured logging: JSON lines (or console lines) on stderr, phone numbers always masked.
+
+``configure_logging`` sets up structlog for the project's own loggers and routes the standard
+library's ``logging`` (asyncio, later uvicorn) through the same processors, so every line that
+leaves the process has the same shape and goes through the same masking.
+
+Masking applies to the event and to every string inside the values (nested dicts, lists and
+tuples included, and exception tracebacks once rendered). Objects of other types are logged as
+their masked ``str()``; ints and floats are left alone, so phone numbers must be logged as
+strings, which they are everywhere in this project.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, Final, TextIO, cast
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from routing.masking import mask_numbers_in_text
+
+__all__ = ["configure_logging", "get_logger", "mask_event_dict"]
+
+_LEVELS: Final[Mapping[str, int]] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_FORMATS: Final = ("json", "console")
+# Keys that lead every line, in this order, so lines read the same from left to right.
+_LEADING_KEYS: Final = ("timestamp", "level", "event", "logger")
+_HANDLER_MARK: Final = "_maskline_handler"
+
+
+def _mask_value(value: object) -> object:
+    if isinstance(value, str):
+        return mask_numbers_in_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {_mask_value(k): _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask_value(item) for item in value]
+    # Anything else would reach the renderer through repr()/str() unmasked (a dataclass holding
+    # a number, an exception object): render it here and mask the text.
+    return mask_numbers_in_text(str(value))
+
+
+def mask_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask phone numbers in the event and every value; fix key order."""
+    masked: EventDict = {}
+    for key in _LEADING_KEYS:
+        if key in event_dict:
+            masked[key] = _mask_value(event_dict[key])
+    for key, value in event_dict.items():
+        if key not in masked:
+            masked[key] = _mask_value(value)
+    return masked
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    """A WriteLogger that knows its name, for ``structlog.stdlib.add_logger_name``."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedWriteLoggerFactory:
+    """Logger factory: ``get_logger(name)`` passes the name through to the logger."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedWriteLogger:
+        name = args[0] if args and isinstance(args[0], str) else ""
+        return _NamedWriteLogger(self._file, name)
+
+
+def _renderer(fmt: str, stream: TextIO) -> Processor:
+    if fmt == "json":
+        # ensure_ascii=False keeps Chinese text readable in the log.
+        return structlog.processors.JSONRenderer(ensure_ascii=False)
+    return structlog.dev.ConsoleRenderer(colors=stream.isatty())
+
+
+def configure_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger.
+
+    ``level`` is one of debug/info/warning/error/critical, ``fmt`` is ``json`` or ``console``.
+    Lines go to ``stream`` (default: ``sys.stderr`` at the time of the call). May be called
+    again to reconfigure (tests do).
+    """
+    level_no = _LEVELS.get(level.lower())
+    if level_no is None:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(_LEVELS)}")
+    if fmt not in _FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(_FORMATS)}")
+    out = sys.stderr if stream is None else stream
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp")
+    renderer = _renderer(fmt, out)
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            timestamper,
+            structlog.processors.StackInfoRenderer(),
+            # Tracebacks become text before masking: exception messages carry numbers too.
+            structlog.processors.format_exc_info,
+            mask_event_dict,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=_NamedWriteLoggerFactory(out),
+        # Not cached: loggers created at import time must follow a later reconfiguration
+        # (tests reconfigure per test). The cost is one small bind per log call.
+        cache_logger_on_first_use=False,
+    )
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            timestamper,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            mask_event_dict,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    # Replace only a handler installed by an earlier call; others (pytest's caplog) stay.
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level_no)
+
+
+def get_logger(name: str, **initial: Any) -> FilteringBoundLogger:
+    """A structlog logger whose lines carry ``logger=name`` plus ``initial`` key-values."""
+    # The name travels as a logger-factory argument: "logger" is a reserved keyword of
+    # structlog.get_logger, and binding it here would freeze the configuration in force now.
+    return cast(FilteringBoundLogger, structlog.get_logger(name, **initial))
