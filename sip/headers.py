@@ -185,6 +185,11 @@ class HeaderList:
         key = header_key(name)
         return sum(1 for f in self._fields if f[0] == key)
 
+    def copy_from(self, other: HeaderList, keys: tuple[str, ...]) -> None:
+        """Append, in their order, the fields of ``other`` whose key is in ``keys``, verbatim."""
+        self.cache.clear()
+        self._fields.extend(f for f in other._fields if f[0] in keys)
+
     def copy(self) -> HeaderList:
         """Shallow copy (fields are immutable tuples)."""
         return HeaderList(list(self._fields))

@@ -1,0 +1,133 @@
+"""Constructors for responses and transaction-generated requests (RFC 3261 §8.2.6, §17.1.1.3)."""
+
+from __future__ import annotations
+
+import secrets
+
+from sip.headers import HeaderList
+from sip.message import Request, Response
+
+# Reason phrases of RFC 3261 §21 and the extensions we answer with.
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 422: "Session Interval Too Small", 423: "Interval Too Brief",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    491: "Request Pending", 493: "Undecipherable", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+# Headers a response copies from its request (RFC 3261 §8.2.6.2).
+_COPIED_KEYS = ("via", "from", "to", "call-id", "cseq")
+
+
+def reason_phrase(status_code: int) -> str:
+    """Standard reason phrase for ``status_code`` (class default when unknown)."""
+    return REASON_PHRASES.get(status_code) or REASON_PHRASES[status_code // 100 * 100]
+
+
+def new_tag() -> str:
+    """A random tag with ≥ 32 bits of randomness (RFC 3261 §19.3)."""
+    return secrets.token_hex(6)
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch: magic cookie plus randomness (§8.1.1.7)."""
+    return "z9hG4bK" + secrets.token_hex(8)
+
+
+def new_call_id(host: str) -> str:
+    """A globally unique Call-ID carrying no information about any party (§8.1.1.4)."""
+    return f"{secrets.token_hex(12)}@{host}"
+
+
+def response_from_headers(
+    headers: HeaderList,
+    status_code: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+) -> Response:
+    """Build a response copying Via, From, To, Call-ID, CSeq verbatim from ``headers``.
+
+    Works on the raw header lines of a request that failed to parse, so a
+    stateless error response still reaches the right transaction.  ``to_tag``
+    is added when To has none (§8.2.6.2); it is skipped for 100 Trying.
+    """
+    copied = HeaderList()
+    copied.copy_from(headers, _COPIED_KEYS)
+    if to_tag is not None and status_code > 100:
+        _add_to_tag(copied, to_tag)
+    return Response(status_code, reason if reason is not None else reason_phrase(status_code),
+                    copied)
+
+
+def _add_to_tag(headers: HeaderList, to_tag: str) -> None:
+    to_value = headers.get("To")
+    if to_value is None or ";tag=" in to_value.replace(" ", "").lower():
+        return
+    headers.set("To", f"{to_value};tag={to_tag}")
+
+
+def make_response(
+    request: Request,
+    status_code: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+) -> Response:
+    """Response to a parsed request, copying the mandatory headers (RFC 3261 §8.2.6)."""
+    response = response_from_headers(request.headers, status_code, reason, to_tag=None)
+    if to_tag is not None and status_code > 100 and request.to_tag is None:
+        response.headers.set("To", str(request.to.with_tag(to_tag)))
+    for name, value in extra or ():
+        response.headers.add(name, value)
+    if body:
+        if content_type is not None:
+            response.headers.add("Content-Type", content_type)
+        response.body = body
+    return response
+
+
+def make_non2xx_ack(invite: Request, response: Response) -> Request:
+    """ACK for a non-2xx final response, built by the client transaction (§17.1.1.3).
+
+    Request-URI, Call-ID, From, CSeq number and the top Via (same branch)
+    come from the INVITE; To comes from the response (it carries the tag);
+    Route headers are those of the INVITE.
+    """
+    headers = HeaderList()
+    top_via = invite.headers.get("Via")
+    if top_via is not None:
+        headers.add("Via", str(invite.top_via))
+    headers.copy_from(invite.headers, ("max-forwards", "from", "call-id", "route"))
+    to_value = response.headers.get("To") or invite.headers.get("To") or ""
+    headers.add("To", to_value)
+    headers.add("CSeq", f"{invite.cseq.seq} ACK")
+    return Request("ACK", invite.uri, headers)
+
+
+def make_cancel(invite: Request) -> Request:
+    """CANCEL for a pending INVITE (RFC 3261 §9.1).
+
+    Same Request-URI, top Via, Call-ID, From, To and CSeq number as the INVITE.
+    """
+    headers = HeaderList()
+    headers.add("Via", str(invite.top_via))
+    headers.copy_from(invite.headers, ("max-forwards", "from", "to", "call-id", "route"))
+    headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
+    return Request("CANCEL", invite.uri, headers)
+
