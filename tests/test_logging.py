@@ -1,0 +1,123 @@
+"""engine.logging: JSON lines on the configured stream, phone numbers masked everywhere."""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import structlog
+
+from engine.logging import configure_logging, get_logger
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    yield out
+    # Leave the process as other tests expect it: default structlog, no handler of ours on root.
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_maskline_handler", False)]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_line_shape(stream: io.StringIO) -> None:
+    configure_logging("info", "json", stream=stream)
+    get_logger("test.shape").info("call started", call_id="abc", legs=2)
+    [line] = lines(stream)
+    assert list(line)[:4] == ["timestamp", "level", "event", "logger"]
+    assert line["level"] == "info"
+    assert line["event"] == "call started"
+    assert line["logger"] == "test.shape"
+    assert line["call_id"] == "abc"
+    assert line["legs"] == 2
+    stamp = datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00"))
+    offset = stamp.utcoffset()
+    assert offset is not None
+    assert offset.total_seconds() == 0
+
+
+def test_numbers_masked_in_event_values_and_nested(stream: io.StringIO) -> None:
+    configure_logging("info", "json", stream=stream)
+    get_logger("test.mask", caller="13800138000").info(
+        "INVITE from 13800138000 to +8613912345678",
+        callee="+86 139 1234 5678",
+        headers={"From": "<sip:13800138000@10.0.0.1>", "13800138000": "key too"},
+        targets=["13912345678", ("13700137000",)],
+        path=Path("/var/rec/13800138000.wav"),
+    )
+    raw = stream.getvalue()
+    for digits in ("13800138000", "13912345678", "13700137000"):
+        assert digits not in raw
+    [line] = lines(stream)
+    assert line["event"] == "INVITE from 138****8000 to +86139****5678"
+    assert line["caller"] == "138****8000"
+    assert line["callee"] == "+86139****5678"
+    assert line["headers"] == {"From": "<sip:138****8000@10.0.0.1>", "138****8000": "key too"}
+    assert line["targets"] == ["139****5678", ["137****7000"]]
+    assert line["path"] == "/var/rec/138****8000.wav"
+
+
+def test_exception_text_masked(stream: io.StringIO) -> None:
+    configure_logging("info", "json", stream=stream)
+    try:
+        raise RuntimeError("no binding for 13800138000")
+    except RuntimeError:
+        get_logger("test.exc").exception("routing failed")
+    [line] = lines(stream)
+    assert "RuntimeError: no binding for 138****8000" in str(line["exception"])
+    assert "13800138000" not in stream.getvalue()
+
+
+def test_level_filters(stream: io.StringIO) -> None:
+    configure_logging("warning", "json", stream=stream)
+    log = get_logger("test.level")
+    log.info("dropped")
+    log.warning("kept")
+    assert [line["event"] for line in lines(stream)] == ["kept"]
+
+
+def test_stdlib_logging_goes_through_the_same_pipeline(stream: io.StringIO) -> None:
+    configure_logging("info", "json", stream=stream)
+    logging.getLogger("asyncio").warning("peer %s misbehaved", "13800138000")
+    [line] = lines(stream)
+    assert line["event"] == "peer 138****8000 misbehaved"
+    assert line["logger"] == "asyncio"
+    assert line["level"] == "warning"
+
+
+def test_reconfigure_does_not_duplicate_stdlib_lines(stream: io.StringIO) -> None:
+    configure_logging("info", "json", stream=io.StringIO())
+    configure_logging("info", "json", stream=stream)
+    logging.getLogger("x").warning("once")
+    assert len(lines(stream)) == 1
+
+
+def test_logger_made_before_configure_follows_it(stream: io.StringIO) -> None:
+    early = get_logger("test.early")
+    configure_logging("info", "json", stream=stream)
+    early.info("hello")
+    assert lines(stream)[0]["logger"] == "test.early"
+
+
+def test_console_format_masks(stream: io.StringIO) -> None:
+    configure_logging("info", "console", stream=stream)
+    get_logger("test.console").info("call 13800138000", peer="+8613912345678")
+    out = stream.getvalue()
+    assert "138****8000" in out
+    assert "+86139****5678" in out
+    assert "13800138000" not in out
+
+
+@pytest.mark.parametrize(("level", "fmt"), [("loud", "json"), ("info", "xml")])
+def test_bad_arguments(level: str, fmt: str) -> None:
+    with pytest.raises(ValueError, match="unknown log"):
+        configure_logging(level, fmt, stream=io.StringIO())
