@@ -159,11 +159,11 @@ def _maskline_round_trip(kind: str) -> RoundTrip:
     def round_trip(data: bytes) -> tuple[Fields, bytes]:
         msg: Any = parse_message(data)
         fields: Fields = (
-            msg.via[0].branch,
+            msg.top_via.branch,
             msg.from_tag,
             msg.to_tag,
             msg.call_id,
-            msg.cseq.number,
+            msg.cseq.seq,
             msg.cseq.method,
         )
         return fields, msg.to_bytes()
