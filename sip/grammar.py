@@ -18,6 +18,15 @@ def is_token(text: str) -> bool:
     return _TOKEN_RE.match(text) is not None
 
 
+def is_digits(text: str) -> bool:
+    """True when ``text`` is ``1*DIGIT`` in ASCII.
+
+    ``str.isdigit`` alone also accepts ``²`` or ``٣``, on which ``int()`` fails
+    or which no peer may send; every numeric field goes through this.
+    """
+    return text.isascii() and text.isdigit()
+
+
 def unescape(text: str) -> str:
     """Resolve ``%HH`` escapes once (RFC 3261 §19.1.2); an invalid ``%`` stays literal.
 

@@ -14,6 +14,7 @@ from sip.errors import SipParseError
 from sip.grammar import (
     TOKEN_CHARS,
     get_param,
+    is_digits,
     is_token,
     parse_params,
     parse_quoted_string,
@@ -246,7 +247,7 @@ class Via:
     def rport(self) -> int | None:
         """Filled-in rport value, if any."""
         value = get_param(self.params, "rport")
-        return int(value) if value is not None and value.isdigit() else None
+        return int(value) if value is not None and is_digits(value) else None
 
     @property
     def sent_by(self) -> str:
@@ -328,7 +329,7 @@ def _parse_host_port(text: str) -> tuple[str, int | None]:
         raise SipParseError("invalid host")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+    if not is_digits(port_text) or len(port_text) > 5 or int(port_text) > 65535:
         raise SipParseError("invalid port")
     return host, int(port_text)
 
@@ -443,9 +444,9 @@ class CSeq:
 
 def parse_cseq(text: str) -> CSeq:
     """Parse ``1*DIGIT LWS Method``; numbers beyond 2**31-1 are rejected (RFC 4475 §3.1.2.4)."""
-    number, _, method = text.strip().partition(" ")
-    method = method.strip()
-    if not number.isdigit() or len(number) > 10 or not is_token(method):
+    number, _, method = text.replace("\t", " ").strip(" ").partition(" ")
+    method = method.strip(" ")
+    if not is_digits(number) or len(number) > 10 or not is_token(method):
         raise SipParseError("invalid CSeq")
     seq = int(number)
     if seq > CSEQ_MAX:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sip.errors import SipParseError
+from sip.grammar import is_digits
 from sip.headers import (
     CSeq,
     HeaderList,
@@ -125,7 +126,7 @@ class Message:
             if value is None:
                 return None
             value = value.strip()
-            if not value.isdigit() or len(value) > 10 or int(value) > 255:
+            if not is_digits(value) or len(value) > 10 or int(value) > 255:
                 raise SipParseError("invalid Max-Forwards")
             return int(value)
 

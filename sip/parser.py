@@ -17,7 +17,7 @@ from sip.errors import (
     SipParseError,
     VersionNotSupported,
 )
-from sip.grammar import is_token
+from sip.grammar import is_digits, is_token
 from sip.headers import (
     COMPACT_FORMS,
     HeaderList,
@@ -170,7 +170,7 @@ def _parse_status_line(line: str, headers: HeaderList) -> Response:
     code, _, reason = rest.partition(" ")
     if version.upper() != "SIP/2.0":
         raise SipParseError("unsupported SIP version in response")
-    if len(code) != 3 or not code.isdigit() or code[0] not in "123456":
+    if len(code) != 3 or not is_digits(code) or code[0] not in "123456":
         raise SipParseError("invalid status code")
     return Response(int(code), reason, headers)
 
@@ -184,7 +184,7 @@ def _frame_body(headers: HeaderList, body: bytes, *, stream: bool) -> bytes:
     if len(values) > 1:
         raise SipParseError("more than one Content-Length")
     text = values[0].strip()
-    if not text.isdigit() or len(text) > 10:
+    if not is_digits(text) or len(text) > 10:
         raise SipParseError("invalid Content-Length")
     length = int(text)
     if length > len(body):
@@ -261,7 +261,7 @@ class StreamFramer:
         _, headers, _ = split_head(bytes(buffer[:end]))
         values = headers.get_all("Content-Length")
         is_response = buffer.startswith(b"SIP/")
-        if len(values) != 1 or not values[0].strip().isdigit() or len(values[0].strip()) > 10:
+        if len(values) != 1 or not is_digits(values[0].strip()) or len(values[0].strip()) > 10:
             raise SipParseError(
                 "missing or invalid Content-Length on a stream",
                 partial_headers=headers,

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from sip.errors import SipParseError
-from sip.grammar import escape, get_param, render_params, unescape
+from sip.grammar import escape, get_param, is_digits, render_params, unescape
 
 _UNRESERVED = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()"
@@ -151,7 +151,7 @@ def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
         raise SipParseError("invalid host in URI")
     port: int | None = None
     if has_port:
-        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        if not is_digits(port_text) or len(port_text) > 5 or int(port_text) > 65535:
             raise SipParseError("invalid port in URI")
         port = int(port_text)
     params = _parse_uri_params(param_text) if semicolon else {}
