@@ -296,8 +296,9 @@ class Settings:
 class _EnvValue:
     """A value that came from an environment variable rather than the file.
 
-    Kept apart so that a key expecting a string gets the variable's text verbatim (an operator
-    token ``12345`` stays a string) while other keys get the TOML reading of it.
+    Kept apart so that a key expecting a string gets the variable's text (an operator token
+    ``12345`` stays a string; a quoted ``"UTC"`` is unquoted) while other keys get the TOML
+    reading of it.
     """
 
     variable: str
@@ -335,7 +336,11 @@ class _Table:
             return default
         plain = value
         if isinstance(value, _EnvValue):
-            plain = value.raw if kind is str else value.parsed
+            if kind is str:
+                # A quoted TOML string is unquoted; anything else (12345, true) is the text.
+                plain = value.parsed if isinstance(value.parsed, str) else value.raw
+            else:
+                plain = value.parsed
         # bool is an int subclass; `port = true` must not read as port 1.
         if not isinstance(plain, kind) or (kind is int and isinstance(plain, bool)):
             raise self._fail(name, value, f"must be {what}, got {_describe(plain)}")
