@@ -80,6 +80,11 @@ def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
     lines = text.split("\r\n")
     fields: list[tuple[str, str, str]] = []
     fault: SipParseError | None = None
+    crlf = head.count(b"\r\n")
+    if head.count(b"\r") != crlf or head.count(b"\n") != crlf:
+        # A bare CR or LF is no line end in SIP (§7) and allowed nowhere in the
+        # header section; another parser may read it as one, so never pass it on.
+        fault = SipParseError("bare CR or LF in header section")
     for line in lines[1:]:
         colon = line.find(":")
         try:
