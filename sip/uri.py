@@ -56,14 +56,7 @@ class SipUri:
             parts.append("@")
         parts.append(self.host_port)
         if self.params:
-            parts.append(
-                render_params(
-                    {
-                        escape(k, _PARAM_SAFE): None if v is None else escape(v, _PARAM_SAFE)
-                        for k, v in self.params.items()
-                    }
-                )
-            )
+            parts.append(_render_uri_params(self.params))
         if self.headers:
             parts.append(
                 "?"
@@ -84,7 +77,7 @@ class TelUri:
     scheme: str = "tel"
 
     def __str__(self) -> str:
-        return f"tel:{self.number}{render_params(self.params)}"
+        return f"tel:{self.number}{_render_uri_params(self.params)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +163,16 @@ def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
         port=port,
         params=params,
         headers=headers,
+    )
+
+
+def _render_uri_params(params: dict[str, str | None]) -> str:
+    """``;name=value`` with the characters a URI parameter may not hold %-escaped."""
+    return render_params(
+        {
+            escape(k, _PARAM_SAFE): None if v is None else escape(v, _PARAM_SAFE)
+            for k, v in params.items()
+        }
     )
 
 
