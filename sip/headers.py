@@ -90,6 +90,12 @@ def canonical_name(key: str) -> str:
     return CANONICAL_NAMES.get(key) or key
 
 
+def _field(name: str, value: str) -> tuple[str, str, str]:
+    """``(key, spelling, value)``: known headers in canonical spelling, others as given."""
+    key = header_key(name)
+    return key, CANONICAL_NAMES.get(key) or name, value
+
+
 class HeaderList:
     """Ordered header fields ``(key, name, value)``; ``key`` is lower-case long form.
 
@@ -149,25 +155,25 @@ class HeaderList:
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
-        key = header_key(name)
         self.cache.clear()
-        self._fields.append((key, canonical_name(key), value))
+        self._fields.append(_field(name, value))
 
     def insert_first(self, name: str, value: str) -> None:
         """Prepend a field before all others of the same name (e.g. a new top Via)."""
-        key = header_key(name)
+        new = _field(name, value)
+        key = new[0]
         self.cache.clear()
         for index, f in enumerate(self._fields):
             if f[0] == key:
-                self._fields.insert(index, (key, canonical_name(key), value))
+                self._fields.insert(index, new)
                 return
-        self._fields.append((key, canonical_name(key), value))
+        self._fields.append(new)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` by one field, keeping the first position."""
-        key = header_key(name)
+        new = _field(name, value)
+        key = new[0]
         self.cache.clear()
-        new = (key, canonical_name(key), value)
         for index, f in enumerate(self._fields):
             if f[0] == key:
                 self._fields[index] = new
