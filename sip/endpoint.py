@@ -1,0 +1,427 @@
+"""The sans-IO SIP endpoint: bytes and time in, events and datagrams out (EXAMPLES.md §1.3).
+
+It parses, matches messages to transactions (RFC 3261 §17.1.3, §17.2.3 with
+the RFC 2543 fallback), runs the UAS checks of §8.2, answers retransmissions
+from the transactions without involving the application, and turns every
+fault in a peer's bytes into the right response or a silent drop.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass
+
+from sip.builders import make_cancel, make_response, new_branch, new_tag, response_from_headers
+from sip.errors import SipError, SipParseError, SipUsageError
+from sip.events import (
+    AckReceived,
+    CancelReceived,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+    TransportFailed,
+    TxKey,
+)
+from sip.message import Request, Response
+from sip.parser import DEFAULT_MAX_MESSAGE_BYTES, StreamFramer, parse_message, parse_stream_message
+from sip.transaction import (
+    Deliver,
+    Effect,
+    TimedOut,
+    TimerConfig,
+    Transaction,
+    Transmit,
+    TransportFailure,
+    TxKind,
+)
+from sip.transport import Outgoing, Peer
+from sip.uas import UasPolicy, check_request
+
+
+@dataclass(slots=True)
+class EndpointStats:
+    """Counters for metrics and tests."""
+
+    messages_received: int = 0
+    requests_rejected: int = 0
+    malformed_dropped: int = 0
+    responses_dropped: int = 0
+    retransmissions_absorbed: int = 0
+    overload_rejected: int = 0
+    internal_errors: int = 0
+
+
+class Endpoint:
+    """Transaction layer and UAS core of one local SIP address."""
+
+    def __init__(
+        self,
+        *,
+        local_host: str,
+        local_port: int,
+        timers: TimerConfig | None = None,
+        policy: UasPolicy | None = None,
+        auto_trying: bool = True,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_transactions: int = 200_000,
+    ) -> None:
+        self.local_host = local_host
+        self.local_port = local_port
+        self.timers = timers or TimerConfig()
+        self.policy = policy or UasPolicy()
+        self.auto_trying = auto_trying
+        self.max_message_bytes = max_message_bytes
+        self.max_transactions = max_transactions
+        self.stats = EndpointStats()
+        self.last_internal_error: BaseException | None = None
+        self._transactions: dict[TxKey, Transaction] = {}
+        # ACK of a 2xx carries a new branch (§17.1.1.3); find its INVITE by dialog data.
+        self._awaiting_ack: dict[tuple[str, int, str], TxKey] = {}
+        self._timer_heap: list[tuple[float, int, TxKey]] = []
+        self._scheduled: dict[TxKey, float] = {}
+        self._seq = itertools.count()
+        self._events: deque[Event] = deque()
+        self._outgoing: list[Outgoing] = []
+        self._framers: dict[int, StreamFramer] = {}
+
+    # -- input: bytes -----------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """Process one UDP datagram from ``addr``; never raises."""
+        self._receive(data, Peer("UDP", addr[0], addr[1]), now, stream=False)
+
+    def receive_stream_data(
+        self, data: bytes, *, connection: int, addr: tuple[str, int], now: float
+    ) -> None:
+        """Process bytes read from TCP ``connection``; framing faults close it after a 400."""
+        peer = Peer("TCP", addr[0], addr[1], connection)
+        framer = self._framers.get(connection)
+        if framer is None:
+            framer = self._framers[connection] = StreamFramer(self.max_message_bytes)
+        framer.feed(data)
+        while True:
+            try:
+                message = framer.next_message()
+            except SipParseError as error:
+                self._reject_unparsed(error, peer)
+                self._outgoing.append(Outgoing(b"", peer, close=True))
+                self._framers.pop(connection, None)
+                return
+            if message is None:
+                return
+            self._receive(message, peer, now, stream=True)
+
+    def connection_closed(self, connection: int) -> None:
+        """Forget the framing state of a closed stream connection."""
+        self._framers.pop(connection, None)
+
+    # -- output ---------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[Outgoing]:
+        """Everything queued for the wire since the last call."""
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def next_event(self) -> Event | None:
+        """The next event for the application, or None."""
+        return self._events.popleft() if self._events else None
+
+    def next_timer(self) -> float | None:
+        """Earliest deadline at which ``handle_timer`` must be called, or None."""
+        heap = self._timer_heap
+        while heap:
+            at, _, key = heap[0]
+            if self._scheduled.get(key) == at:
+                return at
+            heapq.heappop(heap)  # stale entry (lazy deletion)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now``."""
+        heap = self._timer_heap
+        while heap and heap[0][0] <= now:
+            at, _, key = heapq.heappop(heap)
+            if self._scheduled.get(key) != at:
+                continue
+            del self._scheduled[key]
+            tx = self._transactions.get(key)
+            if tx is None:
+                continue
+            for timer in tx.due_timers(now):
+                if tx.terminated:
+                    break
+                self._apply(tx, tx.fire_timer(timer, now))
+            self._after(tx)
+
+    # -- input: the application ------------------------------------------------------------
+
+    def send_request(self, request: Request, peer: Peer, now: float) -> TxKey:
+        """Send a request (not ACK) in a new client transaction; adds the top Via."""
+        if request.method == "ACK":
+            raise SipUsageError("ACK is sent with send_ack, it has no transaction")
+        branch = new_branch()
+        request.headers.insert_first("Via", self._via_value(peer, branch))
+        return self._start_client(request, peer, now, branch)
+
+    def send_cancel(self, invite_tx_key: TxKey, now: float) -> TxKey:
+        """CANCEL the INVITE of a client transaction (RFC 3261 §9.1); same branch as the INVITE."""
+        invite_tx = self._transactions.get(invite_tx_key)
+        if invite_tx is None or invite_tx.kind is not TxKind.CLIENT_INVITE:
+            raise SipUsageError("no pending INVITE client transaction to cancel")
+        cancel = make_cancel(invite_tx.request)
+        branch = invite_tx.request.top_via.branch or new_branch()
+        return self._start_client(cancel, invite_tx.peer, now, branch)
+
+    def send_ack(self, ack: Request, peer: Peer) -> None:
+        """Send the ACK for a 2xx: a request outside any transaction (§13.2.2.4)."""
+        ack.headers.insert_first("Via", self._via_value(peer, new_branch()))
+        self._outgoing.append(Outgoing(ack.to_bytes(), peer))
+
+    def send_response(self, tx_key: TxKey, response: Response, now: float) -> None:
+        """Answer a server transaction; retransmissions are handled by the transaction."""
+        tx = self._transactions.get(tx_key)
+        if tx is None or tx.kind not in (TxKind.SERVER_INVITE, TxKind.SERVER_NON_INVITE):
+            raise SipUsageError(f"no server transaction {tx_key!r}")
+        self._apply(tx, tx.send_response(response, now))
+        if tx.kind is TxKind.SERVER_INVITE and 200 <= response.status_code < 300:
+            request = tx.request
+            self._awaiting_ack[(request.call_id, request.cseq.seq, request.from_tag or "")] = tx.key
+        self._after(tx)
+
+    def transport_error(self, tx_key: TxKey, now: float) -> None:
+        """The I/O layer could not send for ``tx_key`` (e.g. TCP connect refused)."""
+        tx = self._transactions.get(tx_key)
+        if tx is not None:
+            self._apply(tx, tx.transport_error(now))
+            self._after(tx)
+
+    def response_for(self, tx_key: TxKey, status_code: int, reason: str | None = None) -> Response:
+        """Convenience: a response to the request of server transaction ``tx_key``."""
+        tx = self._transactions[tx_key]
+        return make_response(tx.request, status_code, reason, to_tag=self._local_tag(tx))
+
+    @property
+    def transaction_count(self) -> int:
+        """Live transactions (for overload decisions and metrics)."""
+        return len(self._transactions)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _via_value(self, peer: Peer, branch: str) -> str:
+        return f"SIP/2.0/{peer.transport} {self.local_host}:{self.local_port};branch={branch};rport"
+
+    def _start_client(self, request: Request, peer: Peer, now: float, branch: str) -> TxKey:
+        key: TxKey = ("c", branch, request.method)
+        if key in self._transactions:
+            raise SipUsageError(f"client transaction {key!r} already exists")
+        kind = TxKind.CLIENT_INVITE if request.method == "INVITE" else TxKind.CLIENT_NON_INVITE
+        tx = Transaction(
+            kind=kind, key=key, request=request, peer=peer, timers=self.timers, now=now
+        )
+        self._transactions[key] = tx
+        self._apply(tx, tx.start())
+        self._after(tx)
+        return key
+
+    def _receive(self, data: bytes, peer: Peer, now: float, *, stream: bool) -> None:
+        self.stats.messages_received += 1
+        try:
+            if stream:
+                message = parse_stream_message(data)
+            else:
+                message = parse_message(data, max_message_bytes=self.max_message_bytes)
+            if isinstance(message, Response):
+                self._receive_response(message, now)
+            else:
+                self._receive_request(message, peer, now)
+        except SipParseError as error:
+            self._reject_unparsed(error, peer)
+        except SipError as error:
+            # A fault found by a lazy accessor after parsing (e.g. a bad Route).
+            self.stats.malformed_dropped += 1
+            self.last_internal_error = error
+        except Exception as error:
+            self.stats.internal_errors += 1
+            self.last_internal_error = error
+
+    def _reject_unparsed(self, error: SipParseError, peer: Peer) -> None:
+        """Answer a request we could not parse, statelessly; drop a bad response."""
+        headers = error.partial_headers
+        method_is_ack = headers is not None and (headers.get("CSeq") or "").rstrip().endswith(
+            "ACK"
+        )
+        if error.is_response or headers is None or method_is_ack or "Via" not in headers:
+            self.stats.malformed_dropped += 1
+            return
+        self.stats.requests_rejected += 1
+        response = response_from_headers(
+            headers, error.status_code, error.reason_phrase, to_tag=new_tag()
+        )
+        # The Via may be the broken part: answer to where the bytes came from.
+        self._outgoing.append(Outgoing(response.to_bytes(), peer))
+
+    def _receive_response(self, response: Response, now: float) -> None:
+        vias = response.vias
+        if len(vias) != 1:
+            # §18.1.2: a UAC discards responses with more than one Via (RFC 4475 §3.3.10).
+            self.stats.responses_dropped += 1
+            return
+        branch = vias[0].branch or ""
+        tx = self._transactions.get(("c", branch, response.cseq.method))
+        if tx is None:
+            if response.cseq.method == "INVITE" and 200 <= response.status_code < 300:
+                # A 2xx after the transaction ended still needs an ACK from the dialog.
+                self._events.append(ResponseReceived(("stray",), response))
+            else:
+                self.stats.responses_dropped += 1
+            return
+        self._apply(tx, tx.receive_response(response, now))
+        self._after(tx)
+
+    def _server_key(self, request: Request, method: str) -> TxKey:
+        via = request.top_via
+        if via.has_rfc3261_branch:
+            return ("s", via.branch or "", via.sent_by.lower(), method)
+        # RFC 2543 matching (§17.2.3 last paragraph); the To tag is left out
+        # because the INVITE had none and its ACK carries ours.
+        return (
+            "s2543",
+            str(request.uri),
+            request.from_tag or "",
+            request.call_id,
+            str(request.cseq.seq),
+            str(via),
+            method,
+        )
+
+    def _receive_request(self, request: Request, peer: Peer, now: float) -> None:
+        try:
+            request.validate()
+        except SipParseError as error:
+            if request.method != "ACK":
+                self.stats.requests_rejected += 1
+                response = make_response(
+                    request, error.status_code, error.reason_phrase, to_tag=new_tag()
+                )
+                destination = self._response_peer(request, peer)
+                self._outgoing.append(Outgoing(response.to_bytes(), destination))
+            return
+        method = request.method
+        match_method = "INVITE" if method == "ACK" else method
+        key = self._server_key(request, match_method)
+        tx = self._transactions.get(key)
+        if tx is not None:
+            if method == "ACK" and tx.kind is not TxKind.SERVER_INVITE:
+                return
+            self.stats.retransmissions_absorbed += method != "ACK"
+            self._apply(tx, tx.receive_request(request, now))
+            self._after(tx)
+            return
+        if method == "ACK":
+            self._receive_2xx_ack(request, peer, now)
+            return
+        if len(self._transactions) >= self.max_transactions:
+            self.stats.overload_rejected += 1
+            response = make_response(request, 503, to_tag=new_tag(), extra=[("Retry-After", "5")])
+            self._outgoing.append(Outgoing(response.to_bytes(), self._response_peer(request, peer)))
+            return
+        kind = TxKind.SERVER_INVITE if method == "INVITE" else TxKind.SERVER_NON_INVITE
+        destination = self._response_peer(request, peer)
+        tx = Transaction(
+            kind=kind, key=key, request=request, peer=destination, timers=self.timers, now=now
+        )
+        self._transactions[key] = tx
+        local_tag = self._local_tag(tx)
+        error_response = check_request(request, self.policy, to_tag=local_tag)
+        if error_response is not None:
+            self._apply(tx, tx.send_response(error_response, now))
+        elif method == "CANCEL":
+            self._receive_cancel(tx, now)
+        else:
+            if method == "INVITE" and self.auto_trying:
+                self._apply(tx, tx.send_response(make_response(request, 100), now))
+            self._events.append(
+                RequestReceived(tx.key, request, tx.peer, in_dialog=request.to_tag is not None)
+            )
+        self._after(tx)
+
+    def _receive_cancel(self, cancel_tx: Transaction, now: float) -> None:
+        request = cancel_tx.request
+        invite_key = (*cancel_tx.key[:-1], "INVITE")
+        invite_tx = self._transactions.get(invite_key)
+        local_tag = self._local_tag(cancel_tx)
+        if invite_tx is None or invite_tx.last_response_status >= 200:
+            # §9.2: no matching transaction (or already answered) → 481.
+            status = 481 if invite_tx is None else 200
+            response = make_response(request, status, to_tag=local_tag)
+            self._apply(cancel_tx, cancel_tx.send_response(response, now))
+            return
+        response = make_response(request, 200, to_tag=local_tag)
+        self._apply(cancel_tx, cancel_tx.send_response(response, now))
+        self._events.append(CancelReceived(invite_key, request, cancel_tx.peer))
+
+    def _receive_2xx_ack(self, ack: Request, peer: Peer, now: float) -> None:
+        key = self._awaiting_ack.get((ack.call_id, ack.cseq.seq, ack.from_tag or ""))
+        tx = self._transactions.get(key) if key is not None else None
+        if tx is None:
+            self._events.append(AckReceived(ack, peer, None))
+            return
+        self._apply(tx, tx.receive_request(ack, now))
+        self._after(tx)
+
+    def _response_peer(self, request: Request, source: Peer) -> Peer:
+        """Where responses go (RFC 3261 §18.2.2, RFC 3581).
+
+        Streams answer on the same connection.  Over UDP we always use the
+        source address (the ``received`` rule) and the source port when rport
+        was asked for, else the Via port (default 5060).
+        """
+        if source.reliable:
+            return source
+        via = request.top_via
+        if via.rport_requested:
+            return source
+        return Peer("UDP", source.host, via.port or 5060)
+
+    def _local_tag(self, tx: Transaction) -> str:
+        """To tag for every response of a server transaction: one per transaction."""
+        tag = tx.local_tag
+        if tag is None:
+            tag = tx.local_tag = new_tag()
+        return tag
+
+    def _apply(self, tx: Transaction, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                self._outgoing.append(Outgoing(effect.data, tx.peer))
+            elif isinstance(effect, Deliver):
+                message = effect.message
+                if isinstance(message, Response):
+                    self._events.append(ResponseReceived(tx.key, message))
+                else:
+                    self._events.append(AckReceived(message, tx.peer, tx.key))
+            elif isinstance(effect, TimedOut):
+                self._events.append(TransactionTimedOut(tx.key, effect.timer))
+            elif isinstance(effect, TransportFailure):
+                self._events.append(TransportFailed(tx.key))
+
+    def _after(self, tx: Transaction) -> None:
+        """Forget a terminated transaction or (re)schedule its next deadline."""
+        if tx.terminated:
+            self._transactions.pop(tx.key, None)
+            self._scheduled.pop(tx.key, None)
+            if tx.kind is TxKind.SERVER_INVITE:
+                request = tx.request
+                ack_key = (request.call_id, request.cseq.seq, request.from_tag or "")
+                if self._awaiting_ack.get(ack_key) == tx.key:
+                    del self._awaiting_ack[ack_key]
+            return
+        deadline = tx.next_deadline()
+        if deadline is None:
+            self._scheduled.pop(tx.key, None)
+        elif self._scheduled.get(tx.key) != deadline:
+            self._scheduled[tx.key] = deadline
+            heapq.heappush(self._timer_heap, (deadline, next(self._seq), tx.key))

@@ -1,0 +1,457 @@
+"""RFC 3261 §17 transactions with the RFC 6026 Accepted state, as data-driven state machines.
+
+Each kind of transaction has one table mapping ``(state, input)`` to
+``(actions, next_state)``; ``Transaction._fire`` is the only writer of
+``state``.  A pair missing from the table is a protocol error
+(``TransactionError``), never a silent pass.  Timers are absolute deadlines
+(EXAMPLES.md §1.4): which timers run in which state is data too
+(``STATE_TIMERS``), so entering a state arms and disarms them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from sip.builders import make_non2xx_ack
+from sip.errors import SipUsageError
+from sip.message import Request, Response
+from sip.transport import Peer
+
+
+class TxKind(Enum):
+    """The four transaction state machines of RFC 3261 §17."""
+
+    CLIENT_INVITE = auto()
+    CLIENT_NON_INVITE = auto()
+    SERVER_INVITE = auto()
+    SERVER_NON_INVITE = auto()
+
+
+class TxState(Enum):
+    """Transaction states (RFC 3261 figures 5-8, RFC 6026 figures 5 and 7)."""
+
+    CALLING = auto()
+    TRYING = auto()
+    PROCEEDING = auto()
+    ACCEPTED = auto()
+    COMPLETED = auto()
+    CONFIRMED = auto()
+    TERMINATED = auto()
+
+
+class TxInput(Enum):
+    """Everything that can happen to a transaction."""
+
+    RECV_1XX = auto()
+    RECV_2XX = auto()
+    RECV_3XX_6XX = auto()
+    RECV_REQUEST = auto()  # retransmission of the request that created a server transaction
+    RECV_ACK = auto()
+    SEND_1XX = auto()
+    SEND_2XX = auto()
+    SEND_3XX_6XX = auto()
+    TIMER_A = auto()
+    TIMER_B = auto()
+    TIMER_D = auto()
+    TIMER_E = auto()
+    TIMER_F = auto()
+    TIMER_G = auto()
+    TIMER_H = auto()
+    TIMER_I = auto()
+    TIMER_J = auto()
+    TIMER_K = auto()
+    TIMER_L = auto()
+    TIMER_M = auto()
+    TRANSPORT_ERROR = auto()
+
+
+class Action(Enum):
+    """Side effects a table row asks for, executed in order."""
+
+    PASS_RESPONSE = auto()  # hand the response to the transaction user
+    SEND_ACK = auto()  # build, send and remember the ACK for a non-2xx final response
+    RESEND_ACK = auto()
+    RETRANSMIT_REQUEST = auto()
+    SEND_RESPONSE = auto()  # send the user's response and remember it
+    RESEND_RESPONSE = auto()  # re-send the last response (retransmission or timer G)
+    PASS_ACK = auto()  # the ACK for our 2xx arrived; stop re-sending the 2xx
+    REPORT_TIMEOUT = auto()
+    REPORT_TRANSPORT_ERROR = auto()
+
+
+class TransactionError(SipUsageError):
+    """An input the transaction's table has no row for (protocol misuse)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimerConfig:
+    """RFC 3261 timer base values in seconds (§17.1.1.1, table 4)."""
+
+    t1_s: float = 0.5
+    t2_s: float = 4.0
+    t4_s: float = 5.0
+
+
+P = TxState
+I = TxInput  # noqa: E741 - short alias keeps the tables readable
+A = Action
+Row = tuple[tuple[Action, ...], TxState]
+
+# RFC 3261 §17.1.1.2 figure 5, with RFC 6026 §8.4 (Accepted; 2xx never ends the transaction).
+CLIENT_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
+    (P.CALLING, I.TIMER_A): ((A.RETRANSMIT_REQUEST,), P.CALLING),
+    (P.CALLING, I.TIMER_B): ((A.REPORT_TIMEOUT,), P.TERMINATED),
+    (P.CALLING, I.RECV_1XX): ((A.PASS_RESPONSE,), P.PROCEEDING),
+    (P.CALLING, I.RECV_2XX): ((A.PASS_RESPONSE,), P.ACCEPTED),
+    (P.CALLING, I.RECV_3XX_6XX): ((A.PASS_RESPONSE, A.SEND_ACK), P.COMPLETED),
+    (P.CALLING, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    (P.PROCEEDING, I.RECV_1XX): ((A.PASS_RESPONSE,), P.PROCEEDING),
+    (P.PROCEEDING, I.RECV_2XX): ((A.PASS_RESPONSE,), P.ACCEPTED),
+    (P.PROCEEDING, I.RECV_3XX_6XX): ((A.PASS_RESPONSE, A.SEND_ACK), P.COMPLETED),
+    (P.PROCEEDING, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    # RFC 6026 §8.4: every 2xx retransmission goes to the TU, which re-sends its ACK.
+    (P.ACCEPTED, I.RECV_1XX): ((), P.ACCEPTED),
+    (P.ACCEPTED, I.RECV_2XX): ((A.PASS_RESPONSE,), P.ACCEPTED),
+    (P.ACCEPTED, I.RECV_3XX_6XX): ((), P.ACCEPTED),
+    (P.ACCEPTED, I.TIMER_M): ((), P.TERMINATED),
+    (P.ACCEPTED, I.TRANSPORT_ERROR): ((), P.ACCEPTED),
+    # §17.1.1.2: retransmitted finals are answered with the same ACK, never passed up.
+    (P.COMPLETED, I.RECV_1XX): ((), P.COMPLETED),
+    (P.COMPLETED, I.RECV_2XX): ((), P.COMPLETED),
+    (P.COMPLETED, I.RECV_3XX_6XX): ((A.RESEND_ACK,), P.COMPLETED),
+    (P.COMPLETED, I.TIMER_D): ((), P.TERMINATED),
+    (P.COMPLETED, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+}
+
+# RFC 3261 §17.1.2.2 figure 6.
+CLIENT_NON_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
+    (P.TRYING, I.TIMER_E): ((A.RETRANSMIT_REQUEST,), P.TRYING),
+    (P.TRYING, I.TIMER_F): ((A.REPORT_TIMEOUT,), P.TERMINATED),
+    (P.TRYING, I.RECV_1XX): ((A.PASS_RESPONSE,), P.PROCEEDING),
+    (P.TRYING, I.RECV_2XX): ((A.PASS_RESPONSE,), P.COMPLETED),
+    (P.TRYING, I.RECV_3XX_6XX): ((A.PASS_RESPONSE,), P.COMPLETED),
+    (P.TRYING, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    (P.PROCEEDING, I.TIMER_E): ((A.RETRANSMIT_REQUEST,), P.PROCEEDING),
+    (P.PROCEEDING, I.TIMER_F): ((A.REPORT_TIMEOUT,), P.TERMINATED),
+    (P.PROCEEDING, I.RECV_1XX): ((A.PASS_RESPONSE,), P.PROCEEDING),
+    (P.PROCEEDING, I.RECV_2XX): ((A.PASS_RESPONSE,), P.COMPLETED),
+    (P.PROCEEDING, I.RECV_3XX_6XX): ((A.PASS_RESPONSE,), P.COMPLETED),
+    (P.PROCEEDING, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    (P.COMPLETED, I.RECV_1XX): ((), P.COMPLETED),
+    (P.COMPLETED, I.RECV_2XX): ((), P.COMPLETED),
+    (P.COMPLETED, I.RECV_3XX_6XX): ((), P.COMPLETED),
+    (P.COMPLETED, I.TIMER_K): ((), P.TERMINATED),
+    (P.COMPLETED, I.TRANSPORT_ERROR): ((), P.COMPLETED),
+}
+
+# RFC 3261 §17.2.1 figure 7 with RFC 6026 §8.5-8.7 (Accepted state, Timer L).
+# The 2xx retransmission that §13.3.1.4 gives the UAS core runs here on the
+# Timer G schedule in Accepted, so the application never re-sends anything.
+SERVER_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
+    (P.PROCEEDING, I.RECV_REQUEST): ((A.RESEND_RESPONSE,), P.PROCEEDING),
+    (P.PROCEEDING, I.SEND_1XX): ((A.SEND_RESPONSE,), P.PROCEEDING),
+    (P.PROCEEDING, I.SEND_2XX): ((A.SEND_RESPONSE,), P.ACCEPTED),
+    (P.PROCEEDING, I.SEND_3XX_6XX): ((A.SEND_RESPONSE,), P.COMPLETED),
+    (P.PROCEEDING, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    (P.ACCEPTED, I.RECV_REQUEST): ((), P.ACCEPTED),
+    (P.ACCEPTED, I.RECV_ACK): ((A.PASS_ACK,), P.ACCEPTED),
+    (P.ACCEPTED, I.SEND_2XX): ((A.SEND_RESPONSE,), P.ACCEPTED),
+    (P.ACCEPTED, I.TIMER_G): ((A.RESEND_RESPONSE,), P.ACCEPTED),
+    (P.ACCEPTED, I.TIMER_L): ((A.REPORT_TIMEOUT,), P.TERMINATED),
+    (P.ACCEPTED, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.ACCEPTED),
+    (P.COMPLETED, I.RECV_REQUEST): ((A.RESEND_RESPONSE,), P.COMPLETED),
+    (P.COMPLETED, I.RECV_ACK): ((), P.CONFIRMED),
+    (P.COMPLETED, I.TIMER_G): ((A.RESEND_RESPONSE,), P.COMPLETED),
+    (P.COMPLETED, I.TIMER_H): ((A.REPORT_TIMEOUT,), P.TERMINATED),
+    (P.COMPLETED, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    (P.CONFIRMED, I.RECV_REQUEST): ((), P.CONFIRMED),
+    (P.CONFIRMED, I.RECV_ACK): ((), P.CONFIRMED),
+    (P.CONFIRMED, I.TIMER_I): ((), P.TERMINATED),
+    (P.CONFIRMED, I.TRANSPORT_ERROR): ((), P.CONFIRMED),
+}
+
+# RFC 3261 §17.2.2 figure 8.
+SERVER_NON_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
+    (P.TRYING, I.RECV_REQUEST): ((), P.TRYING),
+    (P.TRYING, I.SEND_1XX): ((A.SEND_RESPONSE,), P.PROCEEDING),
+    (P.TRYING, I.SEND_2XX): ((A.SEND_RESPONSE,), P.COMPLETED),
+    (P.TRYING, I.SEND_3XX_6XX): ((A.SEND_RESPONSE,), P.COMPLETED),
+    (P.TRYING, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    (P.PROCEEDING, I.RECV_REQUEST): ((A.RESEND_RESPONSE,), P.PROCEEDING),
+    (P.PROCEEDING, I.SEND_1XX): ((A.SEND_RESPONSE,), P.PROCEEDING),
+    (P.PROCEEDING, I.SEND_2XX): ((A.SEND_RESPONSE,), P.COMPLETED),
+    (P.PROCEEDING, I.SEND_3XX_6XX): ((A.SEND_RESPONSE,), P.COMPLETED),
+    (P.PROCEEDING, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+    (P.COMPLETED, I.RECV_REQUEST): ((A.RESEND_RESPONSE,), P.COMPLETED),
+    (P.COMPLETED, I.TIMER_J): ((), P.TERMINATED),
+    (P.COMPLETED, I.TRANSPORT_ERROR): ((A.REPORT_TRANSPORT_ERROR,), P.TERMINATED),
+}
+
+TABLES: dict[TxKind, dict[tuple[TxState, TxInput], Row]] = {
+    TxKind.CLIENT_INVITE: CLIENT_INVITE_TABLE,
+    TxKind.CLIENT_NON_INVITE: CLIENT_NON_INVITE_TABLE,
+    TxKind.SERVER_INVITE: SERVER_INVITE_TABLE,
+    TxKind.SERVER_NON_INVITE: SERVER_NON_INVITE_TABLE,
+}
+
+INITIAL_STATE: dict[TxKind, TxState] = {
+    TxKind.CLIENT_INVITE: P.CALLING,
+    TxKind.CLIENT_NON_INVITE: P.TRYING,
+    TxKind.SERVER_INVITE: P.PROCEEDING,
+    TxKind.SERVER_NON_INVITE: P.TRYING,
+}
+
+# Per kind and state: timers armed afresh on entering the state, and timers
+# that keep running from the previous state.  Every other timer is disarmed.
+STATE_TIMERS: dict[TxKind, dict[TxState, tuple[tuple[TxInput, ...], tuple[TxInput, ...]]]] = {
+    TxKind.CLIENT_INVITE: {
+        P.CALLING: ((I.TIMER_A, I.TIMER_B), ()),
+        P.ACCEPTED: ((I.TIMER_M,), ()),
+        P.COMPLETED: ((I.TIMER_D,), ()),
+    },
+    TxKind.CLIENT_NON_INVITE: {
+        P.TRYING: ((I.TIMER_E, I.TIMER_F), ()),
+        P.PROCEEDING: ((), (I.TIMER_E, I.TIMER_F)),
+        P.COMPLETED: ((I.TIMER_K,), ()),
+    },
+    TxKind.SERVER_INVITE: {
+        P.ACCEPTED: ((I.TIMER_G, I.TIMER_L), ()),
+        P.COMPLETED: ((I.TIMER_G, I.TIMER_H), ()),
+        P.CONFIRMED: ((I.TIMER_I,), ()),
+    },
+    TxKind.SERVER_NON_INVITE: {
+        P.COMPLETED: ((I.TIMER_J,), ()),
+    },
+}
+
+# Timers that exist only to retransmit over unreliable transports (§17.1.1.2, §17.1.2.2, §17.2.1).
+RETRANSMIT_TIMERS = frozenset({I.TIMER_A, I.TIMER_E, I.TIMER_G})
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send these bytes to the transaction's peer."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Hand a message (response, or the ACK of a 2xx) to the transaction user."""
+
+    message: Request | Response
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """The transaction ended on ``timer`` without the expected answer."""
+
+    timer: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailure:
+    """The transport reported it could not send for this transaction."""
+
+
+Effect = Transmit | Deliver | TimedOut | TransportFailure
+
+
+def response_input(status_code: int, *, sending: bool) -> TxInput:
+    """Table input for a response being received or sent."""
+    if status_code < 200:
+        return I.SEND_1XX if sending else I.RECV_1XX
+    if status_code < 300:
+        return I.SEND_2XX if sending else I.RECV_2XX
+    return I.SEND_3XX_6XX if sending else I.RECV_3XX_6XX
+
+
+class Transaction:
+    """One transaction: its table, state, deadlines and the bytes it may re-send."""
+
+    __slots__ = (
+        "ack_bytes",
+        "ack_received",
+        "deadlines",
+        "intervals",
+        "key",
+        "kind",
+        "last_response",
+        "last_response_status",
+        "local_tag",
+        "peer",
+        "request",
+        "request_bytes",
+        "state",
+        "timers",
+    )
+
+    def __init__(
+        self,
+        *,
+        kind: TxKind,
+        key: tuple[str, ...],
+        request: Request,
+        peer: Peer,
+        timers: TimerConfig,
+        now: float,
+    ) -> None:
+        self.kind = kind
+        self.key = key
+        self.request = request
+        self.peer = peer
+        self.timers = timers
+        self.state = INITIAL_STATE[kind]
+        self.deadlines: dict[TxInput, float] = {}
+        self.intervals: dict[TxInput, float] = {}
+        self.last_response: bytes | None = None
+        self.last_response_status = 0
+        self.local_tag: str | None = None  # To tag of every response we send (server side)
+        self.ack_bytes: bytes | None = None
+        self.ack_received = False
+        self.request_bytes: bytes | None = None
+        self._arm_entry_timers(now)
+
+    # -- public inputs ----------------------------------------------------------------
+
+    def start(self) -> list[Effect]:
+        """Client transactions: serialise and send the request (§17.1.1.2, §17.1.2.2)."""
+        if self.kind not in (TxKind.CLIENT_INVITE, TxKind.CLIENT_NON_INVITE):
+            raise TransactionError("only client transactions send a request")
+        self.request_bytes = self.request.to_bytes()
+        return [Transmit(self.request_bytes)]
+
+    def receive_response(self, response: Response, now: float) -> list[Effect]:
+        """A response matched this client transaction."""
+        return self._fire(response_input(response.status_code, sending=False), now, response)
+
+    def receive_request(self, request: Request, now: float) -> list[Effect]:
+        """A retransmission of our request, or the ACK for our final response, arrived."""
+        tx_input = I.RECV_ACK if request.method == "ACK" else I.RECV_REQUEST
+        return self._fire(tx_input, now, request)
+
+    def send_response(self, response: Response, now: float) -> list[Effect]:
+        """The user answers this server transaction."""
+        return self._fire(response_input(response.status_code, sending=True), now, response)
+
+    def transport_error(self, now: float) -> list[Effect]:
+        """The transport failed to send for this transaction."""
+        return self._fire(I.TRANSPORT_ERROR, now, None)
+
+    def due_timers(self, now: float) -> list[TxInput]:
+        """Armed timers whose deadline has passed, earliest first."""
+        due = [(at, timer) for timer, at in self.deadlines.items() if at <= now]
+        due.sort(key=lambda pair: pair[0])
+        return [timer for _, timer in due]
+
+    def fire_timer(self, timer: TxInput, now: float) -> list[Effect]:
+        """Run the row for an expired timer."""
+        self.deadlines.pop(timer, None)
+        return self._fire(timer, now, None)
+
+    def next_deadline(self) -> float | None:
+        """Earliest armed deadline, or None."""
+        return min(self.deadlines.values()) if self.deadlines else None
+
+    @property
+    def terminated(self) -> bool:
+        """True once the transaction has reached TERMINATED and can be forgotten."""
+        return self.state is P.TERMINATED
+
+    # -- the one transition function ------------------------------------------------------
+
+    def _fire(
+        self, tx_input: TxInput, now: float, message: Request | Response | None
+    ) -> list[Effect]:
+        try:
+            actions, next_state = TABLES[self.kind][(self.state, tx_input)]
+        except KeyError:
+            raise TransactionError(
+                f"{self.kind.name} transaction in {self.state.name} has no row for {tx_input.name}"
+            ) from None
+        effects: list[Effect] = []
+        for action in actions:
+            self._run(action, tx_input, now, message, effects)
+        if next_state is not self.state:
+            self._set_state(next_state, now)
+        elif tx_input in RETRANSMIT_TIMERS:
+            self._rearm_retransmit(tx_input, now)
+        return effects
+
+    def _set_state(self, state: TxState, now: float) -> None:
+        self.state = state
+        self._arm_entry_timers(now)
+
+    def _arm_entry_timers(self, now: float) -> None:
+        entry, carried = STATE_TIMERS[self.kind].get(self.state, ((), ()))
+        self.deadlines = {t: at for t, at in self.deadlines.items() if t in carried}
+        for timer in entry:
+            if timer in RETRANSMIT_TIMERS:
+                if self.peer.reliable:
+                    continue
+                self.intervals[timer] = self.timers.t1_s
+                self.deadlines[timer] = now + self.timers.t1_s
+            else:
+                self.deadlines[timer] = now + self._fixed_duration(timer)
+
+    def _rearm_retransmit(self, timer: TxInput, now: float) -> None:
+        interval = self.intervals[timer] * 2
+        if timer is I.TIMER_E and self.state is P.PROCEEDING:
+            interval = self.timers.t2_s  # §17.1.2.2: in Proceeding, E fires every T2
+        elif timer is not I.TIMER_A:
+            interval = min(interval, self.timers.t2_s)  # A doubles without cap (§17.1.1.2)
+        self.intervals[timer] = interval
+        self.deadlines[timer] = now + interval
+
+    def _fixed_duration(self, timer: TxInput) -> float:
+        t1, t4 = self.timers.t1_s, self.timers.t4_s
+        reliable = self.peer.reliable
+        if timer in (I.TIMER_B, I.TIMER_F, I.TIMER_H, I.TIMER_L, I.TIMER_M):
+            return 64 * t1
+        if timer is I.TIMER_D:
+            return 0.0 if reliable else max(32.0, 64 * t1)  # §17.1.1.2: > 32 s on UDP
+        if timer is I.TIMER_J:
+            return 0.0 if reliable else 64 * t1
+        if timer in (I.TIMER_I, I.TIMER_K):
+            return 0.0 if reliable else t4
+        raise TransactionError(f"no duration for {timer.name}")
+
+    def _run(
+        self,
+        action: Action,
+        tx_input: TxInput,
+        now: float,
+        message: Request | Response | None,
+        effects: list[Effect],
+    ) -> None:
+        if action is A.PASS_RESPONSE or action is A.PASS_ACK:
+            assert message is not None
+            if action is A.PASS_ACK:
+                self.ack_received = True
+                self.deadlines.pop(I.TIMER_G, None)  # stop re-sending the 2xx
+            effects.append(Deliver(message))
+        elif action is A.SEND_ACK:
+            assert isinstance(message, Response)
+            self.ack_bytes = make_non2xx_ack(self.request, message).to_bytes()
+            effects.append(Transmit(self.ack_bytes))
+        elif action is A.RESEND_ACK:
+            if self.ack_bytes is not None:
+                effects.append(Transmit(self.ack_bytes))
+        elif action is A.RETRANSMIT_REQUEST:
+            if self.request_bytes is not None:
+                effects.append(Transmit(self.request_bytes))
+        elif action is A.SEND_RESPONSE:
+            assert isinstance(message, Response)
+            self.last_response = message.to_bytes()
+            self.last_response_status = message.status_code
+            effects.append(Transmit(self.last_response))
+        elif action is A.RESEND_RESPONSE:
+            if self.last_response is not None:
+                effects.append(Transmit(self.last_response))
+        elif action is A.REPORT_TIMEOUT:
+            if tx_input is I.TIMER_L and self.ack_received:
+                return  # the 2xx was acknowledged; L only ends absorption (RFC 6026)
+            effects.append(TimedOut(tx_input.name.removeprefix("TIMER_")))
+        elif action is A.REPORT_TRANSPORT_ERROR:
+            effects.append(TransportFailure())
