@@ -1,0 +1,76 @@
+"""Process wiring for ``maskline serve``: one uvloop event loop, SIP on UDP and TCP, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+
+from config import Settings
+from engine.logging import get_logger
+from engine.signalling import Signalling
+from engine.transport import SipTransport
+from sip.endpoint import Endpoint, EndpointStats
+from sip.transaction import TimerConfig
+
+_log = get_logger("engine.server")
+
+
+def run(settings: Settings) -> int:
+    """Run the engine until SIGTERM/SIGINT; returns the process exit code."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop]
+    try:
+        import uvloop  # noqa: PLC0415
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio is the fallback
+        loop_factory = asyncio.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(settings))
+    except OSError as error:
+        _log.error("startup_failed", error=str(error))
+        return 1
+    return 0
+
+
+def build_endpoint(settings: Settings) -> Endpoint:
+    """The SIP endpoint configured from ``[sip]``."""
+    sip = settings.sip
+    return Endpoint(
+        local_host=sip.listen_host,
+        local_port=sip.listen_port,
+        timers=TimerConfig(t1_s=sip.t1_ms / 1000, t2_s=sip.t2_ms / 1000, t4_s=sip.t4_ms / 1000),
+        max_message_bytes=sip.max_message_bytes,
+    )
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
+    loop = asyncio.get_running_loop()
+    stop = stop or _stop_on_signals(loop)
+    endpoint = build_endpoint(settings)
+    signalling = Signalling(endpoint, clock=loop.time)
+    transport = SipTransport(endpoint, on_events=signalling.handle_events, loop=loop)
+    await transport.start(settings.sip.listen_host, settings.sip.listen_port)
+    _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
+    try:
+        await stop.wait()
+    finally:
+        _log.info("stopping", **_stats(endpoint.stats))
+        transport.close()
+        await transport.wait_closed()
+        _log.info("stopped")
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _stats(stats: EndpointStats) -> dict[str, int]:
+    return {name: getattr(stats, name) for name in stats.__slots__}

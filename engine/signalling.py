@@ -1,0 +1,70 @@
+"""What the engine answers before call routing exists: OPTIONS, and a clear refusal otherwise.
+
+The calls issue replaces the INVITE branch with the B2BUA; the UAS checks of
+RFC 3261 §8.2 (405/501/416/420/415/483) already happened in ``sip.uas``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.logging import get_logger
+from sip.endpoint import Endpoint
+from sip.events import AckReceived, CancelReceived, RequestReceived, ResponseReceived
+
+_log = get_logger("engine.signalling")
+
+USER_AGENT = "maskline"
+
+Clock = Callable[[], float]
+
+
+class Signalling:
+    """Drains endpoint events and answers them."""
+
+    def __init__(self, endpoint: Endpoint, *, clock: Clock) -> None:
+        self.endpoint = endpoint
+        self._clock = clock
+
+    def handle_events(self) -> None:
+        """Answer every pending event of the endpoint."""
+        endpoint = self.endpoint
+        while (event := endpoint.next_event()) is not None:
+            if isinstance(event, RequestReceived):
+                self._on_request(event)
+            elif isinstance(event, CancelReceived):
+                response = endpoint.response_for(event.invite_tx_key, 487)
+                endpoint.send_response(event.invite_tx_key, response, self._clock())
+            elif isinstance(event, AckReceived | ResponseReceived):
+                continue  # no dialogs or client transactions yet
+            else:
+                _log.info("transaction_ended", kind=type(event).__name__)
+
+    def _on_request(self, event: RequestReceived) -> None:
+        endpoint = self.endpoint
+        request = event.request
+        policy = endpoint.policy
+        if request.method == "OPTIONS" and not event.in_dialog:
+            response = endpoint.response_for(event.tx_key, 200)
+            headers = response.headers
+            headers.add("Allow", policy.allow_header)
+            headers.add("Accept", policy.accept_header)
+            headers.add("Supported", policy.supported_header)
+            headers.add("Server", USER_AGENT)
+        elif event.in_dialog or request.method != "INVITE":
+            # No dialogs exist yet, so any in-dialog request is for an unknown dialog (§12.2.2).
+            response = endpoint.response_for(event.tx_key, 481)
+        else:
+            # Call routing arrives with the binding index; until then say so plainly.
+            response = endpoint.response_for(
+                event.tx_key, 480, "Temporarily Unavailable (no call routing)"
+            )
+        _log.debug(
+            "request_answered",
+            method=request.method,
+            status=response.status_code,
+            call_id=request.call_id,
+            peer=f"{event.peer.host}:{event.peer.port}",
+        )
+        endpoint.send_response(event.tx_key, response, self._clock())
+

@@ -1,0 +1,221 @@
+"""asyncio I/O for the sans-IO SIP ``Endpoint`` (EXAMPLES.md §1.6): UDP and TCP, one timer.
+
+This file alone reads the loop clock.  Every entry point does: feed the
+endpoint, let the application drain its events, flush what the endpoint
+queued, re-arm the single ``call_at`` handle.  Nothing a peer sends may raise
+out of here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from collections.abc import Callable
+from typing import cast
+
+from engine.logging import get_logger
+from sip.endpoint import Endpoint
+from sip.transport import Outgoing, Peer
+
+_log = get_logger("engine.transport")
+
+# Kernel socket buffers for the SIP UDP socket: at thousands of calls per
+# second the default (~200 KiB) overflows during bursts and drops datagrams.
+UDP_BUFFER_BYTES = 8 * 1024 * 1024
+TCP_READ_LIMIT = 256 * 1024
+
+
+class SipTransport:
+    """Owns the UDP socket, the TCP listener and connections of one ``Endpoint``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        on_events: Callable[[], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._on_events = on_events
+        self._loop = loop or asyncio.get_running_loop()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._connections: dict[int, _TcpConnection] = {}
+        self._connection_ids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind UDP and TCP on ``host:port``."""
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+                except OSError:  # pragma: no cover - capped by the kernel, not fatal
+                    _log.warning("udp_buffer_not_raised", option=int(option))
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        self._udp, _ = await self._loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), sock=sock
+        )
+        self._tcp_server = await self._loop.create_server(
+            lambda: _TcpConnection(self), host, port, reuse_address=True
+        )
+
+    def close(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for connection in list(self._connections.values()):
+            connection.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP listener is fully closed."""
+        if self._tcp_server is not None:
+            await self._tcp_server.wait_closed()
+
+    # -- endpoint pumping --------------------------------------------------------------
+
+    def now(self) -> float:
+        """The endpoint's clock: the loop's monotonic time."""
+        return self._loop.time()
+
+    def process(self) -> None:
+        """Deliver events to the application, send what is queued, re-arm the timer."""
+        try:
+            self._on_events()
+        except Exception:
+            _log.exception("event_handler_failed")
+        self.flush()
+
+    def flush(self) -> None:
+        """Send everything the endpoint queued and re-arm the timer."""
+        for outgoing in self.endpoint.datagrams_to_send():
+            self._send(outgoing)
+        self._arm_timer()
+
+    def _send(self, outgoing: Outgoing) -> None:
+        peer = outgoing.peer
+        if peer.transport == "UDP":
+            if self._udp is not None and outgoing.data:
+                self._udp.sendto(outgoing.data, (peer.host, peer.port))
+            return
+        connection = self._connections.get(peer.connection or -1)
+        if connection is None:
+            if outgoing.data:
+                self._loop.create_task(self._connect_and_send(peer, outgoing.data))
+            return
+        if outgoing.data:
+            connection.write(outgoing.data)
+        if outgoing.close:
+            connection.close()
+
+    async def _connect_and_send(self, peer: Peer, data: bytes) -> None:
+        try:
+            _, protocol = await self._loop.create_connection(
+                lambda: _TcpConnection(self), peer.host, peer.port
+            )
+        except OSError as error:
+            _log.warning("tcp_connect_failed", host=peer.host, port=peer.port, error=str(error))
+            return
+        protocol.write(data)
+
+    def _arm_timer(self) -> None:
+        at = self.endpoint.next_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self._loop.call_at(at, self._fire_timer)
+
+    def _fire_timer(self) -> None:
+        deadline = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        # An early wake-up still counts as the deadline (aioquic's max()).
+        now = max(deadline or 0.0, self._loop.time())
+        try:
+            self.endpoint.handle_timer(now)
+        except Exception:
+            _log.exception("timer_failed")
+        self.process()
+
+    # -- callbacks from protocols ------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.endpoint.receive_datagram(data, (addr[0], addr[1]), self._loop.time())
+        self.process()
+
+    def stream_data_received(self, connection: _TcpConnection, data: bytes) -> None:
+        self.endpoint.receive_stream_data(
+            data, connection=connection.id, addr=connection.peer_addr, now=self._loop.time()
+        )
+        self.process()
+
+    def connection_made(self, connection: _TcpConnection) -> None:
+        connection.id = next(self._connection_ids)
+        self._connections[connection.id] = connection
+
+    def connection_lost(self, connection: _TcpConnection) -> None:
+        self._connections.pop(connection.id, None)
+        self.endpoint.connection_closed(connection.id)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransport) -> None:
+        self._owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        try:
+            self._owner.datagram_received(data, (str(addr[0]), int(addr[1])))
+        except Exception:
+            _log.exception("udp_receive_failed")
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the transaction timers deal with loss.
+        _log.debug("udp_error", error=str(exc))
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, owner: SipTransport) -> None:
+        self._owner = owner
+        self._transport: asyncio.Transport | None = None
+        self.id = 0
+        self.peer_addr: tuple[str, int] = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = self._transport.get_extra_info("peername") or ("", 0)
+        self.peer_addr = (str(peer[0]), int(peer[1]))
+        self._owner.connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._owner.stream_data_received(self, data)
+        except Exception:
+            _log.exception("tcp_receive_failed")
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner.connection_lost(self)
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
