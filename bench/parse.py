@@ -180,22 +180,35 @@ class Result:
     median_us: float
 
 
-def _measure(fn: RoundTrip, data: bytes, iterations: int, repeats: int) -> tuple[float, float]:
-    for _ in range(max(iterations // 5, 100)):  # warm-up: caches, specialisation
-        fn(data)
-    per_message_ns: list[float] = []
+def _time_loop(fn: RoundTrip, data: bytes, iterations: int) -> float:
+    """Nanoseconds per message over one loop of ``iterations`` calls, GC paused."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
-            start = time.perf_counter_ns()
-            for _ in range(iterations):
-                fn(data)
-            per_message_ns.append((time.perf_counter_ns() - start) / iterations)
+        start = time.perf_counter_ns()
+        for _ in range(iterations):
+            fn(data)
+        return (time.perf_counter_ns() - start) / iterations
     finally:
         if gc_was_enabled:
             gc.enable()
-    return min(per_message_ns) / 1000, statistics.median(per_message_ns) / 1000
+
+
+def _measure_all(
+    cases: dict[tuple[str, str], tuple[RoundTrip, bytes]], iterations: int, repeats: int
+) -> list[Result]:
+    """Warm every case up, then interleave the repeats so load changes hit all cases alike."""
+    for fn, data in cases.values():
+        for _ in range(max(iterations // 5, 100)):
+            fn(data)
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
+    for _ in range(repeats):
+        for key, (fn, data) in cases.items():
+            samples[key].append(_time_loop(fn, data, iterations))
+    return [
+        Result(library, kind, min(ns) / 1000, statistics.median(ns) / 1000)
+        for (library, kind), ns in samples.items()
+    ]
 
 
 def _check(library: str, kind: str, fn: RoundTrip, data: bytes) -> None:
@@ -221,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "maskline": _maskline_round_trip,
         "sippy": _sippy_round_trip,
     }
-    results: list[Result] = []
+    cases: dict[tuple[str, str], tuple[RoundTrip, bytes]] = {}
     unavailable: dict[str, str] = {}
     for library, factory in libraries.items():
         for kind, data in MESSAGES.items():
@@ -231,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             except (ImportError, AttributeError) as exc:
                 unavailable[library] = f"{type(exc).__name__}: {exc}"
                 break
-            best, median = _measure(fn, data, args.iterations, args.repeats)
-            results.append(Result(library, kind, best, median))
+            cases[(library, kind)] = (fn, data)
+    results = _measure_all(cases, args.iterations, args.repeats)
 
     print(
         f"parse + read Via branch/From tag/To tag/Call-ID/CSeq + serialize; "
