@@ -4,6 +4,8 @@ Public entry points used outside the repository: ``parse_message`` and
 ``SipParseError``; every message has ``to_bytes()``.
 """
 
+from sip.dialog import Dialog, DialogId, DialogRole, DialogState
+from sip.endpoint import Endpoint
 from sip.errors import (
     BadExtension,
     CallDoesNotExist,
@@ -27,6 +29,11 @@ __all__ = [
     "BadExtension",
     "CSeq",
     "CallDoesNotExist",
+    "Dialog",
+    "DialogId",
+    "DialogRole",
+    "DialogState",
+    "Endpoint",
     "HeaderList",
     "Message",
     "MessageTooLarge",

@@ -159,7 +159,11 @@ class HeaderList:
         self._fields.append(_field(name, value))
 
     def insert_first(self, name: str, value: str) -> None:
-        """Prepend a field before all others of the same name (e.g. a new top Via)."""
+        """Put a field before all others of the same name (e.g. a new top Via).
+
+        With none of that name yet, it goes first of all: Via belongs at the
+        top of a message (RFC 3261 §7.3.1 recommends it).
+        """
         new = _field(name, value)
         key = new[0]
         self.cache.clear()
@@ -167,7 +171,7 @@ class HeaderList:
             if f[0] == key:
                 self._fields.insert(index, new)
                 return
-        self._fields.append(new)
+        self._fields.insert(0, new)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` by one field, keeping the first position."""
