@@ -51,7 +51,7 @@ def assert_no_traceback(server: MasklineServer) -> None:
 # ------------------------------------------------------------------------ (a), (b) SIPp
 @pytest.mark.parametrize("transport", ["u1", "t1"], ids=["udp", "tcp"])
 def test_sipp_options_gets_200(
-    maskline: MasklineServer, sipp_binary: str, tmp_path: Path, transport: str
+    sipp_binary: str, maskline: MasklineServer, tmp_path: Path, transport: str
 ) -> None:
     run = run_sipp(sipp_binary, "uac_options.xml", transport, maskline.sip, tmp_path / "sipp")
     assert run.returncode == 0, f"SIPp exit {run.returncode}\n{run.output[-4000:]}"
@@ -228,7 +228,7 @@ def barrier(udp: UdpClient, replies: FloodReplies, timeout: float = 5.0) -> None
 
 
 def test_flood_of_malformed_datagrams_does_not_break_the_server(
-    maskline: MasklineServer, udp: UdpClient, sipp_binary: str, tmp_path: Path
+    sipp_binary: str, maskline: MasklineServer, udp: UdpClient, tmp_path: Path
 ) -> None:
     items = build_flood(udp.local, random.Random(FLOOD_SEED))
     assert len(items) == FLOOD_SIZE
