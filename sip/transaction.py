@@ -346,9 +346,14 @@ class Transaction:
         return [timer for _, timer in due]
 
     def fire_timer(self, timer: TxInput, now: float) -> list[Effect]:
-        """Run the row for an expired timer."""
-        self.deadlines.pop(timer, None)
-        return self._fire(timer, now, None)
+        """Run the row for an expired timer; a timer without a row leaves it armed."""
+        armed = self.deadlines.pop(timer, None)
+        try:
+            return self._fire(timer, now, None)
+        except TransactionError:
+            if armed is not None:
+                self.deadlines[timer] = armed
+            raise
 
     def next_deadline(self) -> float | None:
         """Earliest armed deadline, or None."""
