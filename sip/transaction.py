@@ -150,6 +150,8 @@ CLIENT_NON_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
 # Timer G schedule in Accepted, so the application never re-sends anything.
 SERVER_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
     (P.PROCEEDING, I.RECV_REQUEST): ((A.RESEND_RESPONSE,), P.PROCEEDING),
+    # An ACK before any final response acknowledges nothing; a peer can send it anyway.
+    (P.PROCEEDING, I.RECV_ACK): ((), P.PROCEEDING),
     (P.PROCEEDING, I.SEND_1XX): ((A.SEND_RESPONSE,), P.PROCEEDING),
     (P.PROCEEDING, I.SEND_2XX): ((A.SEND_RESPONSE,), P.ACCEPTED),
     (P.PROCEEDING, I.SEND_3XX_6XX): ((A.SEND_RESPONSE,), P.COMPLETED),
