@@ -25,6 +25,8 @@ from sip.events import (
     TransportFailed,
     TxKey,
 )
+from sip.grammar import split_quoted
+from sip.headers import Via
 from sip.message import Request, Response
 from sip.parser import DEFAULT_MAX_MESSAGE_BYTES, StreamFramer, parse_message, parse_stream_message
 from sip.transaction import (
@@ -250,9 +252,7 @@ class Endpoint:
     def _reject_unparsed(self, error: SipParseError, peer: Peer) -> None:
         """Answer a request we could not parse, statelessly; drop a bad response."""
         headers = error.partial_headers
-        method_is_ack = headers is not None and (headers.get("CSeq") or "").rstrip().endswith(
-            "ACK"
-        )
+        method_is_ack = headers is not None and (headers.get("CSeq") or "").rstrip().endswith("ACK")
         if error.is_response or headers is None or method_is_ack or "Via" not in headers:
             self.stats.malformed_dropped += 1
             return
@@ -300,6 +300,7 @@ class Endpoint:
     def _receive_request(self, request: Request, peer: Peer, now: float) -> None:
         try:
             request.validate()
+            _stamp_received(request, peer)
         except SipParseError as error:
             if request.method != "ACK":
                 self.stats.requests_rejected += 1
@@ -425,3 +426,27 @@ class Endpoint:
         elif self._scheduled.get(tx.key) != deadline:
             self._scheduled[tx.key] = deadline
             heapq.heappush(self._timer_heap, (deadline, next(self._seq), tx.key))
+
+
+def _stamp_received(request: Request, peer: Peer) -> None:
+    """Record where the request really came from in its top Via (RFC 3261 §18.2.1, RFC 3581 §4).
+
+    ``received`` is added when the sent-by host is not the source address, and
+    always with ``rport``, whose value becomes the source port; responses copy
+    this Via, so the sender sees its public address.
+    """
+    via = request.top_via
+    rport = via.rport_requested
+    if not rport and via.host == peer.host:
+        return
+    params = {k: v for k, v in via.params.items() if k.lower() not in ("received", "rport")}
+    params["received"] = peer.host
+    if rport:
+        params["rport"] = str(peer.port)
+    stamped = Via(
+        transport=via.transport, host=via.host, port=via.port, params=params, protocol=via.protocol
+    )
+    first_line = request.headers.get("Via") or ""
+    values = split_quoted(first_line, ",")
+    values[0] = str(stamped)
+    request.headers.replace_first("Via", ", ".join(v.strip() for v in values))

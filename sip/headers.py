@@ -173,6 +173,17 @@ class HeaderList:
                 return
         self._fields.insert(0, new)
 
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the value of the first field named ``name`` (appends when there is none)."""
+        new = _field(name, value)
+        key = new[0]
+        self.cache.clear()
+        for index, f in enumerate(self._fields):
+            if f[0] == key:
+                self._fields[index] = (key, f[1], value)
+                return
+        self._fields.append(new)
+
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` by one field, keeping the first position."""
         new = _field(name, value)
