@@ -26,7 +26,7 @@ from sip.events import (
     TxKey,
 )
 from sip.grammar import split_quoted
-from sip.headers import Via
+from sip.headers import HeaderList, Via, parse_via_values
 from sip.message import Request, Response
 from sip.parser import DEFAULT_MAX_MESSAGE_BYTES, StreamFramer, parse_message, parse_stream_message
 from sip.transaction import (
@@ -54,6 +54,13 @@ class EndpointStats:
     retransmissions_absorbed: int = 0
     overload_rejected: int = 0
     internal_errors: int = 0
+
+
+def _via_response_peer(via: Via, source: Peer) -> Peer:
+    """RFC 3261 §18.2.2 with RFC 3581: the source address; the source port if rport, else Via's."""
+    if source.reliable or via.rport_requested:
+        return source
+    return Peer("UDP", source.host, via.port or 5060)
 
 
 class Endpoint:
@@ -260,8 +267,8 @@ class Endpoint:
         response = response_from_headers(
             headers, error.status_code, error.reason_phrase, to_tag=new_tag()
         )
-        # The Via may be the broken part: answer to where the bytes came from.
-        self._outgoing.append(Outgoing(response.to_bytes(), peer))
+        destination = self._unparsed_response_peer(headers, peer)
+        self._outgoing.append(Outgoing(response.to_bytes(), destination))
 
     def _receive_response(self, response: Response, now: float) -> None:
         vias = response.vias
@@ -380,12 +387,21 @@ class Endpoint:
         source address (the ``received`` rule) and the source port when rport
         was asked for, else the Via port (default 5060).
         """
-        if source.reliable:
+        return _via_response_peer(request.top_via, source)
+
+    def _unparsed_response_peer(self, headers: HeaderList, source: Peer) -> Peer:
+        """``_response_peer`` for a request that failed to parse, as far as its top Via parses.
+
+        The Via may be the broken part: then answer to where the bytes came from.
+        """
+        value = headers.get("Via")
+        if source.reliable or value is None:
             return source
-        via = request.top_via
-        if via.rport_requested:
+        try:
+            vias = parse_via_values(value)
+        except SipParseError:
             return source
-        return Peer("UDP", source.host, via.port or 5060)
+        return _via_response_peer(vias[0], source) if vias else source
 
     def _local_tag(self, tx: Transaction) -> str:
         """To tag for every response of a server transaction: one per transaction."""
