@@ -818,3 +818,46 @@ def test_bare_magic_cookie_branch_does_not_collide(pair: EndpointPair) -> None:
     assert pair.events("uas") == []
     (again,) = uas.datagrams_to_send()
     assert parse_message(again.data).call_id == "badbranch-1"
+
+
+def test_cancel_matches_an_rfc2543_invite(pair: EndpointPair) -> None:
+    uas = pair.uas
+    uas.receive_datagram(INVITE_2543, UAC_ADDR, 0.0)
+    (invite_event,) = pair.events("uas")
+    assert isinstance(invite_event, RequestReceived)
+    pair.drop("uas")
+    cancel = INVITE_2543.replace(b"INVITE sip:", b"CANCEL sip:").replace(
+        b"CSeq: 5 INVITE", b"CSeq: 5 CANCEL"
+    )
+    uas.receive_datagram(cancel, UAC_ADDR, 1.0)
+    (event,) = pair.events("uas")
+    assert isinstance(event, CancelReceived)
+    assert event.invite_tx_key == invite_event.tx_key
+    (ok,) = pair.drop("uas")
+    assert ok.startswith(b"SIP/2.0 200 ")
+    assert b"CSeq: 5 CANCEL" in ok
+
+
+def test_ack_matching_nothing_is_reported_without_a_transaction(pair: EndpointPair) -> None:
+    invite = make_invite()
+    ok = make_response(invite, 200, to_tag="late")
+    pair.uac.send_ack(make_2xx_ack(invite, ok), pair.uas_peer)
+    pair.deliver("uac")
+    (event,) = pair.events("uas")
+    assert isinstance(event, AckReceived)
+    assert event.tx_key is None
+    assert pair.drop("uas") == []
+
+
+def test_a_late_handle_timer_fires_every_due_timer_in_order(pair: EndpointPair) -> None:
+    """The event loop stalled: one handle_timer(100) call must catch up without raising."""
+    client_key, server_key, _ = _invite_at_uas(pair)
+    _answer(pair, server_key, 486)
+    pair.drop("uas")
+    pair.uas.handle_timer(100.0)
+    resent = pair.drop("uas")
+    assert len(resent) == 1, "G fires once, then H ends the transaction"
+    assert pair.events("uas") == [TransactionTimedOut(server_key, "H")]
+    pair.uac.handle_timer(100.0)
+    assert pair.events("uac") == [TransactionTimedOut(client_key, "B")]
+    assert pair.uas.transaction_count == pair.uac.transaction_count == 0
