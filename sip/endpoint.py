@@ -162,6 +162,8 @@ class Endpoint:
             for timer in tx.due_timers(now):
                 if tx.terminated:
                     break
+                if timer not in tx.deadlines:
+                    continue  # disarmed by the state change an earlier timer caused
                 self._apply(tx, tx.fire_timer(timer, now))
             self._after(tx)
 
