@@ -7,6 +7,7 @@ header list changes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -284,8 +285,32 @@ def parse_via_values(value: str) -> list[Via]:
     return [parse_via(item) for item in split_quoted(value, ",")]
 
 
+_TOKEN_RE_TEXT = r"[A-Za-z0-9\-.!%*_+`'~]+"  # noqa: S105 - a regex, not a password
+# The form nearly every peer sends: no LWS inside, plain token/host parameter values.
+_VIA_FAST_RE = re.compile(
+    r"SIP/2\.0/(" + _TOKEN_RE_TEXT + r") ([A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    r"((?:;" + _TOKEN_RE_TEXT + r"(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)*)\Z"
+)
+
+
 def parse_via(text: str) -> Via:
     """Parse a single via-parm: ``SIP / 2.0 / UDP host[:port] *(;param)``."""
+    fast = _VIA_FAST_RE.match(text)
+    if fast is not None:
+        transport, host, port_text, param_text = fast.groups()
+        port = int(port_text) if port_text else None
+        if port is None or port <= 65535:
+            params: dict[str, str | None] = {}
+            if param_text:
+                for item in param_text[1:].split(";"):
+                    name, eq, value = item.partition("=")
+                    params[name] = value if eq else None
+            return Via(transport=transport.upper(), host=host, port=port, params=params)
+    return _parse_via_general(text)
+
+
+def _parse_via_general(text: str) -> Via:
+    """Any via-parm the grammar allows: LWS around ``/``, quoted parameter values."""
     text = text.strip()
     if not text:
         raise SipParseError("empty Via value")
@@ -361,17 +386,39 @@ _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 # --- name-addr / addr-spec ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class NameAddr:
     """From, To, Contact, Route, P-Asserted-Identity values (RFC 3261 §20.10, §20.20, §20.39).
 
     ``display`` is unquoted with quoted-pairs resolved; ``params`` are header
     parameters (``tag``, ``expires``, ``q``), distinct from URI parameters.
+    Immutable.  A parsed address keeps its URI as text until ``uri`` is read:
+    the hot path needs From/To tags on every message, their URIs rarely.
     """
 
-    uri: Uri
-    display: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+    __slots__ = ("_uri", "_uri_text", "display", "params")
+
+    def __init__(
+        self,
+        uri: Uri | str,
+        display: str | None = None,
+        params: dict[str, str | None] | None = None,
+    ) -> None:
+        self._uri: Uri | None
+        self._uri_text: str | None
+        if isinstance(uri, str):
+            self._uri, self._uri_text = None, uri
+        else:
+            self._uri, self._uri_text = uri, None
+        self.display = display
+        self.params: dict[str, str | None] = params if params is not None else {}
+
+    @property
+    def uri(self) -> Uri:
+        """The address's URI, parsed on first access (may raise ``SipParseError``)."""
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = parse_uri(self._uri_text or "")
+        return uri
 
     @property
     def tag(self) -> str | None:
@@ -382,13 +429,25 @@ class NameAddr:
         """Copy with ``tag`` set (used when a UAS answers an untagged To)."""
         params = {k: v for k, v in self.params.items() if k.lower() != "tag"}
         params["tag"] = tag
-        return NameAddr(uri=self.uri, display=self.display, params=params)
+        return NameAddr(uri=self._uri or self._uri_text or "", display=self.display, params=params)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NameAddr):
+            return NotImplemented
+        return (self.uri, self.display, self.params) == (other.uri, other.display, other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.uri, self.display))
+
+    def __repr__(self) -> str:
+        return f"NameAddr({str(self)!r})"
 
     def __str__(self) -> str:
         display = ""
         if self.display is not None:
             display = quote(self.display) + " "
-        return f"{display}<{self.uri}>{render_params(self.params)}"
+        uri_text = self._uri_text if self._uri is None else str(self._uri)
+        return f"{display}<{uri_text}>{render_params(self.params)}"
 
 
 def parse_name_addr(text: str) -> NameAddr:
@@ -423,22 +482,23 @@ def parse_name_addr(text: str) -> NameAddr:
         if close < 0:
             raise SipParseError("unterminated <URI>")
         uri_text = rest[1:close]
-        if uri_text != uri_text.strip():
-            raise SipParseError("whitespace inside <URI>")
-        uri = parse_uri(uri_text)
+        if not uri_text or uri_text != uri_text.strip():
+            raise SipParseError("empty URI or whitespace inside <URI>")
         tail = rest[close + 1 :].strip()
     else:
         uri_text, semicolon, param_text = text.partition(";")
         if any(ch in uri_text for ch in ",?"):
             raise SipParseError("URI with , or ? must be enclosed in <>")
-        uri = parse_uri(uri_text.strip())
+        uri_text = uri_text.strip()
+        if not uri_text or any(ch in uri_text for ch in " \t"):
+            raise SipParseError("invalid address")
         tail = ";" + param_text if semicolon else ""
     params: dict[str, str | None] = {}
     if tail:
         if tail[0] != ";":
             raise SipParseError("junk after address")
         params = parse_params(tail[1:], what="address")
-    return NameAddr(uri=uri, display=display, params=params)
+    return NameAddr(uri=uri_text, display=display, params=params)
 
 
 def parse_name_addr_list(value: str) -> list[NameAddr]:

@@ -199,9 +199,10 @@ class Message:
         for key in SINGLE_VALUE_HEADERS:
             if self.headers.count(key) > 1:
                 raise SipParseError(f"more than one {key} header")
-        _ = (self.call_id, self.cseq, self.from_, self.to, self.vias, self.max_forwards)
-        _ = (self.contacts, self.routes, self.record_routes, self.require, self.supported)
-        _ = self.content_type
+        _ = (self.call_id, self.cseq, self.vias, self.max_forwards)
+        _ = (self.require, self.supported, self.content_type)
+        for address in (self.from_, self.to, *self.contacts, *self.routes, *self.record_routes):
+            _ = address.uri  # URIs inside addresses are parsed lazily
         self._validate_start()
 
     def _validate_start(self) -> None:

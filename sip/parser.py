@@ -79,6 +79,8 @@ def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
         text = _FOLD_RE.sub(" ", text)
     lines = text.split("\r\n")
     fields: list[tuple[str, str, str]] = []
+    append = fields.append
+    known = _NAME_CACHE.get
     fault: SipParseError | None = None
     crlf = head.count(b"\r\n")
     if head.count(b"\r") != crlf or head.count(b"\n") != crlf:
@@ -86,15 +88,17 @@ def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
         # header section; another parser may read it as one, so never pass it on.
         fault = SipParseError("bare CR or LF in header section")
     for line in lines[1:]:
-        colon = line.find(":")
-        try:
-            if colon <= 0:
-                raise SipParseError("malformed header line")
-            key, spelling = _name_key(line[:colon].rstrip(" \t"))
-        except SipParseError as error:
-            fault = fault or error
-            continue
-        fields.append((key, spelling, line[colon + 1 :].strip(" \t")))
+        name, colon, value = line.partition(":")
+        entry = known(name)  # the common case: a name seen before, no space before ':'
+        if entry is None:
+            try:
+                if not colon or not name:
+                    raise SipParseError("malformed header line")
+                entry = _name_key(name.rstrip(" \t"))
+            except SipParseError as error:
+                fault = fault or error
+                continue
+        append((entry[0], entry[1], value.strip(" \t")))
     return lines[0], HeaderList(fields), fault
 
 
@@ -197,31 +201,37 @@ def _frame_body(headers: HeaderList, body: bytes, *, stream: bool) -> bytes:
     return body if length == len(body) else body[:length]
 
 
+_SINGLE_VALUE = frozenset(SINGLE_VALUE_HEADERS)
+
+
 def _check_hot_headers(message: Request | Response) -> None:
+    """Validate and cache what every message needs; one pass over the header list."""
     headers = message.headers
-    fields = headers.fields()
-    seen: set[str] = set()
-    for key, _, _ in fields:
-        if key in seen and key in SINGLE_VALUE_HEADERS:
+    first: dict[str, str] = {}
+    for key, _, value in headers.fields():
+        if key not in first:
+            first[key] = value
+        elif key in _SINGLE_VALUE:
             raise SipParseError(f"more than one {canonical_name(key)} header")
-        seen.add(key)
-    for required in ("via", "from", "to", "call-id", "cseq"):
-        if required not in seen:
-            raise SipParseError(f"missing {canonical_name(required)} header")
-    cache = headers.cache
-    for key, _, value in fields:
-        if key == "via":
-            cache["via-top-line"] = parse_via_values(value)
-            break
-    call_id = headers.get("Call-ID") or ""
+    try:
+        via_line = first["via"]
+        from_value = first["from"]
+        to_value = first["to"]
+        call_id = first["call-id"]
+        cseq_value = first["cseq"]
+    except KeyError as missing:
+        raise SipParseError(f"missing {canonical_name(str(missing.args[0]))} header") from None
     if not call_id or " " in call_id or "\t" in call_id:
         raise SipParseError("invalid Call-ID")
+    cseq = parse_cseq(cseq_value)
+    cache = headers.cache
+    cache["via-top-line"] = parse_via_values(via_line)
     cache["call-id"] = call_id
-    cseq = parse_cseq(headers.get("CSeq") or "")
     cache["cseq"] = cseq
-    cache["from"] = parse_name_addr(headers.get("From") or "")
-    cache["to"] = parse_name_addr(headers.get("To") or "")
-    message.max_forwards  # noqa: B018 - parsed now so a bad value fails the message
+    cache["from"] = parse_name_addr(from_value)
+    cache["to"] = parse_name_addr(to_value)
+    if "max-forwards" in first:
+        message.max_forwards  # noqa: B018 - parsed now so a bad value fails the message
     if isinstance(message, Request) and cseq.method != message.method:
         if message.method not in KNOWN_METHODS:
             raise MethodNotImplemented("CSeq method does not match the request method")
