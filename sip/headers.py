@@ -227,7 +227,7 @@ class HeaderList:
 BRANCH_MAGIC_COOKIE = "z9hG4bK"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Via:
     """One Via value (RFC 3261 §20.42, RFC 3581 rport)."""
 
@@ -450,6 +450,15 @@ class NameAddr:
         return f"{display}<{uri_text}>{render_params(self.params)}"
 
 
+_PARAM_VALUE_RE_TEXT = r"(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"[^\"\\\\]*\")"
+# The common shapes: ``"Display" <uri>;p=v``, ``Display Words <uri>``, ``<uri>``.
+_NAME_ADDR_FAST_RE = re.compile(
+    r'(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|(' + _TOKEN_RE_TEXT + r"(?:[ \t]+" + _TOKEN_RE_TEXT
+    + r")*)?[ \t]*)<([^<>\x00-\x20\"]+)>((?:;" + _TOKEN_RE_TEXT + "(?:=" + _PARAM_VALUE_RE_TEXT
+    + r")?)*)\Z"
+)
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``[display] <uri> *(;param)`` or ``addr-spec *(;param)``.
 
@@ -457,6 +466,23 @@ def parse_name_addr(text: str) -> NameAddr:
     parameter (RFC 3261 §20.10), and a URI containing ``,``, ``;`` or ``?`` must
     be in angle brackets — bare ones are rejected (RFC 4475 §3.1.2.13).
     """
+    fast = _NAME_ADDR_FAST_RE.match(text)
+    if fast is None:
+        return _parse_name_addr_general(text)
+    quoted, words, uri_text, param_text = fast.groups()
+    display = quoted if quoted is not None else (" ".join(words.split()) if words else None)
+    params: dict[str, str | None] = {}
+    if '"' in param_text:
+        params = parse_params(param_text[1:], what="address")
+    elif param_text:
+        for item in param_text[1:].split(";"):
+            name, eq, value = item.partition("=")
+            params[name] = value if eq else None
+    return NameAddr(uri=uri_text, display=display, params=params)
+
+
+def _parse_name_addr_general(text: str) -> NameAddr:
+    """Every form of the grammar, with LWS, quoted-pairs and addr-spec; precise errors."""
     text = text.strip()
     if not text:
         raise SipParseError("empty address")
@@ -512,7 +538,7 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
 CSEQ_MAX = 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CSeq:
     """CSeq header (RFC 3261 §20.16)."""
 

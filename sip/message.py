@@ -233,7 +233,7 @@ class Message:
 class Request(Message):
     """A SIP request."""
 
-    __slots__ = ("method", "uri")
+    __slots__ = ("_uri", "_uri_text", "method")
 
     def __init__(
         self,
@@ -244,10 +244,28 @@ class Request(Message):
     ) -> None:
         super().__init__(headers, body)
         self.method = method
-        self.uri: Uri = parse_uri(uri) if isinstance(uri, str) else uri
+        self._uri_text: str | None = None
+        if isinstance(uri, str):
+            self._uri = parse_uri(uri)
+            self._uri_text = uri  # rendered as received, no re-escaping on the way out
+        else:
+            self._uri = uri
+
+    @property
+    def uri(self) -> Uri:
+        """The Request-URI."""
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: Uri) -> None:
+        self._uri = value
+        self._uri_text = None
 
     def _start_line(self) -> str:
-        return f"{self.method} {self.uri} {SIP_VERSION}"
+        uri_text = self._uri_text
+        if uri_text is None:
+            uri_text = self._uri_text = str(self._uri)
+        return f"{self.method} {uri_text} {SIP_VERSION}"
 
     def _validate_start(self) -> None:
         if self.cseq.method != self.method:

@@ -27,7 +27,7 @@ from sip.headers import (
     parse_via_values,
 )
 from sip.message import SINGLE_VALUE_HEADERS, Request, Response
-from sip.uri import SipUri, parse_uri
+from sip.uri import SipUri
 
 # RFC 3261 §7.3.1: a CRLF followed by whitespace continues the header line and
 # is equivalent to a single SP.
@@ -166,11 +166,11 @@ def _parse_request_line(line: str, headers: HeaderList) -> Request:
         raise SipParseError("invalid method")
     if uri_text.startswith("<"):
         raise SipParseError("Request-URI in angle brackets")
-    uri = parse_uri(uri_text)
+    request = Request(method, uri_text, headers)
+    uri = request.uri
     if isinstance(uri, SipUri) and uri.headers:
         # RFC 3261 §19.1.5: headers are not allowed in a Request-URI.
         raise SipParseError("headers in Request-URI")
-    request = Request(method, uri, headers)
     return request
 
 

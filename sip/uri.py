@@ -2,6 +2,11 @@
 
 Components are stored unescaped; rendering escapes exactly the characters the
 grammar does not allow in that component, so ``parse_uri(str(uri)) == uri``.
+
+URI and header value classes are immutable by convention: never assign to a
+field of a parsed value, derive a new one with ``dataclasses.replace``.  They
+are not ``frozen`` dataclasses only because a frozen ``__init__`` costs several
+times more, and the parser builds some of them for every message.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])\Z")
 _FORBIDDEN_RE = re.compile(r'[\x00-\x20\x7f<>"]')
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI."""
 
@@ -68,7 +73,7 @@ class SipUri:
         return "".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TelUri:
     """A ``tel:`` URI (RFC 3966); ``number`` keeps visual separators as written."""
 
@@ -80,7 +85,7 @@ class TelUri:
         return f"tel:{self.number}{_render_uri_params(self.params)}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AbsoluteUri:
     """Any other URI scheme, kept opaque (RFC 3261 §19.1.1 absoluteURI)."""
 
@@ -114,7 +119,31 @@ def parse_uri(text: str) -> Uri:
     return AbsoluteUri(scheme=scheme, opaque=rest)
 
 
+# The common shape, no escapes, no password, no URI headers; anything else
+# takes the general path below, which also produces the precise error.
+_PARAM_CHARS = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+"
+_SIP_FAST_RE = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;/]+)@)?([A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])"
+    r"(?::([0-9]{1,5}))?((?:;" + _PARAM_CHARS + "(?:=" + _PARAM_CHARS + r")?)*)\Z"
+)
+
+
 def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
+    fast = _SIP_FAST_RE.match(rest)
+    if fast is not None:
+        user, host, port_text, param_text = fast.groups()
+        port = int(port_text) if port_text else None
+        if port is None or port <= 65535:
+            params: dict[str, str | None] = {}
+            if param_text:
+                for item in param_text[1:].split(";"):
+                    name, eq, value = item.partition("=")
+                    params[name] = value if eq else None
+            return SipUri(scheme=scheme, user=user, host=host, port=port, params=params)
+    return _parse_sip_uri_general(scheme, rest)
+
+
+def _parse_sip_uri_general(scheme: str, rest: str) -> SipUri:
     user: str | None = None
     password: str | None = None
     at = rest.find("@")
