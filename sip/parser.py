@@ -249,6 +249,11 @@ class StreamFramer:
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._buffer = bytearray()
         self._max_message_bytes = max_message_bytes
+        # Octets already searched for the empty line without finding it, and the
+        # length of the message whose head has been read, so a message arriving
+        # in many small segments is neither re-searched nor re-split each time.
+        self._scanned = 0
+        self._total: int | None = None
 
     @property
     def buffered(self) -> int:
@@ -262,17 +267,34 @@ class StreamFramer:
     def next_message(self) -> bytes | None:
         """Return the next complete message's bytes, or None when more data is needed."""
         buffer = self._buffer
+        total = self._total
+        if total is None:
+            total = self._read_head(buffer)
+            if total is None:
+                return None
+        if len(buffer) < total:
+            return None
+        self._total = None
+        message = bytes(buffer[:total])
+        del buffer[:total]
+        return message
+
+    def _read_head(self, buffer: bytearray) -> int | None:
+        """Length of the message at the start of ``buffer`` once its head is complete."""
         # CRLF keep-alives (RFC 5626 §3.5.1) and stray CRLFs between messages.
         skip = 0
         while buffer.startswith(b"\r\n", skip):
             skip += 2
         if skip:
             del buffer[:skip]
-        end = buffer.find(_EMPTY_LINE)
+            self._scanned = max(0, self._scanned - skip)
+        end = buffer.find(_EMPTY_LINE, max(0, self._scanned - 3))
         if end < 0:
+            self._scanned = len(buffer)
             if len(buffer) > self._max_message_bytes:
                 raise MessageTooLarge("header section too long")
             return None
+        self._scanned = 0
         _, headers, _ = split_head(bytes(buffer[:end]))
         values = headers.get_all("Content-Length")
         is_response = buffer.startswith(b"SIP/")
@@ -285,8 +307,5 @@ class StreamFramer:
         total = end + 4 + int(values[0].strip())
         if total > self._max_message_bytes:
             raise MessageTooLarge(partial_headers=headers, is_response=is_response)
-        if len(buffer) < total:
-            return None
-        message = bytes(buffer[:total])
-        del buffer[:total]
-        return message
+        self._total = total
+        return total

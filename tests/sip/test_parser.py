@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+import sip.parser
 from sip import (
     AbsoluteUri,
     HeaderList,
@@ -833,6 +834,30 @@ def test_framer_waits_for_a_long_body() -> None:
     assert message is not None
     assert len(parse_stream_message(message).body) == 9999
     assert drain(framer) == [OPTIONS]
+
+
+def test_framer_reads_a_head_once_while_the_body_trickles_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = 0
+    real_split_head = sip.parser.split_head
+
+    def counting_split_head(head: bytes) -> object:
+        nonlocal calls
+        calls += 1
+        return real_split_head(head)
+
+    monkeypatch.setattr(sip.parser, "split_head", counting_split_head)
+    framer = StreamFramer()
+    data = INVITE + OPTIONS
+    for index in range(len(data)):
+        framer.feed(data[index : index + 1])
+        if index < len(INVITE) - 1:
+            assert framer.next_message() is None
+        elif index == len(INVITE) - 1:
+            assert framer.next_message() == INVITE
+    assert framer.next_message() == OPTIONS
+    assert calls == 2
 
 
 def test_stream_message_needs_content_length() -> None:
