@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sip.errors import SipParseError
+from sip.errors import SipParseError, SipUsageError
 from sip.grammar import (
     TOKEN_CHARS,
     get_param,
@@ -92,9 +92,20 @@ def canonical_name(key: str) -> str:
 
 
 def _field(name: str, value: str) -> tuple[str, str, str]:
-    """``(key, spelling, value)``: known headers in canonical spelling, others as given."""
+    """``(key, spelling, value)``: known headers in canonical spelling, others as given.
+
+    Raises ``SipUsageError`` for a name that is not a token or a value holding CR
+    or LF: rendered, either would inject header lines of the caller's making.
+    """
+    if "\r" in value or "\n" in value:
+        raise SipUsageError(f"CR or LF in the value of header {name!r}")
     key = header_key(name)
-    return key, CANONICAL_NAMES.get(key) or name, value
+    spelling = CANONICAL_NAMES.get(key)
+    if spelling is None:
+        if not is_token(name):
+            raise SipUsageError(f"header name {name!r} is not a token")
+        spelling = name
+    return key, spelling, value
 
 
 class HeaderList:

@@ -83,7 +83,8 @@ def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
     known = _NAME_CACHE.get
     fault: SipParseError | None = None
     crlf = head.count(b"\r\n")
-    if head.count(b"\r") != crlf or head.count(b"\n") != crlf:
+    bare_cr_or_lf = head.count(b"\r") != crlf or head.count(b"\n") != crlf
+    if bare_cr_or_lf:
         # A bare CR or LF is no line end in SIP (§7) and allowed nowhere in the
         # header section; another parser may read it as one, so never pass it on.
         fault = SipParseError("bare CR or LF in header section")
@@ -99,6 +100,10 @@ def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
                 fault = fault or error
                 continue
         append((entry[0], entry[1], value.strip(" \t")))
+    if bare_cr_or_lf:
+        # The fields go out with the error so a UAS can copy them into its
+        # answer: never hand out a value that would carry the bare CR/LF along.
+        fields = [f for f in fields if "\r" not in f[2] and "\n" not in f[2]]
     return lines[0], HeaderList(fields), fault
 
 

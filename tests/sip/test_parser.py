@@ -15,10 +15,12 @@ from sip import (
     AbsoluteUri,
     HeaderList,
     MessageTooLarge,
+    NameAddr,
     Request,
     Response,
     SipParseError,
     SipUri,
+    SipUsageError,
     StreamFramer,
     TelUri,
     parse_message,
@@ -1102,6 +1104,49 @@ def test_bad_requests(data: bytes, status: int) -> None:
         parse_valid(data)
     assert info.value.status_code == status
     assert info.value.is_response is False
+
+
+@pytest.mark.parametrize("bad", [b"\n", b"\r", b"\r\r\n"])
+def test_bare_cr_lf_never_reaches_the_headers_handed_out(bad: bytes) -> None:
+    data = base_request(length="0").replace(
+        f"To: {TO}".encode(), b"To: <sip:bob@example.com>" + bad + b"Injected: yes"
+    )
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    partial = info.value.partial_headers
+    assert partial is not None
+    assert partial.get("Call-ID") == CALL_ID
+    assert partial.get("Via") == VIA
+    assert all("\r" not in value and "\n" not in value for _, value in partial)
+    assert partial.get("To") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Subject", "a\r\nInjected: yes"),
+        ("Subject", "a\nb"),
+        ("X-Thing", "a\rb"),
+        ("Bad Name", "x"),
+        ("X-A: b\r\nX-B", "x"),
+        ("", "x"),
+    ],
+)
+def test_header_list_refuses_what_would_inject_lines(name: str, value: str) -> None:
+    fields = HeaderList()
+    with pytest.raises(SipUsageError):
+        fields.add(name, value)
+    with pytest.raises(SipUsageError):
+        fields.set(name, value)
+    with pytest.raises(SipUsageError):
+        fields.insert_first(name, value)
+    assert len(fields) == 0
+
+
+def test_display_name_with_crlf_cannot_reach_the_wire() -> None:
+    address = NameAddr(uri=parse_uri("sip:a@example.com"), display="x\r\nInjected: yes")
+    with pytest.raises(SipUsageError):
+        HeaderList().add("From", str(address))
 
 
 def test_cseq_method_mismatch_known_and_unknown() -> None:
