@@ -188,7 +188,7 @@ call_ids = st.text(
 via_lists = st.lists(vias(), min_size=1, max_size=2)
 cseq_numbers = st.integers(0, 2**31 - 1)
 max_forwards_values = st.none() | st.integers(0, 255)
-contact_lists = st.lists(contact_addrs, max_size=1)
+contact_lists = st.lists(contact_addrs, max_size=2)
 option_tags = st.lists(tokens, max_size=2)
 extra_headers = st.lists(st.tuples(extra_names, extra_values), max_size=2)
 layouts = st.tuples(st.booleans(), st.booleans())
