@@ -8,9 +8,9 @@ headers it reads.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sip.errors import SipParseError
+from sip.errors import SipParseError, SipUsageError
 from sip.grammar import is_digits
 from sip.headers import (
     CSeq,
@@ -60,25 +60,40 @@ class Message:
             raise SipParseError(f"missing {name} header")
         return value
 
+    # The five accessors below run for every message; the parser fills their
+    # cache entries, so they look there first without building a closure.
+
     @property
     def call_id(self) -> str:
         """Call-ID value (RFC 3261 §20.8)."""
-        return self._parsed("call-id", lambda: self._required("Call-ID").strip())
+        value = self.headers.cache.get("call-id")
+        if value is None:
+            value = self.headers.cache["call-id"] = self._required("Call-ID").strip()
+        return cast(str, value)
 
     @property
     def cseq(self) -> CSeq:
         """Parsed CSeq."""
-        return self._parsed("cseq", lambda: parse_cseq(self._required("CSeq")))
+        value = self.headers.cache.get("cseq")
+        if value is None:
+            value = self.headers.cache["cseq"] = parse_cseq(self._required("CSeq"))
+        return cast(CSeq, value)
 
     @property
     def from_(self) -> NameAddr:
         """Parsed From header."""
-        return self._parsed("from", lambda: parse_name_addr(self._required("From")))
+        value = self.headers.cache.get("from")
+        if value is None:
+            value = self.headers.cache["from"] = parse_name_addr(self._required("From"))
+        return cast(NameAddr, value)
 
     @property
     def to(self) -> NameAddr:
         """Parsed To header."""
-        return self._parsed("to", lambda: parse_name_addr(self._required("To")))
+        value = self.headers.cache.get("to")
+        if value is None:
+            value = self.headers.cache["to"] = parse_name_addr(self._required("To"))
+        return cast(NameAddr, value)
 
     @property
     def from_tag(self) -> str | None:
@@ -108,14 +123,10 @@ class Message:
     @property
     def top_via(self) -> Via:
         """Topmost Via value (parses only the first Via line)."""
-
-        def build() -> list[Via]:
-            line = self.headers.get("Via")
-            if line is None:
-                raise SipParseError("missing Via header")
-            return parse_via_values(line)
-
-        return self._parsed("via-top-line", build)[0]
+        values = self.headers.cache.get("via-top-line")
+        if values is None:
+            values = self.headers.cache["via-top-line"] = parse_via_values(self._required("Via"))
+        return cast(list[Via], values)[0]
 
     @property
     def max_forwards(self) -> int | None:
@@ -215,7 +226,11 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Serialise with CRLF line ends and a Content-Length equal to the body size."""
-        lines = [self._start_line()]
+        start_line = self._start_line()
+        if "\r" in start_line or "\n" in start_line:
+            # A method or reason phrase set by the application must not inject lines.
+            raise SipUsageError("CR or LF in the start line")
+        lines = [start_line]
         length_written = False
         for key, name, value in self.headers.fields():
             if key != "content-length":

@@ -10,6 +10,7 @@ status a UAS answers with and the header lines split so far.
 from __future__ import annotations
 
 import re
+from itertools import repeat
 
 from sip.errors import (
     MessageTooLarge,
@@ -75,36 +76,50 @@ def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
     copy Via/From/To/Call-ID/CSeq into its error response.
     """
     text = head.decode("utf-8", "surrogateescape")
-    if "\r\n " in text or "\r\n\t" in text:
-        text = _FOLD_RE.sub(" ", text)
     lines = text.split("\r\n")
+    line_ends = len(lines) - 1
+    # A bare CR or LF is no line end in SIP (§7) and allowed nowhere in the
+    # header section; another parser may read it as one, so never pass it on.
+    bare_cr_or_lf = text.count("\r") != line_ends or text.count("\n") != line_ends
+    fault = SipParseError("bare CR or LF in header section") if bare_cr_or_lf else None
     fields: list[tuple[str, str, str]] = []
     append = fields.append
-    known = _NAME_CACHE.get
-    fault: SipParseError | None = None
-    crlf = head.count(b"\r\n")
-    bare_cr_or_lf = head.count(b"\r") != crlf or head.count(b"\n") != crlf
-    if bare_cr_or_lf:
-        # A bare CR or LF is no line end in SIP (§7) and allowed nowhere in the
-        # header section; another parser may read it as one, so never pass it on.
-        fault = SipParseError("bare CR or LF in header section")
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        entry = known(name)  # the common case: a name seen before, no space before ':'
-        if entry is None:
-            try:
-                if not colon or not name:
-                    raise SipParseError("malformed header line")
-                entry = _name_key(name.rstrip(" \t"))
-            except SipParseError as error:
-                fault = fault or error
-                continue
-        append((entry[0], entry[1], value.strip(" \t")))
+    known = _NAME_CACHE
+    try:
+        # Fast loop: every name seen before, written without space before ':'.
+        # A line without ':', a folded continuation line (leading SP/HTAB) or
+        # a new name raises KeyError and leaves for the careful loop.
+        for name, colon, value in map(str.partition, lines[1:], repeat(":")):
+            key, spelling = known[name if colon else ""]
+            append((key, spelling, value.strip(" \t")))
+    except KeyError:
+        if "\r\n " in text or "\r\n\t" in text:
+            lines = _FOLD_RE.sub(" ", text).split("\r\n")
+        fields, line_fault = _split_lines_carefully(lines[1:])
+        fault = fault or line_fault
     if bare_cr_or_lf:
         # The fields go out with the error so a UAS can copy them into its
         # answer: never hand out a value that would carry the bare CR/LF along.
         fields = [f for f in fields if "\r" not in f[2] and "\n" not in f[2]]
     return lines[0], HeaderList(fields), fault
+
+
+def _split_lines_carefully(
+    lines: list[str],
+) -> tuple[list[tuple[str, str, str]], SipParseError | None]:
+    fields: list[tuple[str, str, str]] = []
+    fault: SipParseError | None = None
+    for line in lines:
+        name, colon, value = line.partition(":")
+        try:
+            if not colon or not name:
+                raise SipParseError("malformed header line")
+            key, spelling = _name_key(name.rstrip(" \t"))
+        except SipParseError as error:
+            fault = fault or error
+            continue
+        fields.append((key, spelling, value.strip(" \t")))
+    return fields, fault
 
 
 def parse_message(data: bytes, *, max_message_bytes: int | None = None) -> Request | Response:
@@ -148,8 +163,9 @@ def _parse(data: bytes, *, stream: bool, max_message_bytes: int | None) -> Reque
             if is_response
             else _parse_request_line(start_line, headers)
         )
-        message.body = _frame_body(headers, body, stream=stream)
-        _check_hot_headers(message)
+        first = _first_values(headers)
+        message.body = _frame_body(first.get("content-length"), body, stream=stream)
+        _check_hot_headers(message, first)
     except SipParseError as error:
         error.partial_headers = headers
         error.is_response = is_response
@@ -189,15 +205,12 @@ def _parse_status_line(line: str, headers: HeaderList) -> Response:
     return Response(int(code), reason, headers)
 
 
-def _frame_body(headers: HeaderList, body: bytes, *, stream: bool) -> bytes:
-    values = headers.get_all("Content-Length")
-    if not values:
+def _frame_body(length_value: str | None, body: bytes, *, stream: bool) -> bytes:
+    if length_value is None:
         if stream:
             raise SipParseError("missing Content-Length on a stream")
         return body
-    if len(values) > 1:
-        raise SipParseError("more than one Content-Length")
-    text = values[0].strip()
+    text = length_value.strip()
     if not is_digits(text) or len(text) > 10:
         raise SipParseError("invalid Content-Length")
     length = int(text)
@@ -206,18 +219,21 @@ def _frame_body(headers: HeaderList, body: bytes, *, stream: bool) -> bytes:
     return body if length == len(body) else body[:length]
 
 
-_SINGLE_VALUE = frozenset(SINGLE_VALUE_HEADERS)
+def _first_values(headers: HeaderList) -> dict[str, str]:
+    """Map each header key to its first value; a repeated single-value header is an error."""
+    fields = headers.fields()
+    first = {key: value for key, _, value in reversed(fields)}
+    if len(first) != len(fields):  # some header repeats: fine for Via, Route, not for CSeq
+        keys = [f[0] for f in fields]
+        for key in SINGLE_VALUE_HEADERS:
+            if keys.count(key) > 1:
+                raise SipParseError(f"more than one {canonical_name(key)} header")
+    return first
 
 
-def _check_hot_headers(message: Request | Response) -> None:
-    """Validate and cache what every message needs; one pass over the header list."""
+def _check_hot_headers(message: Request | Response, first: dict[str, str]) -> None:
+    """Validate and cache what every message needs (Via, From/To, Call-ID, CSeq, Max-Forwards)."""
     headers = message.headers
-    first: dict[str, str] = {}
-    for key, _, value in headers.fields():
-        if key not in first:
-            first[key] = value
-        elif key in _SINGLE_VALUE:
-            raise SipParseError(f"more than one {canonical_name(key)} header")
     try:
         via_line = first["via"]
         from_value = first["from"]
