@@ -293,6 +293,8 @@ class Via:
 
 def parse_via_values(value: str) -> list[Via]:
     """Parse a Via header line, which may hold several comma-separated values."""
+    if "," not in value:
+        return [parse_via(value)]
     return [parse_via(item) for item in split_quoted(value, ",")]
 
 
@@ -560,8 +562,16 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+_CSEQ_FAST_RE = re.compile(r"([0-9]{1,10}) (" + _TOKEN_RE_TEXT + r")\Z")
+
+
 def parse_cseq(text: str) -> CSeq:
     """Parse ``1*DIGIT LWS Method``; numbers beyond 2**31-1 are rejected (RFC 4475 §3.1.2.4)."""
+    fast = _CSEQ_FAST_RE.match(text)
+    if fast is not None:
+        seq = int(fast[1])
+        if seq <= CSEQ_MAX:
+            return CSeq(seq, fast[2])
     number, _, method = text.replace("\t", " ").strip(" ").partition(" ")
     method = method.strip(" ")
     if not is_digits(number) or len(number) > 10 or not is_token(method):

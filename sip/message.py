@@ -34,6 +34,16 @@ _T = TypeVar("_T")
 SINGLE_VALUE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
 
 
+def parse_max_forwards(value: str | None) -> int | None:
+    """Max-Forwards as 0..255, None when absent; anything else is a 400."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not is_digits(value) or len(value) > 10 or int(value) > 255:
+        raise SipParseError("invalid Max-Forwards")
+    return int(value)
+
+
 class Message:
     """Fields shared by requests and responses."""
 
@@ -132,16 +142,10 @@ class Message:
     def max_forwards(self) -> int | None:
         """Max-Forwards (0..255), None when absent (RFC 2543 peers)."""
 
-        def build() -> int | None:
-            value = self.headers.get("Max-Forwards")
-            if value is None:
-                return None
-            value = value.strip()
-            if not is_digits(value) or len(value) > 10 or int(value) > 255:
-                raise SipParseError("invalid Max-Forwards")
-            return int(value)
-
-        return self._parsed("max-forwards", build)
+        cache = self.headers.cache
+        if "max-forwards" not in cache:
+            cache["max-forwards"] = parse_max_forwards(self.headers.get("Max-Forwards"))
+        return cast(int | None, cache["max-forwards"])
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -257,7 +261,9 @@ class Request(Message):
         headers: HeaderList | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers, body)
+        # Message.__init__ inlined: the parser builds one request per datagram.
+        self.headers = headers if headers is not None else HeaderList()
+        self.body = body
         self.method = method
         self._uri_text: str | None = None
         if isinstance(uri, str):

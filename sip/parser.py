@@ -27,7 +27,7 @@ from sip.headers import (
     parse_name_addr,
     parse_via_values,
 )
-from sip.message import SINGLE_VALUE_HEADERS, Request, Response
+from sip.message import SINGLE_VALUE_HEADERS, Request, Response, parse_max_forwards
 from sip.uri import SipUri
 
 # RFC 3261 §7.3.1: a CRLF followed by whitespace continues the header line and
@@ -183,7 +183,7 @@ def _parse_request_line(line: str, headers: HeaderList) -> Request:
         if _VERSION_RE.match(version):
             raise VersionNotSupported(version)
         raise SipParseError("malformed SIP version")
-    if not is_token(method):
+    if method not in KNOWN_METHODS and not is_token(method):
         raise SipParseError("invalid method")
     if uri_text.startswith("<"):
         raise SipParseError("Request-URI in angle brackets")
@@ -251,8 +251,7 @@ def _check_hot_headers(message: Request | Response, first: dict[str, str]) -> No
     cache["cseq"] = cseq
     cache["from"] = parse_name_addr(from_value)
     cache["to"] = parse_name_addr(to_value)
-    if "max-forwards" in first:
-        message.max_forwards  # noqa: B018 - parsed now so a bad value fails the message
+    cache["max-forwards"] = parse_max_forwards(first.get("max-forwards"))
     if isinstance(message, Request) and cseq.method != message.method:
         if message.method not in KNOWN_METHODS:
             raise MethodNotImplemented("CSeq method does not match the request method")
