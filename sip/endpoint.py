@@ -283,7 +283,7 @@ class Endpoint:
         if tx is None:
             if response.cseq.method == "INVITE" and 200 <= response.status_code < 300:
                 # A 2xx after the transaction ended still needs an ACK from the dialog.
-                self._events.append(ResponseReceived(("stray",), response))
+                self._events.append(ResponseReceived(None, response))
             else:
                 self.stats.responses_dropped += 1
             return

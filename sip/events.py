@@ -51,9 +51,13 @@ class CancelReceived:
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
-    """A response matched a client transaction (every 1xx, final, and 2xx retransmissions)."""
+    """A response for a client transaction (every 1xx, final, and 2xx retransmissions).
 
-    tx_key: TxKey
+    ``tx_key`` is None for a 2xx to an INVITE whose transaction has already
+    ended (RFC 6026 §7.2): the dialog layer must still acknowledge it.
+    """
+
+    tx_key: TxKey | None
     response: Response
 
 
