@@ -1,0 +1,1 @@
+"""HTTP control plane: the operator API served inside the engine (FastAPI)."""
