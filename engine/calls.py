@@ -1,0 +1,154 @@
+"""The call of the B2BUA as pure data: two legs, one state table, the release facts.
+
+No I/O here: ``engine.b2bua`` feeds inputs and performs the commands.  State
+changes go through ``Call.fire`` and the ``CALL_TRANSITIONS`` table only; an
+input with no row is a ``CallStateError`` (a bug in the controller, never a
+peer's doing: the controller checks the state before acting on peer input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum, auto
+
+from sip.dialog import Dialog
+from sip.errors import SipUsageError
+from sip.events import TxKey
+from sip.message import Request
+from sip.transport import Peer
+
+
+class CallState(Enum):
+    """Life of a call seen from the controller."""
+
+    ROUTING = auto()  # inbound INVITE accepted, outbound leg being prepared
+    CALLING = auto()  # outbound INVITE sent
+    EARLY = auto()  # callee ringing / early media relayed to the caller
+    ANSWERED = auto()  # 200 relayed, media flowing
+    ENDED = auto()
+
+
+class CallInput(Enum):
+    """What can happen to a call."""
+
+    OUTBOUND_SENT = auto()
+    PROVISIONAL = auto()
+    ANSWERED = auto()
+    CALLEE_REJECTED = auto()  # final 3xx-6xx on the outbound leg
+    CALLER_CANCELLED = auto()
+    CALLER_HUNG_UP = auto()
+    CALLEE_HUNG_UP = auto()
+    RING_TIMEOUT = auto()
+    MAX_DURATION = auto()
+    FAILED = auto()  # transaction timeout, transport error, media failure
+
+
+S = CallState
+In = CallInput
+CALL_TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
+    (S.ROUTING, In.OUTBOUND_SENT): S.CALLING,
+    (S.ROUTING, In.CALLER_CANCELLED): S.ENDED,
+    (S.ROUTING, In.FAILED): S.ENDED,
+    (S.CALLING, In.PROVISIONAL): S.EARLY,
+    (S.CALLING, In.ANSWERED): S.ANSWERED,
+    (S.CALLING, In.CALLEE_REJECTED): S.ENDED,
+    (S.CALLING, In.CALLER_CANCELLED): S.ENDED,
+    (S.CALLING, In.RING_TIMEOUT): S.ENDED,
+    (S.CALLING, In.FAILED): S.ENDED,
+    (S.EARLY, In.PROVISIONAL): S.EARLY,
+    (S.EARLY, In.ANSWERED): S.ANSWERED,
+    (S.EARLY, In.CALLEE_REJECTED): S.ENDED,
+    (S.EARLY, In.CALLER_CANCELLED): S.ENDED,
+    (S.EARLY, In.RING_TIMEOUT): S.ENDED,
+    (S.EARLY, In.FAILED): S.ENDED,
+    (S.ANSWERED, In.CALLER_HUNG_UP): S.ENDED,
+    (S.ANSWERED, In.CALLEE_HUNG_UP): S.ENDED,
+    (S.ANSWERED, In.MAX_DURATION): S.ENDED,
+    (S.ANSWERED, In.FAILED): S.ENDED,
+}
+
+
+class CallStateError(SipUsageError):
+    """The controller fed an input the call's state has no row for."""
+
+
+class ReleaseDir(IntEnum):
+    """SPEC §6 ``release_dir``."""
+
+    PLATFORM = 0
+    CALLER = 1
+    CALLEE = 2
+
+
+# RFC 3398 §8.2.6.1: SIP final response → Q.850 cause, for release_cause.
+SIP_TO_Q850: dict[int, int] = {
+    400: 41, 401: 21, 402: 21, 403: 21, 404: 1, 405: 63, 406: 79, 407: 21, 408: 102,
+    410: 22, 413: 127, 414: 127, 415: 79, 416: 127, 420: 127, 421: 127, 423: 127,
+    480: 18, 481: 41, 482: 25, 483: 25, 484: 28, 485: 1, 486: 17, 487: 127, 488: 127,
+    500: 41, 501: 79, 502: 38, 503: 41, 504: 102, 505: 127, 600: 17, 603: 21, 604: 1,
+    606: 58,
+}
+Q850_NORMAL_CLEARING = 16
+Q850_NO_ANSWER = 19
+Q850_CALL_REJECTED = 21
+Q850_UNALLOCATED = 1
+
+
+def q850_for_status(status_code: int) -> int:
+    """Q.850 cause for a SIP final status (31 "normal, unspecified" when unmapped)."""
+    return SIP_TO_Q850.get(status_code, 31)
+
+
+@dataclass(slots=True)
+class Leg:
+    """One side of the call: the inbound leg (UAS towards the caller) or the outbound one."""
+
+    peer: Peer
+    call_id: str
+    local_tag: str
+    tx_key: TxKey | None = None  # the INVITE transaction of this leg
+    request: Request | None = None  # the INVITE received (inbound) or sent (outbound)
+    dialog: Dialog | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """One masked call: state, both legs, and the facts its call record needs."""
+
+    call_id: str  # our id for the call record (the inbound Call-ID is the carrier's)
+    inbound: Leg
+    x: str
+    caller: str | None
+    callee: str | None = None
+    outbound: Leg | None = None
+    state: CallState = CallState.ROUTING
+    sub_id: str | None = None
+    pool_key: str | None = None
+    out_id: str | None = None
+    call_type: int = 4
+    phone_no: str | None = None
+    peer_no: str | None = None
+    unconnected_cause: int = 0
+    call_time: float = 0.0
+    call_out_time: float | None = None
+    ring_time: float | None = None
+    start_time: float | None = None
+    release_time: float | None = None
+    release_dir: ReleaseDir = ReleaseDir.PLATFORM
+    release_cause: int = Q850_NORMAL_CLEARING
+    timers: list[object] = field(default_factory=list)  # loop handles owned by the controller
+
+    def fire(self, call_input: CallInput) -> CallState:
+        """Apply ``call_input`` through the table; the only writer of ``state``."""
+        try:
+            next_state = CALL_TRANSITIONS[(self.state, call_input)]
+        except KeyError:
+            raise CallStateError(
+                f"call in {self.state.name} has no transition for {call_input.name}"
+            ) from None
+        self.state = next_state
+        return next_state
+
+    def can(self, call_input: CallInput) -> bool:
+        """True when the table has a row for ``call_input`` in the current state."""
+        return (self.state, call_input) in CALL_TRANSITIONS
