@@ -1,0 +1,61 @@
+"""The call state table: every pair either has a row or raises and changes nothing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from engine.calls import (
+    CALL_TRANSITIONS,
+    Call,
+    CallInput,
+    CallState,
+    CallStateError,
+    Leg,
+    q850_for_status,
+)
+from sip.transport import Peer
+
+
+def _call(state: CallState) -> Call:
+    leg = Leg(peer=Peer("UDP", "127.0.0.1", 5060), call_id="c", local_tag="t")
+    call = Call(call_id="id", inbound=leg, x="+8617000000001", caller=None)
+    call.state = state
+    return call
+
+
+@pytest.mark.parametrize(("state", "call_input"), itertools.product(CallState, CallInput))
+def test_every_pair_follows_the_table(state: CallState, call_input: CallInput) -> None:
+    call = _call(state)
+    expected = CALL_TRANSITIONS.get((state, call_input))
+    assert call.can(call_input) == (expected is not None)
+    if expected is None:
+        with pytest.raises(CallStateError):
+            call.fire(call_input)
+        assert call.state is state
+    else:
+        assert call.fire(call_input) is expected
+
+
+def test_every_state_reaches_ended() -> None:
+    reachable = {CallState.ENDED}
+    changed = True
+    while changed:
+        changed = False
+        for (state, _), target in CALL_TRANSITIONS.items():
+            if target in reachable and state not in reachable:
+                reachable.add(state)
+                changed = True
+    assert reachable == set(CallState)
+
+
+def test_ended_is_final() -> None:
+    assert not any(state is CallState.ENDED for state, _ in CALL_TRANSITIONS)
+
+
+@pytest.mark.parametrize(
+    ("status", "cause"), [(486, 17), (404, 1), (480, 18), (603, 21), (408, 102), (499, 31)]
+)
+def test_q850_mapping_follows_rfc3398(status: int, cause: int) -> None:
+    assert q850_for_status(status) == cause
