@@ -1,0 +1,427 @@
+"""The RTP relay: two UDP sockets per call, symmetric latching, zero parsing per packet.
+
+A ``MediaSession`` anchors one media stream of a call. Side "a" faces one leg's far party (say
+the caller), side "b" the other; each side has its own socket on an even port from the
+``PortAllocator`` (port + 1 stays reserved for RTCP). What arrives on side a's socket leaves side
+b's socket for side b's remote, and vice versa, so each far party sees only our address and port.
+
+Symmetric latching (RFC 4961 symmetric RTP, as SBCs do it for NATed peers): the SDP gives the
+address a far party wants media on (``expect``), but behind a NAT its packets come from another
+port. The first valid packet on a side from the expected IP, any port, fixes ("latches") that
+side's remote to the packet's source, and media for that side goes there from then on. After
+latching, packets from any other source are dropped and counted — someone guessing our port
+cannot inject audio or steal the stream. With no SDP address known yet, the first source wins.
+
+Per packet the hot path does a tuple compare, one bit test, two counter updates and a
+``sendto``: no RTP parsing, no allocation beyond the datagram the loop already made. The per-
+direction ``on_packet`` hook (recording later) costs one ``is None`` test while unset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, Final, Literal, cast
+
+from media.ports import PortAllocator, PortsExhaustedError
+
+__all__ = [
+    "DEFAULT_SOCKET_BUFFER_BYTES",
+    "MediaRelay",
+    "MediaSession",
+    "PacketDirection",
+    "PacketHook",
+    "Side",
+]
+
+Side = Literal["a", "b"]
+PacketDirection = Literal["a_to_b", "b_to_a"]
+PacketHook = Callable[[PacketDirection, bytes], None]
+"""``on_packet(direction, data)``: called with every packet relayed, before it is sent on."""
+
+_log = logging.getLogger("maskline.media.relay")
+
+# 256 KiB each way: ~1,500 G.711 packets, i.e. seconds of audio if the loop stalls, where the
+# Linux default (~208 KiB shared with per-packet overhead) holds far fewer small datagrams.
+DEFAULT_SOCKET_BUFFER_BYTES: Final = 256 * 1024
+# DSCP EF (RFC 3246 / RFC 4594 "telephony"), in the upper six bits of the TOS byte.
+_TOS_EF: Final = 46 << 2
+# How many ports taken by other programs to skip before giving up on one socket.
+_BIND_ATTEMPTS: Final = 32
+
+Address = tuple[Any, ...]
+"""A socket address as the loop reports it: (host, port) or (host, port, flowinfo, scope_id)."""
+
+
+class _Leg(asyncio.DatagramProtocol):
+    """One side's socket: receives from that side's far party, relays out of the peer leg."""
+
+    # BaseProtocol defines __slots__ = (), so slots here keep attribute access fast.
+    __slots__ = (
+        "closed",
+        "direction",
+        "expected",
+        "expected_host",
+        "forwarded",
+        "peer",
+        "port",
+        "remote",
+        "session",
+        "side",
+        "source",
+        "time",
+        "transport",
+    )
+
+    def __init__(self, session: MediaSession, side: Side, port: int, loop: Any) -> None:
+        self.session = session
+        self.side: Side = side
+        self.direction: PacketDirection = "a_to_b" if side == "a" else "b_to_a"
+        self.port = port
+        self.time: Callable[[], float] = loop.time
+        self.transport: asyncio.DatagramTransport | None = None
+        self.peer: _Leg = self  # set by MediaSession once both legs exist
+        # Where this side's media goes: the latched source, else the SDP address, else None.
+        self.remote: Address | None = None
+        # The latched source; None until latched. Compared first, so the hot path is one test.
+        self.source: Address | None = None
+        self.expected: tuple[str, int] | None = None
+        self.expected_host: str | None = None
+        self.forwarded = 0  # packets received on this side and sent on to the other
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    # --- asyncio.DatagramProtocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDPTransport does not subclass asyncio.DatagramTransport; it has its methods.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        # RFC 3550 §5.1: version 2 in the top two bits — RTP, and RTCP when multiplexed (RFC
+        # 5761). Anything else (STUN keep-alives, garbage) is neither relayed nor latched on.
+        if not data or data[0] & 0xC0 != 0x80:
+            self.session.dropped += 1
+            return
+        if addr != self.source and not self._latch(addr):
+            self.session.dropped += 1
+            return
+        peer = self.peer
+        remote = peer.remote
+        if remote is None:
+            # The other side has no address yet (its SDP has not arrived or is on hold).
+            self.session.unrouted += 1
+            return
+        self.forwarded += 1
+        session = self.session
+        session.last_packet_at = self.time()
+        hook = session.on_packet
+        if hook is not None:
+            hook(self.direction, data)
+        transport = peer.transport
+        if transport is not None:
+            transport.sendto(data, remote)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable for a previous send (the far party is not listening yet).
+        # Harmless for RTP; counted, not logged per packet.
+        self.session.send_errors += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # --- latching ---
+
+    def _latch(self, addr: Address) -> bool:
+        """Decide on a packet from a source that is not the latched one; True to relay it."""
+        if self.source is not None:
+            return False  # latched already: a stranger (or a NAT rebinding; see expect())
+        if self.expected_host is not None and addr[0] != self.expected_host:
+            return False  # not from the far party's SDP address: do not let it hijack the side
+        if self.expected_host is None:
+            _log.info(
+                "rtp latched without an SDP address",
+                extra={"session": self.session.label, "side": self.side, "source": addr[:2]},
+            )
+        else:
+            _log.debug(
+                "rtp latched",
+                extra={"session": self.session.label, "side": self.side, "source": addr[:2]},
+            )
+        self.source = addr
+        self.remote = addr
+        return True
+
+    def expect(self, address: tuple[str, int] | None) -> None:
+        if address == self.expected:
+            return  # same SDP again (session refresh): keep the latch
+        self.source = None
+        self.expected = address
+        if address is None:
+            self.expected_host = None
+            self.remote = None
+            return
+        host, port = address
+        try:
+            self.expected_host = ipaddress.ip_address(host).compressed
+        except ValueError:
+            # A host name in c= (allowed, rare): nothing to send to until the far party's first
+            # packet latches the side.
+            self.expected_host = None
+            self.remote = None
+            return
+        self.remote = (self.expected_host, port)
+
+
+class MediaSession:
+    """One relayed media stream: side "a" on ``port_a``, side "b" on ``port_b``.
+
+    Counters: ``packets_a_to_b``, ``packets_b_to_a`` (relayed), ``dropped`` (not RTP, or from a
+    source other than the latched/expected one), ``unrouted`` (valid, but the other side has
+    no address yet), ``send_errors`` (ICMP errors reported by the kernel). ``last_packet_at`` is
+    the loop time of the last relayed packet (None before the first), for dead-media detection.
+    """
+
+    __slots__ = (
+        "_a",
+        "_b",
+        "_closing",
+        "_relay",
+        "dropped",
+        "label",
+        "last_packet_at",
+        "on_packet",
+        "send_errors",
+        "unrouted",
+    )
+
+    def __init__(self, relay: MediaRelay, label: str) -> None:
+        """Created by ``MediaRelay.open_session``; not meant to be built directly."""
+        self._relay = relay
+        self.label = label
+        self.dropped = 0
+        self.unrouted = 0
+        self.send_errors = 0
+        self.last_packet_at: float | None = None
+        self.on_packet: PacketHook | None = None
+        self._closing = False
+        self._a: _Leg
+        self._b: _Leg
+
+    # --- ports and state ---
+
+    @property
+    def port_a(self) -> int:
+        """Our port facing side a (write it into the SDP sent to side a's leg)."""
+        return self._a.port
+
+    @property
+    def port_b(self) -> int:
+        """Our port facing side b (write it into the SDP sent to side b's leg)."""
+        return self._b.port
+
+    @property
+    def packets_a_to_b(self) -> int:
+        """Packets received from side a and relayed to side b."""
+        return self._a.forwarded
+
+    @property
+    def packets_b_to_a(self) -> int:
+        """Packets received from side b and relayed to side a."""
+        return self._b.forwarded
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has been called."""
+        return self._closing
+
+    def remote(self, side: Side) -> tuple[str, int] | None:
+        """Where media for ``side`` is sent now: the latched source, else the SDP address."""
+        remote = self._leg(side).remote
+        return None if remote is None else (remote[0], remote[1])
+
+    def latched(self, side: Side) -> bool:
+        """Whether ``side`` has latched onto the source of its far party's packets."""
+        return self._leg(side).source is not None
+
+    # --- control ---
+
+    def expect(self, side: Side, address: tuple[str, int] | None) -> None:
+        """Set the address side's far party gave in its SDP (``sdp.media_endpoint``).
+
+        Media for that side is sent there until its first packet latches the side. A different
+        address than before (re-INVITE moving the media) drops the latch, so the side latches
+        again on the new source; the same address again keeps it. None (no SDP yet, or
+        ``c=0.0.0.0`` hold) stops media to that side and lets the first source latch it.
+        Raises ``ValueError`` if the address family does not match the relay's.
+        """
+        if address is not None:
+            self._relay.check_family(address[0])
+        self._leg(side).expect(address)
+
+    def send_to(self, side: Side, data: bytes) -> bool:
+        """Send an injected packet (ringback, prompt) out of ``side``'s socket to its remote.
+
+        It leaves from the same port the far party sends to, so symmetric NATs let it through.
+        Returns False (nothing sent) when the side has no remote or the session is closed.
+        """
+        leg = self._leg(side)
+        if self._closing or leg.remote is None or leg.transport is None:
+            return False
+        leg.transport.sendto(data, leg.remote)
+        return True
+
+    async def close(self) -> None:
+        """Close both sockets, wait until the loop has let go of them, release both ports."""
+        if self._closing:
+            return
+        self._closing = True
+        legs = (self._a, self._b)
+        for leg in legs:
+            leg.remote = None  # a packet already queued in this iteration goes nowhere
+            if leg.transport is not None:
+                leg.transport.close()
+        try:
+            # connection_lost comes once the socket is really closed (uvloop closes the handle a
+            # loop iteration later); the port must not be handed out before that.
+            await asyncio.gather(*(leg.closed for leg in legs if leg.transport is not None))
+        finally:
+            self._relay.forget(self)
+
+    def _leg(self, side: Side) -> _Leg:
+        if side == "a":
+            return self._a
+        if side == "b":
+            return self._b
+        raise ValueError(f"side must be 'a' or 'b', not {side!r}")
+
+
+def _factory(leg: _Leg) -> Callable[[], _Leg]:
+    return lambda: leg
+
+
+class MediaRelay:
+    """Opens ``MediaSession``s on ``address`` with ports from ``allocator``.
+
+    ``socket_buffer_bytes`` sets SO_RCVBUF and SO_SNDBUF of every socket (the kernel caps them at
+    net.core.rmem_max / wmem_max).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        allocator: PortAllocator,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        socket_buffer_bytes: int = DEFAULT_SOCKET_BUFFER_BYTES,
+    ) -> None:
+        """Validate ``address`` (an IP address to bind and to write into SDP)."""
+        ip = ipaddress.ip_address(address)
+        self.address = ip.compressed
+        self.allocator = allocator
+        self._family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        self._loop = loop
+        self._buffer_bytes = socket_buffer_bytes
+        self._sessions: set[MediaSession] = set()
+
+    @property
+    def active_sessions(self) -> int:
+        """How many sessions are open (not yet closed)."""
+        return len(self._sessions)
+
+    @property
+    def sessions(self) -> frozenset[MediaSession]:
+        """The open sessions (a snapshot)."""
+        return frozenset(self._sessions)
+
+    async def open_session(self, label: str = "") -> MediaSession:
+        """Bind two sockets (sides a and b) on allocated ports and start relaying between them.
+
+        ``label`` (e.g. the call's id) appears in log lines. Raises ``PortsExhaustedError`` when
+        the range is used up, ``OSError`` when binding fails for another reason than a port
+        taken by another program (those ports are skipped).
+        """
+        session = MediaSession(self, label)
+        bound: list[tuple[int, socket.socket]] = []
+        try:
+            bound.append(self._bind_next())
+            bound.append(self._bind_next())
+            (port_a, sock_a), (port_b, sock_b) = bound
+            legs = (_Leg(session, "a", port_a, self._loop), _Leg(session, "b", port_b, self._loop))
+            for leg, sock in zip(legs, (sock_a, sock_b), strict=True):
+                transport, _ = await self._loop.create_datagram_endpoint(_factory(leg), sock=sock)
+                # connection_made runs a callback later; the session is usable at once.
+                leg.transport = transport
+        except BaseException:
+            for port, sock in bound:
+                sock.close()
+                self.allocator.release(port)
+            raise
+        session._a, session._b = legs
+        legs[0].peer, legs[1].peer = legs[1], legs[0]
+        self._sessions.add(session)
+        return session
+
+    async def close_all(self) -> None:
+        """Close every open session (shutdown)."""
+        await asyncio.gather(*(s.close() for s in list(self._sessions)))
+
+    # --- internals used by MediaSession ---
+
+    def forget(self, session: MediaSession) -> None:
+        """Release a closing session's ports and drop it from the open set."""
+        if session in self._sessions:
+            self._sessions.discard(session)
+            self.allocator.release(session.port_a)
+            self.allocator.release(session.port_b)
+
+    def check_family(self, host: str) -> None:
+        """Raise ``ValueError`` if ``host`` is an IP address of the other family than ours."""
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return  # a host name: handled by waiting for the latch
+        if (ip.version == 4) != (self._family == socket.AF_INET):
+            raise ValueError(f"relay on {self.address} cannot send to {host}")
+
+    def _bind_next(self) -> tuple[int, socket.socket]:
+        skipped: list[int] = []
+        try:
+            for _ in range(_BIND_ATTEMPTS):
+                port = self.allocator.allocate()
+                try:
+                    return port, self._bind(port)
+                except OSError as exc:
+                    if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                        self.allocator.release(port)
+                        raise
+                    # Another program holds it: skip. It goes back to the end of the FIFO
+                    # (below), to be tried again after the rest of the range.
+                    _log.warning("rtp port taken by another program", extra={"port": port})
+                    skipped.append(port)
+            raise PortsExhaustedError(f"{_BIND_ATTEMPTS} RTP ports in a row could not be bound")
+        finally:
+            for port in skipped:
+                self.allocator.release(port)
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._buffer_bytes)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._buffer_bytes)
+            with contextlib.suppress(OSError):  # QoS marking is best effort
+                if self._family == socket.AF_INET:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _TOS_EF)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _TOS_EF)
+            sock.setblocking(False)
+            sock.bind((self.address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock

@@ -1,0 +1,522 @@
+"""SDP model, parser and the B2BUA's per-leg rewrite (RFC 4566, RFC 3264). Pure: no I/O.
+
+The parser is lenient where real peers are sloppy (LF or CRLF, blank trailing lines, unknown
+line types and attributes) and strict where a wrong guess would route media astray (``v=``,
+``o=``, ``c=`` and ``m=`` syntax). Every line is kept in order, so attributes this module does not
+understand pass through a rewrite untouched.
+
+``rewrite_for_leg`` produces the SDP the *other* leg sees: media anchored on the engine (our
+address in ``o=`` and every ``c=``, our relay port in every ``m=``), nothing of the far party's
+addresses or identity left, codecs and their parameters unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "STATIC_PAYLOAD_TYPES",
+    "Attribute",
+    "Connection",
+    "Direction",
+    "MediaDescription",
+    "Origin",
+    "RtpMap",
+    "SdpError",
+    "SdpLine",
+    "SdpOrigin",
+    "SessionDescription",
+    "codecs",
+    "media_endpoint",
+    "new_session_id",
+    "parse_sdp",
+    "rewrite_for_leg",
+]
+
+SdpLine = tuple[str, str]
+"""One ``<type>=<value>`` line: the type letter and the value text (no line ending)."""
+
+
+class SdpError(ValueError):
+    """The body is not an SDP we can work with (the root of this module's errors)."""
+
+
+class Direction(StrEnum):
+    """Media direction attribute (RFC 3264 §5.1, §8.4); ``sendrecv`` when none is given."""
+
+    SENDRECV = "sendrecv"
+    SENDONLY = "sendonly"
+    RECVONLY = "recvonly"
+    INACTIVE = "inactive"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """``o=<username> <sess-id> <sess-version> <nettype> <addrtype> <unicast-address>`` (§5.2)."""
+
+    username: str
+    session_id: str
+    session_version: str
+    nettype: str
+    addrtype: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """``c=<nettype> <addrtype> <connection-address>`` (RFC 4566 §5.7).
+
+    ``address`` is the bare address; a multicast ``/ttl[/count]`` suffix is in ``suffix``.
+    """
+
+    nettype: str
+    addrtype: str
+    address: str
+    suffix: str = ""
+
+    @property
+    def is_unspecified(self) -> bool:
+        """``0.0.0.0`` or ``::``: the RFC 2543 way of putting a stream on hold (RFC 3264 §8.4)."""
+        return self.address in ("0.0.0.0", "::")
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """``a=<name>[:<value>]`` (RFC 4566 §5.13); ``value`` is None for a property attribute."""
+
+    name: str
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RtpMap:
+    """``a=rtpmap:<pt> <encoding>/<clock>[/<channels>]`` (RFC 4566 §6), or a static type."""
+
+    payload_type: str
+    encoding: str
+    clock_rate: int
+    channels: int | None = None
+
+
+# RFC 3551 §6, Tables 4 and 5: payload types that need no a=rtpmap line.
+STATIC_PAYLOAD_TYPES: dict[str, RtpMap] = {
+    pt: RtpMap(pt, name, rate, channels)
+    for pt, name, rate, channels in [
+        ("0", "PCMU", 8000, None), ("3", "GSM", 8000, None), ("4", "G723", 8000, None),
+        ("5", "DVI4", 8000, None), ("6", "DVI4", 16000, None), ("7", "LPC", 8000, None),
+        ("8", "PCMA", 8000, None), ("9", "G722", 8000, None), ("10", "L16", 44100, 2),
+        ("11", "L16", 44100, None), ("12", "QCELP", 8000, None), ("13", "CN", 8000, None),
+        ("14", "MPA", 90000, None), ("15", "G728", 8000, None), ("16", "DVI4", 11025, None),
+        ("17", "DVI4", 22050, None), ("18", "G729", 8000, None), ("25", "CelB", 90000, None),
+        ("26", "JPEG", 90000, None), ("28", "nv", 90000, None), ("31", "H261", 90000, None),
+        ("32", "MPV", 90000, None), ("33", "MP2T", 90000, None), ("34", "H263", 90000, None),
+    ]
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDescription:
+    """One ``m=`` section (RFC 4566 §5.14) and every line that belongs to it.
+
+    ``direction`` is the effective one: the media-level attribute, else the session-level one,
+    else ``sendrecv`` (RFC 3264 §5.1). ``rtcp_port`` is from ``a=rtcp:`` (RFC 3605), if any.
+    """
+
+    media: str
+    port: int
+    port_count: int | None
+    proto: str
+    formats: tuple[str, ...]
+    connection: Connection | None
+    attributes: tuple[Attribute, ...]
+    direction: Direction
+    rtcp_port: int | None
+    lines: tuple[SdpLine, ...]
+    """All lines of the section in order, the ``m=`` line first."""
+
+    @property
+    def rejected(self) -> bool:
+        """Port 0: a stream declined or removed (RFC 3264 §6, §8.2)."""
+        return self.port == 0
+
+    def attribute_values(self, name: str) -> list[str]:
+        """The values of every ``a=<name>:`` line of this section, in order."""
+        return [a.value for a in self.attributes if a.name == name and a.value is not None]
+
+    def rtpmap(self, payload_type: str) -> RtpMap | None:
+        """The ``a=rtpmap`` of a payload type, or the RFC 3551 static mapping, or None."""
+        for value in self.attribute_values("rtpmap"):
+            parsed = _parse_rtpmap(value)
+            if parsed is not None and parsed.payload_type == payload_type:
+                return parsed
+        return STATIC_PAYLOAD_TYPES.get(payload_type)
+
+    def fmtp(self, payload_type: str) -> str | None:
+        """The format parameters of ``a=fmtp:<pt> <params>`` for a payload type, or None."""
+        for value in self.attribute_values("fmtp"):
+            pt, _, params = value.partition(" ")
+            if pt == payload_type:
+                return params.strip()
+        return None
+
+    @property
+    def rtpmaps(self) -> list[RtpMap]:
+        """The codec of every format, in offer order (preference order, RFC 3264 §5.1).
+
+        Formats with neither an ``a=rtpmap`` nor a static mapping are left out.
+        """
+        result = []
+        for pt in self.formats:
+            mapping = self.rtpmap(pt)
+            if mapping is not None:
+                result.append(mapping)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDescription:
+    """A parsed SDP body: session-level fields and lines, then the media sections."""
+
+    origin: Origin
+    session_name: str
+    connection: Connection | None
+    attributes: tuple[Attribute, ...]
+    media: tuple[MediaDescription, ...]
+    lines: tuple[SdpLine, ...]
+    """Every session-level line in order (``v=`` first), up to the first ``m=``."""
+
+    def to_bytes(self) -> bytes:
+        """Serialize every line back, CRLF-terminated (RFC 4566 §5)."""
+        return _render([*self.lines, *(line for m in self.media for line in m.lines)])
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+_DIRECTIONS = frozenset(d.value for d in Direction)
+
+
+def parse_sdp(body: bytes) -> SessionDescription:
+    """Parse an SDP body (RFC 4566) into a ``SessionDescription``.
+
+    Accepts CRLF or bare LF line ends and ignores blank lines. Raises ``SdpError`` when the body
+    does not start with ``v=0``, has no valid ``o=``, or has a malformed ``c=`` or ``m=`` line.
+    """
+    # surrogateescape: a stray non-UTF-8 octet in a text field (s=, i=) survives a round trip
+    # instead of failing the whole call.
+    text = body.decode("utf-8", "surrogateescape")
+    lines: list[SdpLine] = []
+    for raw in text.split("\n"):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
+            raise SdpError(f"not an SDP line: {line[:40]!r}")
+        lines.append((line[0], line[2:]))
+    if not lines or lines[0] != ("v", "0"):
+        raise SdpError("SDP must start with v=0 (RFC 4566 §5.1)")
+
+    first_media = next((i for i, (kind, _) in enumerate(lines) if kind == "m"), len(lines))
+    session_lines = lines[:first_media]
+
+    origin: Origin | None = None
+    session_name = ""
+    connection: Connection | None = None
+    session_attrs: list[Attribute] = []
+    for kind, value in session_lines[1:]:
+        if kind == "o":
+            if origin is not None:
+                raise SdpError("more than one o= line")
+            origin = _parse_origin(value)
+        elif kind == "s":
+            session_name = value
+        elif kind == "c":
+            connection = _parse_connection(value)
+        elif kind == "a":
+            session_attrs.append(_parse_attribute(value))
+    if origin is None:
+        raise SdpError("SDP has no o= line (RFC 4566 §5.2)")
+    session_direction = _direction_of(session_attrs) or Direction.SENDRECV
+
+    media: list[MediaDescription] = []
+    start = first_media
+    while start < len(lines):
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i][0] == "m"), len(lines)
+        )
+        media.append(_parse_media(lines[start:end], session_direction))
+        start = end
+
+    return SessionDescription(
+        origin=origin,
+        session_name=session_name,
+        connection=connection,
+        attributes=tuple(session_attrs),
+        media=tuple(media),
+        lines=tuple(session_lines),
+    )
+
+
+def _parse_origin(value: str) -> Origin:
+    parts = value.split()
+    if len(parts) != 6:
+        raise SdpError(f"o= needs 6 fields: {value!r}")
+    return Origin(*parts)
+
+
+def _parse_connection(value: str) -> Connection:
+    parts = value.split()
+    if len(parts) != 3:
+        raise SdpError(f"c= needs 3 fields: {value!r}")
+    address, slash, suffix = parts[2].partition("/")
+    if not address:
+        raise SdpError(f"c= without an address: {value!r}")
+    return Connection(parts[0], parts[1], address, slash + suffix)
+
+
+def _parse_attribute(value: str) -> Attribute:
+    name, colon, rest = value.partition(":")
+    return Attribute(name, rest if colon else None)
+
+
+def _parse_port(text: str, what: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > 65535:
+        raise SdpError(f"bad {what}: {text!r}")
+    return int(text)
+
+
+def _parse_rtpmap(value: str) -> RtpMap | None:
+    # "<pt> <encoding>/<clock>[/<params>]"; a malformed one is ignored, not fatal: it only
+    # affects codec reporting, and the line itself still passes through.
+    pt, _, spec = value.strip().partition(" ")
+    fields = spec.strip().split("/")
+    if not pt or len(fields) < 2 or not fields[1].isdigit():
+        return None
+    channels = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else None
+    return RtpMap(pt, fields[0], int(fields[1]), channels)
+
+
+def _direction_of(attributes: Sequence[Attribute]) -> Direction | None:
+    for attr in attributes:
+        if attr.value is None and attr.name in _DIRECTIONS:
+            return Direction(attr.name)
+    return None
+
+
+def _parse_media(section: Sequence[SdpLine], session_direction: Direction) -> MediaDescription:
+    parts = section[0][1].split()
+    if len(parts) < 3:
+        raise SdpError(f"m= needs media, port and proto: {section[0][1]!r}")
+    port_text, slash, count_text = parts[1].partition("/")
+    port = _parse_port(port_text, "m= port")
+    port_count = _parse_port(count_text, "m= port count") if slash else None
+
+    connection: Connection | None = None
+    attributes: list[Attribute] = []
+    for kind, value in section[1:]:
+        if kind == "c":
+            connection = _parse_connection(value)
+        elif kind == "a":
+            attributes.append(_parse_attribute(value))
+
+    rtcp_port: int | None = None
+    for attr in attributes:
+        if attr.name == "rtcp" and attr.value is not None:
+            rtcp_port = _parse_port(attr.value.split(" ", 1)[0].strip(), "a=rtcp port")
+            break
+
+    return MediaDescription(
+        media=parts[0],
+        port=port,
+        port_count=port_count,
+        proto=parts[2],
+        formats=tuple(parts[3:]),
+        connection=connection,
+        attributes=tuple(attributes),
+        direction=_direction_of(attributes) or session_direction,
+        rtcp_port=rtcp_port,
+        lines=tuple(section),
+    )
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+def media_endpoint(sdp: SessionDescription, index: int = 0) -> tuple[str, int] | None:
+    """The (address, port) the far party wants RTP for stream ``index`` sent to.
+
+    The media-level ``c=`` wins over the session-level one (RFC 4566 §5.7). Returns None when
+    there is no such stream, it is rejected (port 0), it has no connection address, or the
+    address is ``0.0.0.0``/``::`` (RFC 2543-style hold, RFC 3264 §8.4).
+    """
+    if not 0 <= index < len(sdp.media):
+        return None
+    m = sdp.media[index]
+    conn = m.connection or sdp.connection
+    if m.port == 0 or conn is None or conn.is_unspecified:
+        return None
+    return conn.address, m.port
+
+
+def codecs(sdp: SessionDescription, index: int | None = None) -> list[str]:
+    """Encoding names offered, in preference order, e.g. ``["PCMU", "PCMA", "telephone-event"]``.
+
+    ``index`` limits the answer to one stream; by default every non-rejected stream counts, each
+    name once.
+    """
+    streams = sdp.media if index is None else sdp.media[index : index + 1]
+    names: list[str] = []
+    for m in streams:
+        if m.rejected and index is None:
+            continue
+        for mapping in m.rtpmaps:
+            if mapping.encoding not in names:
+                names.append(mapping.encoding)
+    return names
+
+
+# --- rewriting ---------------------------------------------------------------------------------
+
+# Session- and media-level lines that describe the far party rather than the media: session
+# information, URI, e-mail and phone (RFC 4566 §5.4-§5.6) can carry a name or a real number.
+_DROPPED_TYPES = frozenset("iuep")
+# Attributes that carry the far party's transport addresses. ICE (RFC 8839 §5) candidates are
+# its real host/reflexive addresses, and ICE cannot work through an anchoring relay anyway;
+# a=rtcp (RFC 3605) names its RTCP port/address — without it the peer uses our port + 1, which
+# the allocator keeps reserved.
+_DROPPED_ATTRIBUTES = frozenset(
+    {"candidate", "remote-candidates", "end-of-candidates", "rtcp", "ice-lite", "ice-mismatch"}
+)
+
+
+def _dropped_attribute(value: str) -> bool:
+    name = value.partition(":")[0]
+    return name in _DROPPED_ATTRIBUTES or name.startswith("ice-")
+
+
+def rewrite_for_leg(
+    sdp: SessionDescription,
+    *,
+    address: str,
+    ports: Sequence[int],
+    session_id: int,
+    version: int,
+    username: str = "maskline",
+) -> bytes:
+    """The SDP the other leg sees: media anchored on ``address`` and our relay ``ports``.
+
+    - ``o=`` is entirely ours (``username``, ``session_id``, ``version``, our address); the
+      original carries the far party's address. Keep ``session_id`` fixed for a leg and increment
+      ``version`` whenever the SDP changes (RFC 3264 §8; ``SdpOrigin`` does that bookkeeping).
+    - ``s=-``; ``i=``, ``u=``, ``e=``, ``p=`` dropped (identity of the far party).
+    - every ``c=`` is ours (IP4/IP6 from ``address``), except a ``0.0.0.0``/``::`` hold address,
+      which stays unspecified so the hold survives (RFC 3264 §8.4).
+    - ``m=`` i gets ``ports[i]``; a rejected stream (port 0) stays 0 (RFC 3264 §6).
+    - ``a=rtcp``, ``a=candidate``, ``a=ice-*`` and the other ICE lines are dropped.
+    - codecs, ``rtpmap``/``fmtp``, direction and all other lines pass through in order.
+
+    Raises ``SdpError`` if ``ports`` does not have one entry per ``m=`` line or ``address`` is
+    not an IP address.
+    """
+    if len(ports) != len(sdp.media):
+        raise SdpError(f"{len(sdp.media)} media streams but {len(ports)} ports")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SdpError(f"not an IP address: {address!r}") from None
+    addrtype = "IP4" if ip.version == 4 else "IP6"
+    unspecified = "0.0.0.0" if ip.version == 4 else "::"
+
+    def connection_line(original: Connection | None) -> SdpLine:
+        host = unspecified if original is not None and original.is_unspecified else ip.compressed
+        return ("c", f"IN {addrtype} {host}")
+
+    out: list[SdpLine] = [
+        ("v", "0"),
+        ("o", f"{username} {session_id} {version} IN {addrtype} {ip.compressed}"),
+        ("s", "-"),
+    ]
+    # RFC 4566 §5.7: a c= at session level or in every m= section. Where the original has
+    # neither (not valid, but seen), give one at session level, in its place after s=.
+    needs_session_c = sdp.connection is None and any(m.connection is None for m in sdp.media)
+    if sdp.connection is not None:
+        out.append(connection_line(sdp.connection))
+    elif needs_session_c:
+        out.append(connection_line(None))
+    for kind, value in sdp.lines[1:]:
+        if kind in "vosc" or kind in _DROPPED_TYPES:
+            continue
+        if kind == "a" and _dropped_attribute(value):
+            continue
+        out.append((kind, value))
+
+    for m, port in zip(sdp.media, ports, strict=True):
+        # A port count (m=audio 49170/2) is not kept: the relay gives one port per stream.
+        port_out = 0 if m.port == 0 else port
+        out.append(("m", " ".join([m.media, str(port_out), m.proto, *m.formats])))
+        for kind, value in m.lines[1:]:
+            if kind in _DROPPED_TYPES:
+                continue
+            if kind == "c":
+                out.append(connection_line(m.connection))
+            elif kind == "a" and _dropped_attribute(value):
+                continue
+            else:
+                out.append((kind, value))
+    return _render(out)
+
+
+def _render(lines: Sequence[SdpLine]) -> bytes:
+    return "".join(f"{kind}={value}\r\n" for kind, value in lines).encode(
+        "utf-8", "surrogateescape"
+    )
+
+
+def new_session_id() -> int:
+    """A fresh random ``sess-id`` for a leg's ``o=`` line (RFC 4566 §5.2: globally unique)."""
+    return secrets.randbits(62) + 1
+
+
+class SdpOrigin:
+    """The ``o=`` bookkeeping of one leg: a fixed session id and a version that counts changes.
+
+    RFC 3264 §8: every new offer or answer on a leg carries the same ``sess-id``; its version is
+    one more than the previous one if the SDP changed and the same if it did not (a re-INVITE
+    that only refreshes the session timer resends identical SDP).
+    """
+
+    __slots__ = ("_last", "address", "session_id", "username", "version")
+
+    def __init__(
+        self, *, address: str, session_id: int | None = None, username: str = "maskline"
+    ) -> None:
+        """Start a leg's origin on our media ``address``; version starts at the session id."""
+        self.address = address
+        self.session_id = new_session_id() if session_id is None else session_id
+        self.username = username
+        # RFC 4566 §5.2 suggests an NTP timestamp for both; equal start values are common.
+        self.version = self.session_id
+        self._last: bytes | None = None
+
+    def rewrite(self, sdp: SessionDescription, *, ports: Sequence[int]) -> bytes:
+        """``rewrite_for_leg`` with this leg's origin, bumping the version if the SDP changed."""
+        body = self._render(sdp, ports)
+        if self._last is not None and body != self._last:
+            self.version += 1
+            body = self._render(sdp, ports)
+        # _last was rendered with the current version, so equal bytes mean an unchanged SDP.
+        self._last = body
+        return body
+
+    def _render(self, sdp: SessionDescription, ports: Sequence[int]) -> bytes:
+        return rewrite_for_leg(
+            sdp,
+            address=self.address,
+            ports=ports,
+            session_id=self.session_id,
+            version=self.version,
+            username=self.username,
+        )
