@@ -92,7 +92,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         assert self.alloc.capacity == 9
         for port in self.used:
             assert self.alloc.is_allocated(port)
-            assert port % 2 == 0 and 40001 <= port and port + 1 <= 40020
+            assert port % 2 == 0 and 40001 <= port < port + 1 <= 40020
 
 
 TestAllocatorMachine = AllocatorMachine.TestCase
