@@ -1,0 +1,203 @@
+"""store.db: open, migrations, group-commit writer, reads."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from store.db import (
+    Database,
+    DatabaseClosedError,
+    Migration,
+    MigrationError,
+    SchemaTooNewError,
+    bundled_migrations,
+)
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _history(path: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(path) as conn:
+        return list(conn.execute("SELECT version, name FROM schema_migrations ORDER BY version"))
+
+
+async def test_open_creates_parent_dirs_wal_and_schema(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "maskline.sqlite3"
+    db = await Database.open(path)
+    try:
+        journal = await db.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        sync = await db.read(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+        fks = await db.read(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0])
+    finally:
+        await db.close()
+    assert journal == "wal"
+    assert sync == 2  # FULL
+    assert fks == 1
+    expected = {
+        "tenants", "pools", "numbers", "number_tenancies", "groups", "group_members",
+        "bindings", "blacklists", "blacklist_pairs", "call_records", "report_outbox", "ledger",
+        "schema_migrations",
+    }  # fmt: skip
+    assert expected <= _tables(path)
+
+
+async def test_migrations_apply_once_and_reopen_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    for _ in range(3):
+        db = await Database.open(path)
+        await db.close()
+    bundled = bundled_migrations()
+    assert _history(path) == [(m.version, m.name) for m in bundled]
+    assert bundled[0].version == 1 and bundled[0].name == "initial"
+
+
+async def test_new_migration_applied_on_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    await (await Database.open(path)).close()
+    extra = Migration(
+        version=len(bundled_migrations()) + 1, name="extra", sql="CREATE TABLE t (x);"
+    )
+    db = await Database.open(path, migrations=[*bundled_migrations(), extra])
+    await db.close()
+    assert "t" in _tables(path)
+    assert _history(path)[-1] == (extra.version, "extra")
+
+
+async def test_failing_migration_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    await (await Database.open(path)).close()
+    bad = Migration(
+        version=len(bundled_migrations()) + 1,
+        name="bad",
+        sql="CREATE TABLE half (x); INSERT INTO no_such_table VALUES (1);",
+    )
+    with pytest.raises(MigrationError, match="0002_bad"):
+        await Database.open(path, migrations=[*bundled_migrations(), bad])
+    assert "half" not in _tables(path)
+    assert len(_history(path)) == len(bundled_migrations())
+
+
+async def test_refuses_database_newer_than_code(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    await (await Database.open(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 0)")
+    with pytest.raises(SchemaTooNewError, match="999"):
+        await Database.open(path)
+
+
+async def test_refuses_renamed_migration(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    await (await Database.open(path)).close()
+    renamed = [Migration(version=1, name="other", sql="SELECT 1;")]
+    with pytest.raises(MigrationError, match="0001_initial"):
+        await Database.open(path, migrations=renamed)
+
+
+async def _scratch(tmp_path: Path) -> Database:
+    db = await Database.open(tmp_path / "db.sqlite3")
+    await db.write(lambda c: c.execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"))
+    return db
+
+
+async def test_write_returns_value_and_read_sees_it(tmp_path: Path) -> None:
+    db = await _scratch(tmp_path)
+    try:
+        rowid = await db.write(
+            lambda c: c.execute("INSERT INTO kv (k, v) VALUES (7, 'seven')").lastrowid
+        )
+        assert rowid == 7
+        assert await db.read(lambda c: c.execute("SELECT v FROM kv").fetchone()[0]) == "seven"
+    finally:
+        await db.close()
+
+
+async def test_thousand_concurrent_writes_grouped_and_acknowledged(tmp_path: Path) -> None:
+    db = await _scratch(tmp_path)
+    try:
+        before = db.batches_committed
+
+        def insert(k: int) -> Callable[[sqlite3.Connection], int | None]:
+            return lambda c: c.execute("INSERT INTO kv (k, v) VALUES (?, 'x')", (k,)).lastrowid
+
+        results = await asyncio.gather(*(db.write(insert(k)) for k in range(1000)))
+        assert results == list(range(1000))
+        batches = db.batches_committed - before
+        # Group commit: far fewer transactions than writes.
+        assert batches < 100
+        count = await db.read(lambda c: c.execute("SELECT count(*) FROM kv").fetchone()[0])
+        assert count == 1000
+    finally:
+        await db.close()
+
+
+async def test_failing_op_does_not_fail_its_batch(tmp_path: Path) -> None:
+    db = await _scratch(tmp_path)
+    try:
+
+        def good(k: int) -> Callable[[sqlite3.Connection], None]:
+            def op(conn: sqlite3.Connection) -> None:
+                conn.execute("INSERT INTO kv (k, v) VALUES (?, 'ok')", (k,))
+
+            return op
+
+        def bad(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO kv (k, v) VALUES (1000, 'partial')")  # rolled back
+            raise ValueError("op refuses")
+
+        def duplicate(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO kv (k, v) VALUES (0, 'dup')")  # PK conflict with good(0)
+
+        ops: list[Awaitable[None]] = [db.write(good(k)) for k in range(50)]
+        ops.insert(10, db.write(bad))
+        ops.insert(30, db.write(duplicate))
+        results = await asyncio.gather(*ops, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 2
+        assert any(isinstance(e, ValueError) for e in errors)
+        assert any(isinstance(e, sqlite3.IntegrityError) for e in errors)
+        rows = await db.read(lambda c: c.execute("SELECT k, v FROM kv ORDER BY k").fetchall())
+        assert [(r[0], r[1]) for r in rows] == [(k, "ok") for k in range(50)]
+    finally:
+        await db.close()
+
+
+async def test_close_commits_queued_writes_then_refuses(tmp_path: Path) -> None:
+    db = await _scratch(tmp_path)
+
+    def insert(k: int) -> Callable[[sqlite3.Connection], None]:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO kv (k) VALUES (?)", (k,))
+
+        return op
+
+    pending = [asyncio.ensure_future(db.write(insert(k))) for k in range(20)]
+    await asyncio.sleep(0)  # let the writes enqueue
+    await db.close()
+    await asyncio.gather(*pending)
+    with pytest.raises(DatabaseClosedError):
+        await db.write(lambda c: c.execute("SELECT 1"))
+    with sqlite3.connect(tmp_path / "db.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM kv").fetchone()[0] == 20
+
+
+async def test_read_is_one_snapshot(tmp_path: Path) -> None:
+    db = await _scratch(tmp_path)
+    try:
+        await db.write(lambda c: c.execute("INSERT INTO kv (k) VALUES (1)"))
+
+        def in_transaction(conn: sqlite3.Connection) -> bool:
+            conn.execute("SELECT count(*) FROM kv").fetchone()
+            return conn.in_transaction
+
+        assert await db.read(in_transaction)
+    finally:
+        await db.close()
