@@ -1,0 +1,421 @@
+"""The latching RTP relay (media/relay.py) over real UDP sockets on loopback.
+
+Every test runs on uvloop (production) and on the standard asyncio loop (fallback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import uvloop
+
+from media.ports import PortAllocator, PortsExhaustedError
+from media.relay import MediaRelay, MediaSession, PacketDirection
+
+# Overriding event_loop_policy is deprecated in pytest-asyncio 1.x in favour of a conftest hook
+# (pytest_asyncio_loop_factories); this module runs every test on both loops until one exists.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning"
+)
+
+HOST = "127.0.0.1"
+WAIT_S = 5.0
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    if request.param == "uvloop":
+        policy: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+        return policy
+    return asyncio.DefaultEventLoopPolicy()
+
+
+def rtp(seq: int, payload_size: int = 160, ssrc: int = 0x1234) -> bytes:
+    """An RTP packet (RFC 3550 §5.1): V=2, PT 0 (PCMU), 20 ms of 8 kHz audio per sequence step."""
+    header = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160 & 0xFFFFFFFF, ssrc)
+    return header + bytes([seq & 0xFF]) * payload_size
+
+
+class Endpoint(asyncio.DatagramProtocol):
+    """A far party: one UDP socket that records what it receives and can be awaited."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, tuple[str, int]]] = []
+        self.transport: asyncio.DatagramTransport
+        self._changed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.append((data, addr))
+        self._changed.set()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [data for data, _ in self.received]
+
+    def send(self, data: bytes, port: int, host: str = HOST) -> None:
+        self.transport.sendto(data, (host, port))
+
+    async def wait_for(self, count: int) -> None:
+        """Until ``count`` datagrams have arrived (fails after WAIT_S)."""
+        async with asyncio.timeout(WAIT_S):
+            while len(self.received) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Let the loop run until ``predicate()`` holds (fails after WAIT_S).
+
+    For packets that are counted but not delivered anywhere: nothing to await but the counter.
+    Packets on *different* sockets are not read in send order, so tests wait here between them.
+    """
+    async with asyncio.timeout(WAIT_S):
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+
+async def endpoint(host: str = HOST) -> Endpoint:
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_datagram_endpoint(Endpoint, local_addr=(host, 0))
+    return proto
+
+
+@pytest.fixture
+def allocator() -> PortAllocator:
+    return PortAllocator(41000, 41999)
+
+
+@pytest.fixture
+async def relay(allocator: PortAllocator) -> AsyncIterator[MediaRelay]:
+    relay = MediaRelay(HOST, allocator, loop=asyncio.get_running_loop())
+    yield relay
+    await relay.close_all()
+    assert allocator.in_use == 0
+
+
+@pytest.fixture
+async def session(relay: MediaRelay) -> MediaSession:
+    return await relay.open_session("call-1")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture
+def occupied() -> Iterator[list[socket.socket]]:
+    socks: list[socket.socket] = []
+    yield socks
+    for sock in socks:
+        sock.close()
+
+
+# --- relaying ----------------------------------------------------------------------------------
+
+
+async def test_relays_both_ways_exact_counts_and_payloads(session: MediaSession) -> None:
+    a, b = await endpoint(), await endpoint()
+    session.expect("a", a.address)
+    session.expect("b", b.address)
+    assert session.port_a % 2 == 0 and session.port_b % 2 == 0
+    assert session.port_a != session.port_b
+
+    to_b = [rtp(i) for i in range(200)]
+    to_a = [rtp(1000 + i, payload_size=20 + i) for i in range(150)]
+    for packet in to_b:
+        a.send(packet, session.port_a)
+    for packet in to_a:
+        b.send(packet, session.port_b)
+    await b.wait_for(len(to_b))
+    await a.wait_for(len(to_a))
+
+    assert b.payloads == to_b  # byte for byte, in order (loopback keeps order)
+    assert a.payloads == to_a
+    # each far party sees only the relay's port facing it
+    assert {addr for _, addr in b.received} == {(HOST, session.port_b)}
+    assert {addr for _, addr in a.received} == {(HOST, session.port_a)}
+    assert (session.packets_a_to_b, session.packets_b_to_a) == (200, 150)
+    assert (session.dropped, session.unrouted) == (0, 0)
+    assert session.latched("a") and session.latched("b")
+    assert session.last_packet_at is not None
+    assert session.last_packet_at <= asyncio.get_running_loop().time()
+
+
+async def test_latches_to_nated_source_port(session: MediaSession) -> None:
+    a, b = await endpoint(), await endpoint()
+    # A's SDP names a port it never sends from (its NAT maps it to another one).
+    session.expect("a", (HOST, 9))
+    session.expect("b", b.address)
+    assert session.remote("a") == (HOST, 9)
+    assert not session.latched("a")
+
+    a.send(rtp(1), session.port_a)
+    await b.wait_for(1)
+    assert session.latched("a")
+    assert session.remote("a") == a.address
+
+    b.send(rtp(2), session.port_b)
+    await a.wait_for(1)  # B's media reaches A at its real source, not the SDP port
+    assert a.payloads == [rtp(2)]
+
+
+async def test_stranger_after_latching_is_dropped(session: MediaSession) -> None:
+    a, b, stranger = await endpoint(), await endpoint(), await endpoint()
+    session.expect("a", a.address)
+    session.expect("b", b.address)
+    a.send(rtp(1), session.port_a)
+    await b.wait_for(1)
+
+    stranger.send(rtp(666), session.port_a)  # same IP, other port: after latching, a stranger
+    a.send(rtp(2), session.port_a)
+    await b.wait_for(2)  # loopback delivers in send order: the stranger's packet came first
+    assert b.payloads == [rtp(1), rtp(2)]
+    assert session.dropped == 1
+    assert session.packets_a_to_b == 2
+    assert session.remote("a") == a.address
+
+
+async def test_source_off_the_sdp_ip_does_not_latch(session: MediaSession) -> None:
+    a, b = await endpoint(), await endpoint()
+    other_ip = await endpoint("127.0.0.2")
+    session.expect("a", a.address)
+    session.expect("b", b.address)
+    other_ip.send(rtp(666), session.port_a)
+    a.send(rtp(1), session.port_a)
+    await b.wait_for(1)
+    assert b.payloads == [rtp(1)]
+    assert session.dropped == 1
+    assert session.remote("a") == a.address
+
+
+async def test_without_sdp_first_source_latches(session: MediaSession) -> None:
+    a, b, late = await endpoint(), await endpoint(), await endpoint()
+    session.expect("b", b.address)
+    a.send(rtp(1), session.port_a)
+    late.send(rtp(2), session.port_a)
+    a.send(rtp(3), session.port_a)
+    await b.wait_for(2)
+    assert b.payloads == [rtp(1), rtp(3)]
+    assert session.remote("a") == a.address
+    assert session.dropped == 1
+
+
+async def test_unrouted_until_the_other_side_is_known(session: MediaSession) -> None:
+    a, b = await endpoint(), await endpoint()
+    session.expect("a", a.address)
+    a.send(rtp(1), session.port_a)
+    a.send(rtp(2), session.port_a)
+    await until(lambda: session.unrouted == 2)
+    b.send(rtp(3), session.port_b)  # latches b (no SDP yet) and is relayed to a
+    await a.wait_for(1)
+    assert (session.unrouted, session.packets_a_to_b, session.packets_b_to_a) == (2, 0, 1)
+    a.send(rtp(4), session.port_a)  # b is latched now: a's media flows
+    await b.wait_for(1)
+    assert b.payloads == [rtp(4)]
+
+
+async def test_non_rtp_is_dropped_and_does_not_latch(session: MediaSession) -> None:
+    a, b = await endpoint(), await endpoint()
+    session.expect("b", b.address)
+    stun_like = b"\x00\x01\x00\x00" + bytes(16)
+    a.send(stun_like, session.port_a)
+    a.send(b"\x40" + rtp(0)[1:], session.port_a)  # RTP version 1
+    a.send(rtp(1), session.port_a)
+    await b.wait_for(1)
+    assert b.payloads == [rtp(1)]
+    assert session.dropped == 2
+
+
+async def test_reinvite_to_new_address_relatches(session: MediaSession) -> None:
+    a1, a2, b = await endpoint(), await endpoint(), await endpoint()
+    session.expect("a", a1.address)
+    session.expect("b", b.address)
+    a1.send(rtp(1), session.port_a)
+    await b.wait_for(1)
+
+    session.expect("a", a1.address)  # the same SDP again (session refresh): latch kept
+    assert session.latched("a")
+
+    session.expect("a", a2.address)  # re-INVITE moved A's media
+    assert not session.latched("a") and session.remote("a") == a2.address
+    a2.send(rtp(2), session.port_a)
+    await b.wait_for(2)
+    assert session.remote("a") == a2.address
+
+    session.expect("a", None)  # c=0.0.0.0 hold: nothing is sent to A
+    b.send(rtp(3), session.port_b)
+    b.send(rtp(4), session.port_b)
+    await until(lambda: session.unrouted == 2)
+    a2.send(rtp(5), session.port_a)  # and the first source latches A again
+    await b.wait_for(3)
+    assert session.remote("a") == a2.address
+
+
+async def test_expect_rejects_other_family_and_side(session: MediaSession) -> None:
+    with pytest.raises(ValueError, match="cannot send"):
+        session.expect("a", ("2001:db8::1", 4000))
+    with pytest.raises(ValueError, match="side"):
+        session.expect("c", ("127.0.0.1", 4000))  # type: ignore[arg-type]
+
+
+async def test_on_packet_hook_and_send_to(session: MediaSession) -> None:
+    a, b = await endpoint(), await endpoint()
+    session.expect("a", a.address)
+    session.expect("b", b.address)
+    seen: list[tuple[PacketDirection, bytes]] = []
+    session.on_packet = lambda direction, data: seen.append((direction, data))
+    a.send(rtp(1), session.port_a)
+    b.send(rtp(2), session.port_b)
+    await b.wait_for(1)
+    await a.wait_for(1)
+    assert sorted(seen) == [("a_to_b", rtp(1)), ("b_to_a", rtp(2))]
+
+    assert session.send_to("a", rtp(99))  # ringback to the caller, from the port it sends to
+    await a.wait_for(2)
+    assert a.received[-1] == (rtp(99), (HOST, session.port_a))
+
+
+async def test_send_to_without_remote(session: MediaSession) -> None:
+    assert session.send_to("b", rtp(1)) is False
+    await session.close()
+    assert session.send_to("a", rtp(1)) is False
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+async def test_close_releases_ports(relay: MediaRelay, allocator: PortAllocator) -> None:
+    first = await relay.open_session()
+    second = await relay.open_session()
+    assert allocator.in_use == 4 and relay.active_sessions == 2
+    ports = [first.port_a, first.port_b]
+    assert not any(port_is_free(p) for p in ports)
+
+    await first.close()
+    await first.close()  # idempotent
+    assert first.closed
+    assert allocator.in_use == 2 and relay.active_sessions == 1
+    assert relay.sessions == frozenset({second})
+    assert all(port_is_free(p) for p in ports)  # the sockets are really closed
+
+    await relay.close_all()
+    assert allocator.in_use == 0 and relay.active_sessions == 0
+    assert port_is_free(second.port_a) and port_is_free(second.port_b)
+
+
+async def test_closed_session_relays_nothing(relay: MediaRelay) -> None:
+    a, b = await endpoint(), await endpoint()
+    session = await relay.open_session()
+    session.expect("a", a.address)
+    session.expect("b", b.address)
+    port_a = session.port_a
+    await session.close()
+    a.send(rtp(1), port_a)  # nobody listens now
+    assert session.packets_a_to_b == 0
+
+
+async def test_exhaustion(occupied: list[socket.socket]) -> None:
+    allocator = PortAllocator(41500, 41503)  # two pairs: one session
+    relay = MediaRelay(HOST, allocator, loop=asyncio.get_running_loop())
+    session = await relay.open_session()
+    with pytest.raises(PortsExhaustedError):
+        await relay.open_session()
+    assert allocator.in_use == 2 and relay.active_sessions == 1
+    await session.close()
+    assert allocator.in_use == 0
+
+
+async def test_exhaustion_on_second_socket_releases_first() -> None:
+    allocator = PortAllocator(41600, 41601)  # one pair: not enough for one session
+    relay = MediaRelay(HOST, allocator, loop=asyncio.get_running_loop())
+    with pytest.raises(PortsExhaustedError):
+        await relay.open_session()
+    assert allocator.in_use == 0
+
+
+async def test_port_taken_by_another_program_is_skipped(occupied: list[socket.socket]) -> None:
+    allocator = PortAllocator(41700, 41709)  # 41700 .. 41708
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    occupied.append(taken)
+    taken.bind((HOST, 41700))
+    relay = MediaRelay(HOST, allocator, loop=asyncio.get_running_loop())
+    session = await relay.open_session()
+    assert (session.port_a, session.port_b) == (41702, 41704)
+    assert allocator.in_use == 2 and not allocator.is_allocated(41700)
+    await session.close()
+
+
+async def test_ipv6_relay(allocator: PortAllocator) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1")
+    relay = MediaRelay("::1", allocator, loop=asyncio.get_running_loop())
+    session = await relay.open_session()
+    a, b = await endpoint("::1"), await endpoint("::1")
+    session.expect("a", a.address)
+    session.expect("b", b.address)
+    a.send(rtp(1), session.port_a, host="::1")
+    await b.wait_for(1)
+    b.send(rtp(2), session.port_b, host="::1")
+    await a.wait_for(1)
+    assert (b.payloads, a.payloads) == ([rtp(1)], [rtp(2)])
+    await relay.close_all()
+
+
+# --- throughput (printed, not asserted) --------------------------------------------------------
+
+
+async def test_throughput_report(relay: MediaRelay) -> None:
+    sessions_n, packets_n = 50, 500
+    pairs = []
+    for _ in range(sessions_n):
+        session = await relay.open_session()
+        a, b = await endpoint(), await endpoint()
+        session.expect("a", a.address)
+        session.expect("b", b.address)
+        pairs.append((session, a, b))
+    start = time.perf_counter()
+    for seq in range(packets_n):
+        for session, a, b in pairs:
+            a.send(rtp(seq), session.port_a)
+            b.send(rtp(seq), session.port_b)
+        # let the relay and the endpoints drain a round before the next (bounded queues, no sleep)
+        await asyncio.sleep(0)
+    expected = packets_n
+    try:
+        for _, a, b in pairs:
+            await a.wait_for(expected)
+            await b.wait_for(expected)
+    except TimeoutError:
+        pass
+    elapsed = time.perf_counter() - start
+    sent = 2 * sessions_n * packets_n
+    received = sum(len(a.received) + len(b.received) for _, a, b in pairs)
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(
+        f"\n[{loop_name}] relay {sessions_n} sessions x {packets_n} packets each way: "
+        f"{received / elapsed:,.0f} packets/s relayed, loss {100 * (sent - received) / sent:.3f} %"
+        " (relay and endpoints share one loop)"
+    )
