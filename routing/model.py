@@ -49,6 +49,27 @@ class NumberSpec(IntEnum):
     NATIONWIDE_95 = 3
 
 
+class BlockDirection(StrEnum):
+    """Direction of a point-to-point blacklist pair ``first:second`` (SPEC §3 blacklists)."""
+
+    BOTH = "BOTH"  # neither may call the other through the pool's X numbers
+    FIRST_TO_SECOND = "FIRST_TO_SECOND"  # only first → second is blocked
+    SECOND_TO_FIRST = "SECOND_TO_FIRST"  # only second → first is blocked
+
+
+class RoutingError(Exception):
+    """Root of the routing package's errors: a stable machine ``code`` and a human ``message``.
+
+    The ``code`` is what the API and CLI print as ``{"code": ..., "message": ...}``; messages never
+    contain an unmasked phone number.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class InterceptCause(StrEnum):
     """Why a call to X is not connected (SPEC §4 intercepted calls, §6 unconnected_cause)."""
 
