@@ -1,0 +1,416 @@
+"""The operator HTTP API (JSON under ``/v1/``, OpenAPI at ``/openapi.json``).
+
+Every ``/v1/`` endpoint needs ``Authorization: Bearer <[api] operator_token>``: a missing or wrong
+token is 401 ``{"code": "UNAUTHORIZED"}``; with no token configured every operator endpoint is 403
+``{"code": "FORBIDDEN"}`` (the API is then closed rather than open).
+
+Errors are mapped here, in one place, to ``{"code": ..., "message": ...}``: control-plane errors
+with their own status (400 bad input, 404 unknown pool/binding/group, 409 conflict or no stock),
+request validation errors to 400 ``PARAMETER_ILLEGAL``, unknown routes to 404 ``NOT_FOUND``, and
+anything unexpected to 500 ``INTERNAL_ERROR`` (logged, with the traceback masked by the logger).
+
+Numbers are returned in E.164 (``+8613800138000``); times as local ``YYYY-MM-DD HH:MM:SS`` in
+the configured ``[time] zone``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.control import ControlPlane, ImportRow, parse_number_csv
+from api.errors import ControlError, ErrorCode, InvalidInput
+from engine.logging import get_logger
+from routing.model import BindingType, Restriction
+
+__all__ = ["create_app"]
+
+_log = get_logger("api.app")
+
+_CSV_TYPES: Final = ("text/csv", "text/plain", "application/csv")
+MAX_IMPORT_BYTES: Final = 32 * 1024 * 1024
+
+
+# ------------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Model):
+    """Every error response."""
+
+    code: str = Field(examples=["BIND_CONFLICT"])
+    message: str
+
+
+class NumberRowIn(_Model):
+    """One inventory number."""
+
+    number: str = Field(examples=["17000000001"])
+    city: str = Field(examples=["北京"])
+    province: str = Field(default="", examples=["北京"])
+    carrier: str = Field(default="", examples=["CMCC"])
+    spec: int = Field(description="1 virtual 170/171, 2 carrier number, 3 95 number")
+
+
+class ImportIn(_Model):
+    """A JSON import (the same endpoint also takes CSV text with a header row)."""
+
+    rows: list[NumberRowIn]
+
+
+class ImportOut(_Model):
+    """How many numbers were new (numbers already in the inventory are skipped)."""
+
+    imported: int
+
+
+class PoolIn(_Model):
+    """A new pool."""
+
+    type: BindingType
+    name: str = Field(max_length=128)
+    tenant_id: str | None = None
+
+
+class PoolKeyOut(_Model):
+    """The key of a new pool."""
+
+    pool_key: str
+
+
+class PoolOut(_Model):
+    """A pool."""
+
+    pool_key: str
+    type: BindingType
+    name: str
+    tenant_id: str | None
+    allocation_mode: str
+    numbers: int
+
+
+class AddNumbersIn(_Model):
+    """A purchase of random free numbers into the pool."""
+
+    count: int = Field(ge=1, le=1000)
+    city: str | None = None
+
+
+class NumbersOut(_Model):
+    """Numbers (E.164)."""
+
+    numbers: list[str]
+
+
+class BindIn(_Model):
+    """A bind request; which fields apply depends on ``type`` (SPEC §2)."""
+
+    type: BindingType
+    a: str = Field(description="A (AXB/AXN/95AXN/AXG/AXN_EXT), any common format")
+    b: str | None = Field(default=None, description="AXB: B (required); others: default B")
+    x: str | None = Field(default=None, description="the X to use; omitted: allocated")
+    expires: str = Field(
+        description="local time YYYY-MM-DD HH:MM:SS in the configured zone, > 60 s ahead",
+        examples=["2030-01-01 12:00:00"],
+    )
+    record: bool = False
+    group_id: str | None = Field(default=None, description="AXG: the number group")
+    extension: str | None = Field(default=None, description="AXN_EXT: 1-3 digits or allocated")
+    restriction: Restriction = Restriction.NONE
+    ring_timeout_s: int | None = Field(default=None, ge=5, le=180)
+    out_id: str | None = Field(default=None, max_length=128)
+    expect_city: str | None = None
+
+
+class BindingOut(_Model):
+    """A binding."""
+
+    sub_id: str
+    pool_key: str
+    type: BindingType
+    secret_no: str
+    a: str
+    b: str | None
+    group_id: str | None
+    extension: str | None
+    expires: str
+    record: bool
+    restriction: Restriction
+    ring_timeout_s: int
+    out_id: str | None
+    created: str
+
+
+class BindOut(_Model):
+    """The result of a bind: the id to unbind with and the X to hand out."""
+
+    sub_id: str
+    secret_no: str
+    extension: str | None = None
+    binding: BindingOut
+
+
+class OkOut(_Model):
+    """Success without a payload."""
+
+    ok: bool = True
+
+
+class GroupIn(_Model):
+    """A new AXG number group."""
+
+    name: str = Field(max_length=128)
+    numbers: list[str] = Field(min_length=1, max_length=200)
+    remark: str | None = Field(default=None, max_length=256)
+
+
+class GroupOut(_Model):
+    """The id of a new group."""
+
+    group_id: str
+
+
+class CallsOut(_Model):
+    """Latest call records (SPEC §6 end-of-call fields), newest first."""
+
+    calls: list[dict[str, Any]]
+
+
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409)
+}
+
+
+# ------------------------------------------------------------------------------- app
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+def _validation_message(errors: list[Any]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+class _AuthError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _auth_dependency(operator_token: str | None) -> Any:
+    expected = operator_token.encode() if operator_token else None
+
+    async def require_operator(request: Request) -> None:
+        if expected is None:
+            raise _AuthError(
+                403,
+                ErrorCode.FORBIDDEN,
+                "no operator_token is configured in [api]; operator endpoints are disabled",
+            )
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            token.strip().encode(), expected
+        ):
+            raise _AuthError(
+                401, ErrorCode.UNAUTHORIZED, "missing or wrong bearer token (operator_token)"
+            )
+
+    return require_operator
+
+
+def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
+    """The FastAPI application over ``control``; ``operator_token`` None closes ``/v1/``."""
+    app = FastAPI(
+        title="maskline operator API",
+        version="1",
+        description="Number pools, X numbers and bindings of the maskline engine.",
+    )
+    router = APIRouter(
+        prefix="/v1", dependencies=[Depends(_auth_dependency(operator_token))], responses=_ERRORS
+    )
+
+    @app.exception_handler(ControlError)
+    async def _control_error(_request: Request, error: ControlError) -> JSONResponse:
+        return _error(error.status, error.code, error.message)
+
+    @app.exception_handler(_AuthError)
+    async def _auth_error(_request: Request, error: _AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return _error(error.status, error.code, error.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(400, ErrorCode.PARAMETER_ILLEGAL, _validation_message(list(error.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: ErrorCode.NOT_FOUND, 405: "METHOD_NOT_ALLOWED"}.get(
+            error.status_code, f"HTTP_{error.status_code}"
+        )
+        return _error(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+        _log.error("api_internal_error", error=repr(error), exc_info=error)
+        return _error(500, ErrorCode.INTERNAL_ERROR, "internal error; see the server log")
+
+    # --------------------------------------------------------------------- inventory
+
+    @router.post(
+        "/numbers/import",
+        response_model=ImportOut,
+        summary="Import X numbers (CSV with header number,city,province,carrier,spec, or JSON)",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/json": {"schema": ImportIn.model_json_schema()},
+                },
+                "required": True,
+            }
+        },
+    )
+    async def import_numbers(request: Request) -> ImportOut:
+        body = await request.body()
+        if len(body) > MAX_IMPORT_BYTES:
+            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "import body too large (32 MiB max)")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(ErrorCode.CSV_ILLEGAL, "the body is not UTF-8") from None
+        if content_type in _CSV_TYPES:
+            rows = parse_number_csv(text)
+        else:
+            try:
+                parsed = ImportIn.model_validate(json.loads(text))
+            except (ValueError, ValidationError) as error:
+                message = (
+                    _validation_message(list(error.errors()))
+                    if isinstance(error, ValidationError)
+                    else "the body is neither CSV (Content-Type: text/csv) nor JSON"
+                )
+                raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, message) from None
+            rows = [
+                ImportRow(r.number, r.city, r.province, r.carrier, r.spec) for r in parsed.rows
+            ]
+        return ImportOut(imported=await control.import_numbers(rows))
+
+    # --------------------------------------------------------------------- pools
+
+    @router.post("/pools", response_model=PoolKeyOut, status_code=201, summary="Create a pool")
+    async def create_pool(body: PoolIn) -> PoolKeyOut:
+        key = await control.create_pool(body.type, body.name, tenant_id=body.tenant_id)
+        return PoolKeyOut(pool_key=key)
+
+    @router.get("/pools/{pool_key}", response_model=PoolOut, summary="Show a pool")
+    async def get_pool(pool_key: str) -> PoolOut:
+        pool = await control.get_pool(pool_key)
+        return PoolOut(
+            pool_key=pool.pool_key,
+            type=pool.type,
+            name=pool.name,
+            tenant_id=pool.tenant_id,
+            allocation_mode=pool.allocation_mode.value,
+            numbers=len(control.pool_numbers(pool.pool_key)),
+        )
+
+    @router.post(
+        "/pools/{pool_key}/numbers",
+        response_model=NumbersOut,
+        summary="Buy random free numbers (of a city) into the pool",
+    )
+    async def add_numbers(pool_key: str, body: AddNumbersIn) -> NumbersOut:
+        numbers = await control.add_numbers(pool_key, body.count, city=body.city)
+        return NumbersOut(numbers=list(numbers))
+
+    # --------------------------------------------------------------------- bindings
+
+    @router.post(
+        "/pools/{pool_key}/bindings",
+        response_model=BindOut,
+        status_code=201,
+        summary="Bind real numbers to an X of the pool",
+    )
+    async def bind(pool_key: str, body: BindIn) -> BindOut:
+        binding = await control.bind(
+            body.type,
+            pool_key,
+            body.a,
+            body.b,
+            body.x,
+            expires=body.expires,
+            record=body.record,
+            group_id=body.group_id,
+            extension=body.extension,
+            restriction=body.restriction,
+            ring_timeout_s=body.ring_timeout_s,
+            out_id=body.out_id,
+            expect_city=body.expect_city,
+        )
+        return BindOut(
+            sub_id=binding.sub_id,
+            secret_no=binding.x,
+            extension=binding.extension,
+            binding=BindingOut.model_validate(control.binding_view(binding)),
+        )
+
+    @router.get(
+        "/pools/{pool_key}/bindings/{sub_id}", response_model=BindingOut, summary="Show a binding"
+    )
+    async def get_binding(pool_key: str, sub_id: str) -> BindingOut:
+        binding = await control.get_binding(pool_key, sub_id)
+        return BindingOut.model_validate(control.binding_view(binding))
+
+    @router.delete(
+        "/pools/{pool_key}/bindings/{sub_id}", response_model=OkOut, summary="Unbind"
+    )
+    async def unbind(pool_key: str, sub_id: str) -> OkOut:
+        await control.unbind(pool_key, sub_id)
+        return OkOut()
+
+    # --------------------------------------------------------------------- groups
+
+    @router.post(
+        "/pools/{pool_key}/groups",
+        response_model=GroupOut,
+        status_code=201,
+        summary="Create an AXG number group",
+    )
+    async def create_group(pool_key: str, body: GroupIn) -> GroupOut:
+        group_id = await control.create_group(
+            pool_key, body.name, body.numbers, remark=body.remark
+        )
+        return GroupOut(group_id=group_id)
+
+    # --------------------------------------------------------------------- call records
+
+    @router.get("/calls", response_model=CallsOut, summary="Latest call records, newest first")
+    async def recent_calls(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    ) -> CallsOut:
+        records = await control.recent_calls(limit)
+        return CallsOut(calls=[record.to_report(control.zone) for record in records])
+
+    app.include_router(router)
+    return app
