@@ -7,6 +7,9 @@ import contextlib
 import signal
 from collections.abc import Callable
 
+from api.app import create_app
+from api.control import open_control_plane
+from api.server import start_api
 from config import Settings
 from engine.logging import get_logger
 from engine.signalling import Signalling
@@ -50,17 +53,35 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     loop = asyncio.get_running_loop()
     stop = stop or _stop_on_signals(loop)
-    endpoint = build_endpoint(settings)
-    signalling = Signalling(endpoint, clock=loop.time)
-    transport = SipTransport(endpoint, on_events=signalling.handle_events, loop=loop)
-    await transport.start(settings.sip.listen_host, settings.sip.listen_port)
-    _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
+    # --- control plane (api/): database + binding index, loaded before SIP listens ---------
+    control = await open_control_plane(settings)
     try:
-        await stop.wait()
+        api_server = await start_api(
+            create_app(control, operator_token=settings.api.operator_token),
+            settings.api.listen_host,
+            settings.api.listen_port,
+        )
+    except BaseException:
+        await control.close()
+        raise
+    # --- end control plane ----------------------------------------------------------------
+    try:
+        endpoint = build_endpoint(settings)
+        signalling = Signalling(endpoint, clock=loop.time)
+        # B2BUA wiring goes here (lead): control.index routes calls, control.db takes records.
+        transport = SipTransport(endpoint, on_events=signalling.handle_events, loop=loop)
+        await transport.start(settings.sip.listen_host, settings.sip.listen_port)
+        _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
+        try:
+            await stop.wait()
+        finally:
+            _log.info("stopping", **_stats(endpoint.stats))
+            transport.close()
+            await transport.wait_closed()
     finally:
-        _log.info("stopping", **_stats(endpoint.stats))
-        transport.close()
-        await transport.wait_closed()
+        # --- control plane shutdown, after SIP: API first, then the database -----------------
+        await api_server.stop()
+        await control.close()
         _log.info("stopped")
 
 
