@@ -25,7 +25,7 @@ def _call(state: CallState) -> Call:
     return call
 
 
-@pytest.mark.parametrize(("state", "call_input"), itertools.product(CallState, CallInput))
+@pytest.mark.parametrize(("state", "call_input"), list(itertools.product(CallState, CallInput)))
 def test_every_pair_follows_the_table(state: CallState, call_input: CallInput) -> None:
     call = _call(state)
     expected = CALL_TRANSITIONS.get((state, call_input))
