@@ -12,6 +12,15 @@ settings accept ``--config`` after their own name as well (``maskline serve --co
 by ``_add_group`` whose own sub-commands are registered the same way.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+Control commands (``numbers``, ``pool``, ``bind``, ``group``, ``unbind``, ``binding``, ``calls``)
+talk to the running ``maskline serve`` over its HTTP API (``[api] listen``, bearer
+``[api] operator_token``) and print one JSON object per line on stdout: the result, or on failure
+``{"code": ..., "message": ...}`` with exit code 1 (refused by the server, or
+``SERVER_UNREACHABLE``) or 2 (usage or configuration error, ``USAGE`` / ``CONFIG_ILLEGAL``).
+Phone numbers are printed in national digits for Chinese numbers (``13800138000``,
+``01012345678``, ``95013...``), as the reference service writes them; numbers abroad in E.164.
+Input numbers may be given in any common form (``+86 138 0013 8000``, ``010-12345678``).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, TypeAlias, cast
 
 from config import ConfigError, Settings, load_settings
 
@@ -40,6 +49,22 @@ if TYPE_CHECKING:
     # argparse has no public name for what add_subparsers() returns (and it is not
     # subscriptable at run time, hence only for the type checker).
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose control commands report usage errors as JSON on stdout too."""
+
+    def __init__(self, *args: Any, json_errors: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message: str) -> NoReturn:
+        """Usage on stderr as usual; for control commands also ``{"code": "USAGE"}`` on stdout."""
+        if self.json_errors:
+            self.print_usage(sys.stderr)
+            _print_json({"code": "USAGE", "message": f"{self.prog}: {message}"})
+            raise SystemExit(EXIT_USAGE)
+        super().error(message)
 
 
 def _version() -> str:
@@ -60,9 +85,13 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_group(commands: Commands, *, name: str, help_text: str) -> Commands:
+def _add_group(
+    commands: Commands, *, name: str, help_text: str, json_errors: bool = False
+) -> Commands:
     """A command group (``maskline NAME COMMAND``); without a command it prints its help."""
-    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, json_errors=json_errors
+    )
 
     def _group_help(_args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
@@ -157,18 +186,403 @@ def _add_check_config(commands: Commands) -> None:
     parser.set_defaults(handler=_check_config)
 
 
+# --------------------------------------------------------------------------- control commands
+# Each talks to the running server's HTTP API; see the module docstring for the output contract.
+
+# Seconds to wait for the server; a bind is acknowledged once durable, well inside this.
+_HTTP_TIMEOUT_S: Final = 30.0
+_BIND_TYPES: Final = ("AXB", "AXN", "AXN_EXT", "95AXN", "AXG")
+_RESTRICTIONS: Final = ("NONE", "CONTROL_AX_DISABLE", "CONTROL_BX_DISABLE")
+# Fields holding phone numbers in API answers, printed in national form.
+_NUMBER_FIELDS: Final = frozenset(
+    {"a", "b", "secret_no", "phone_no", "peer_no", "called_display_no", "number"}
+)
+
+
+class _CliError(Exception):
+    """A failure to report as ``{"code", "message"}`` with an exit code."""
+
+    def __init__(self, code: str, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+
+
+def _display_number(value: object) -> object:
+    """National digits for a Chinese E.164 number (``+8613800138000`` → ``13800138000``)."""
+    if not isinstance(value, str) or not value.startswith("+86"):
+        return value
+    from routing.model import PhoneNumber  # noqa: PLC0415
+    from routing.numbers import national  # noqa: PLC0415
+
+    try:
+        return national(PhoneNumber(value))
+    except ValueError:  # not parsable after all: show what the server sent
+        return value
+
+
+def _display(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with its phone-number fields in display form (one level of nesting)."""
+    shown: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in _NUMBER_FIELDS:
+            shown[key] = _display_number(value)
+        elif key == "numbers" and isinstance(value, list):
+            shown[key] = [_display_number(n) for n in value]
+        elif isinstance(value, dict):
+            shown[key] = _display(value)
+        else:
+            shown[key] = value
+    return shown
+
+
+def _base_url(settings: Settings) -> str:
+    host = settings.api.listen_host
+    # A server listening on every address is reached on loopback.
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api.listen_port}"
+
+
+def _api(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    *,
+    json_body: dict[str, Any] | None = None,
+    content: bytes | None = None,
+    content_type: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One request to the running server; the decoded JSON answer, or ``_CliError``."""
+    try:
+        settings = _load(args.config)
+    except ConfigError as err:
+        raise _CliError("CONFIG_ILLEGAL", str(err), EXIT_USAGE) from None
+    import httpx  # noqa: PLC0415  (only control commands need it)
+
+    base = _base_url(settings)
+    headers = {"accept": "application/json"}
+    if settings.api.operator_token:
+        headers["authorization"] = f"Bearer {settings.api.operator_token}"
+    if content_type is not None:
+        headers["content-type"] = content_type
+    try:
+        with httpx.Client(base_url=base, timeout=_HTTP_TIMEOUT_S, headers=headers) as client:
+            response = client.request(
+                method, path, json=json_body, content=content, params=params
+            )
+    except httpx.TransportError as err:
+        raise _CliError(
+            "SERVER_UNREACHABLE",
+            f"cannot reach the maskline API at {base} ({type(err).__name__}); "
+            f"is maskline serve running on {base.removeprefix('http://')}?",
+        ) from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise _CliError(
+            "BAD_RESPONSE", f"HTTP {response.status_code} from {base}{path} without a JSON object"
+        )
+    if response.is_error:
+        raise _CliError(
+            str(answer.get("code") or f"HTTP_{response.status_code}"),
+            str(answer.get("message") or response.reason_phrase),
+        )
+    return answer
+
+
+def _control(run: Callable[[argparse.Namespace], list[dict[str, Any]]]) -> Handler:
+    """A handler printing ``run``'s objects as JSON lines, or the error object."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            lines = run(args)
+        except _CliError as err:
+            _print_json({"code": err.code, "message": err.message})
+            return err.exit_code
+        for line in lines:
+            _print_json(line)
+        return EXIT_OK
+
+    return handler
+
+
+def _control_parser(
+    commands: Commands, name: str, *, help_text: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=description or help_text, json_errors=True
+    )
+    _add_config_option(parser)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# numbers import ------------------------------------------------------------------
+
+
+def _numbers_import(args: argparse.Namespace) -> list[dict[str, Any]]:
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as err:
+        raise _CliError(
+            "FILE_UNREADABLE", f"cannot read {args.file}: {err.strerror}", EXIT_USAGE
+        ) from None
+    answer = _api(
+        args, "POST", "/v1/numbers/import", content=data, content_type="text/csv; charset=utf-8"
+    )
+    return [{"imported": answer["imported"]}]
+
+
+def _add_numbers(commands: Commands) -> None:
+    group = _add_group(
+        commands, name="numbers", help_text="X number inventory", json_errors=True
+    )
+    parser = _control_parser(
+        group,
+        "import",
+        help_text="import X numbers from a CSV file",
+        description="Import X numbers from a UTF-8 CSV with the header row "
+        'number,city,province,carrier,spec (spec 1 virtual, 2 carrier, 3 95). Prints {"imported": '
+        "n}, the count of numbers new to the inventory (known numbers are skipped). One bad row "
+        "refuses the whole file.",
+    )
+    parser.add_argument("file", metavar="FILE.csv")
+    parser.set_defaults(handler=_control(_numbers_import))
+
+
+# pool ----------------------------------------------------------------------------
+
+
+def _pool_create(args: argparse.Namespace) -> list[dict[str, Any]]:
+    answer = _api(args, "POST", "/v1/pools", json_body={"type": args.type, "name": args.name})
+    return [{"pool_key": answer["pool_key"]}]
+
+
+def _pool_add_numbers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    answer = _api(
+        args,
+        "POST",
+        f"/v1/pools/{args.pool}/numbers",
+        json_body={"count": args.count, "city": args.city},
+    )
+    return [_display({"numbers": answer["numbers"]})]
+
+
+def _add_pool(commands: Commands) -> None:
+    group = _add_group(commands, name="pool", help_text="number pools", json_errors=True)
+    create = _control_parser(group, "create", help_text='create a pool; prints {"pool_key": ...}')
+    create.add_argument("--type", required=True, type=str.upper, choices=_BIND_TYPES)
+    create.add_argument("--name", required=True)
+    create.set_defaults(handler=_control(_pool_create))
+    add = _control_parser(
+        group,
+        "add-numbers",
+        help_text='buy random free numbers into a pool; prints {"numbers": [...]}',
+    )
+    add.add_argument("--pool", required=True, metavar="KEY")
+    add.add_argument("--count", required=True, type=_positive_int, metavar="N")
+    add.add_argument("--city", default=None)
+    add.set_defaults(handler=_control(_pool_add_numbers))
+
+
+# bind ----------------------------------------------------------------------------
+
+
+def _bind(kind: str) -> Callable[[argparse.Namespace], list[dict[str, Any]]]:
+    def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {
+            "type": kind,
+            "a": args.a,
+            "b": args.b,
+            "x": args.x,
+            "expires": args.expires,
+            "record": args.record,
+            "restriction": args.restriction,
+            "ring_timeout_s": args.ring_timeout,
+            "out_id": args.out_id,
+            "expect_city": args.city,
+        }
+        if kind == "AXG":
+            body["group_id"] = args.group
+        if kind == "AXN_EXT":
+            body["extension"] = args.extension
+        answer = _api(args, "POST", f"/v1/pools/{args.pool}/bindings", json_body=body)
+        result: dict[str, Any] = {"sub_id": answer["sub_id"], "secret_no": answer["secret_no"]}
+        if kind == "AXN_EXT":
+            result["extension"] = answer.get("extension")
+        return [_display(result)]
+
+    return run
+
+
+def _add_bind(commands: Commands) -> None:
+    group = _add_group(
+        commands,
+        name="bind",
+        help_text='bind real numbers to an X; prints {"sub_id": ..., "secret_no": X}',
+        json_errors=True,
+    )
+    variants = (
+        ("axb", "AXB", "A and B call each other through X"),
+        ("axn", "AXN", "anyone calling X rings A; A calling X rings the default B"),
+        ("axn-ext", "AXN_EXT", "callers key an extension after dialling X to reach A"),
+        ("95axn", "95AXN", "AXN on a 95 (nationwide) number"),
+        ("axg", "AXG", "members of a number group calling X ring A"),
+    )
+    for name, kind, text in variants:
+        parser = _control_parser(
+            group,
+            name,
+            help_text=f"{kind}: {text}",
+            description=f"{kind} binding: {text}. Without --x an X is allocated from the pool "
+            "(A's home city first, least loaded first). --expires is local time in the "
+            "configured [time] zone, more than 60 s ahead.",
+        )
+        parser.add_argument("--pool", required=True, metavar="KEY")
+        parser.add_argument("--a", required=True, metavar="A", help="A's real number")
+        parser.add_argument(
+            "--b",
+            required=kind == "AXB",
+            default=None,
+            metavar="B",
+            help="B's real number" if kind == "AXB" else "default B (what A reaches via X)",
+        )
+        parser.add_argument("--x", default=None, metavar="X", help="use this X of the pool")
+        parser.add_argument(
+            "--expires", required=True, metavar='"YYYY-MM-DD HH:MM:SS"', help="local time"
+        )
+        parser.add_argument("--record", action="store_true", help="record the calls")
+        parser.add_argument(
+            "--restriction", type=str.upper, choices=_RESTRICTIONS, default="NONE"
+        )
+        parser.add_argument(
+            "--ring-timeout", type=int, default=None, metavar="S", help="5..180 s (default 60)"
+        )
+        parser.add_argument("--out-id", default=None, help="echoed in every call record")
+        parser.add_argument("--city", default=None, help="wanted city of an allocated X")
+        if kind == "AXG":
+            parser.add_argument("--group", required=True, metavar="GID")
+        if kind == "AXN_EXT":
+            parser.add_argument(
+                "--extension",
+                default=None,
+                metavar="DIGITS",
+                help="1-3 digits (default: the next free one)",
+            )
+        parser.set_defaults(handler=_control(_bind(kind)))
+
+
+# group, unbind, binding show, calls tail ---------------------------------------------
+
+
+def _group_create(args: argparse.Namespace) -> list[dict[str, Any]]:
+    numbers = [n.strip() for n in args.numbers.split(",") if n.strip()]
+    answer = _api(
+        args,
+        "POST",
+        f"/v1/pools/{args.pool}/groups",
+        json_body={"name": args.name, "numbers": numbers},
+    )
+    return [{"group_id": answer["group_id"]}]
+
+
+def _add_group_commands(commands: Commands) -> None:
+    group = _add_group(commands, name="group", help_text="AXG number groups", json_errors=True)
+    create = _control_parser(
+        group, "create", help_text='create a number group; prints {"group_id": ...}'
+    )
+    create.add_argument("--pool", required=True, metavar="KEY")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--numbers", required=True, metavar="N1,N2", help="comma-separated, up to 200"
+    )
+    create.set_defaults(handler=_control(_group_create))
+
+
+def _unbind(args: argparse.Namespace) -> list[dict[str, Any]]:
+    _api(args, "DELETE", f"/v1/pools/{args.pool}/bindings/{args.sub_id}")
+    return [{"ok": True}]
+
+
+def _add_unbind(commands: Commands) -> None:
+    parser = _control_parser(commands, "unbind", help_text='unbind; prints {"ok": true}')
+    parser.add_argument("--pool", required=True, metavar="KEY")
+    parser.add_argument("--sub-id", required=True, metavar="ID")
+    parser.set_defaults(handler=_control(_unbind))
+
+
+def _binding_show(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return [_display(_api(args, "GET", f"/v1/pools/{args.pool}/bindings/{args.sub_id}"))]
+
+
+def _add_binding(commands: Commands) -> None:
+    group = _add_group(commands, name="binding", help_text="query bindings", json_errors=True)
+    show = _control_parser(group, "show", help_text="print a binding as JSON")
+    show.add_argument("--pool", required=True, metavar="KEY")
+    show.add_argument("--sub-id", required=True, metavar="ID")
+    show.set_defaults(handler=_control(_binding_show))
+
+
+def _calls_tail(args: argparse.Namespace) -> list[dict[str, Any]]:
+    answer = _api(args, "GET", "/v1/calls", params={"limit": args.limit})
+    calls = answer.get("calls", [])
+    # Newest last, as tail(1) shows a growing file.
+    return [_display(call) for call in reversed(calls) if isinstance(call, dict)]
+
+
+def _add_calls(commands: Commands) -> None:
+    group = _add_group(commands, name="calls", help_text="call records", json_errors=True)
+    tail = _control_parser(
+        group,
+        "tail",
+        help_text="print the latest call records as JSON lines (oldest first, newest last)",
+    )
+    tail.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+    tail.set_defaults(handler=_control(_calls_tail))
+
+
+CONTROL_COMMANDS: Final[tuple[Callable[[Commands], None], ...]] = (
+    _add_numbers,
+    _add_pool,
+    _add_bind,
+    _add_group_commands,
+    _add_unbind,
+    _add_binding,
+    _add_calls,
+)
+
+
 # --------------------------------------------------------------------------- parser
 
 # One entry per top-level command or group, in the order shown by --help.
 _COMMANDS: Final[tuple[Callable[[Commands], None], ...]] = (
     _add_serve,
     _add_check_config,
+    *CONTROL_COMMANDS,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The complete ``maskline`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="maskline",
         description="maskline: self-hosted number-privacy (masked calling) SIP B2BUA.",
     )
@@ -180,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
         "MASKLINE_<SECTION>__<KEY> environment variables override either.",
     )
     parser.add_argument("--version", action="version", version=f"maskline {_version()}")
-    commands: Commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    # Sub-parsers are _Parser too (argparse uses the parent's class); typed as the base class.
+    commands = cast("Commands", parser.add_subparsers(title="commands", metavar="COMMAND"))
     for register in _COMMANDS:
         register(commands)
     return parser
