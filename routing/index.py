@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from routing.masking import mask_number
 from routing.model import (
     AXB_CAPACITY_PER_X,
     Binding,
@@ -74,6 +75,11 @@ __all__ = [
     "Route",
 ]
 
+
+def _masked(number: PhoneNumber | None) -> str | None:
+    return None if number is None else mask_number(number)
+
+
 # SPEC §6 call_type of a connected call.
 CALL_TYPE_A_TO_PEER: Final = 0
 CALL_TYPE_PEER_TO_A: Final = 1
@@ -98,7 +104,7 @@ class BindConflictError(RoutingError):
         return _REFERENCE_CODES.get(self.code, "isv.BIND_CONFLICT")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Route:
     """Connect the call: ring ``callee``, showing X as the caller.
 
@@ -111,6 +117,13 @@ class Route:
     caller: PhoneNumber | None
     call_type: int
 
+    def __repr__(self) -> str:
+        # Routes end up in log lines and tracebacks: numbers masked, the binding by id only.
+        return (
+            f"Route(sub_id={self.binding.sub_id!r}, callee={mask_number(self.callee)!r},"
+            f" caller={_masked(self.caller)!r}, call_type={self.call_type})"
+        )
+
     @property
     def phone_no(self) -> PhoneNumber:
         """SPEC §6 ``phone_no``: the binding's A side."""
@@ -122,21 +135,31 @@ class Route:
         return self.callee if self.call_type == CALL_TYPE_A_TO_PEER else self.caller
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Intercept:
     """Do not connect: answer by ``cause``; ``binding`` is the one found (None without any)."""
 
     cause: InterceptCause
     binding: Binding | None = None
 
+    def __repr__(self) -> str:
+        sub_id = None if self.binding is None else self.binding.sub_id
+        return f"Intercept(cause={self.cause.value}, sub_id={sub_id!r})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class NeedsExtension:
     """An N called an AXN-extension X: prompt for the extension, then resolve again with it."""
 
     x: PhoneNumber
     caller: PhoneNumber | None
     pool_key: PoolKey
+
+    def __repr__(self) -> str:
+        return (
+            f"NeedsExtension(x={mask_number(self.x)!r}, caller={_masked(self.caller)!r},"
+            f" pool_key={self.pool_key!r})"
+        )
 
 
 Resolution = Route | Intercept | NeedsExtension
