@@ -9,13 +9,14 @@ peer's doing: the controller checks the state before acting on peer input).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum, auto
+from enum import Enum, auto
 
 from sip.dialog import Dialog
 from sip.errors import SipUsageError
 from sip.events import TxKey
 from sip.message import Request
 from sip.transport import Peer
+from store.records import ReleaseDir
 
 
 class CallState(Enum):
@@ -70,14 +71,6 @@ CALL_TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
 
 class CallStateError(SipUsageError):
     """The controller fed an input the call's state has no row for."""
-
-
-class ReleaseDir(IntEnum):
-    """SPEC §6 ``release_dir``."""
-
-    PLATFORM = 0
-    CALLER = 1
-    CALLEE = 2
 
 
 # RFC 3398 §8.2.6.1: SIP final response → Q.850 cause, for release_cause.

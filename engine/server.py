@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Callable
 
 from api.app import create_app
 from api.control import open_control_plane
 from api.server import start_api
 from config import Settings
+from engine.b2bua import B2bua
 from engine.logging import get_logger
+from engine.records import CallRecorder
 from engine.signalling import Signalling
 from engine.transport import SipTransport
+from media.ports import PortAllocator
+from media.relay import MediaRelay
 from sip.endpoint import Endpoint, EndpointStats
 from sip.transaction import TimerConfig
+from store.cdr import CdrWriter
 
 _log = get_logger("engine.server")
 
@@ -68,8 +74,20 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     try:
         endpoint = build_endpoint(settings)
         signalling = Signalling(endpoint, clock=loop.time)
-        # B2BUA wiring goes here (lead): control.index routes calls, control.db takes records.
         transport = SipTransport(endpoint, on_events=signalling.handle_events, loop=loop)
+        media = settings.media
+        relay = MediaRelay(media.address, PortAllocator(media.port_min, media.port_max), loop=loop)
+        cdr = CdrWriter(settings.cdr.dir, settings.time.tzinfo)
+        signalling.b2bua = B2bua(
+            endpoint=endpoint,
+            index=control.index,
+            relay=relay,
+            settings=settings,
+            record_sink=CallRecorder(control.db, cdr),
+            flush=transport.flush,
+            clock=loop.time,
+            wall_clock=time.time,
+        )
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
         try:
@@ -78,6 +96,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             _log.info("stopping", **_stats(endpoint.stats))
             transport.close()
             await transport.wait_closed()
+            await signalling.b2bua.close()
+            await relay.close_all()
+            await cdr.close()
     finally:
         # --- control plane shutdown, after SIP: API first, then the database -----------------
         await api_server.stop()

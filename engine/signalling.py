@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from engine.b2bua import B2bua
 from engine.logging import get_logger
 from sip.endpoint import Endpoint
 from sip.events import AckReceived, CancelReceived, RequestReceived, ResponseReceived
@@ -22,23 +23,30 @@ Clock = Callable[[], float]
 class Signalling:
     """Drains endpoint events and answers them."""
 
-    def __init__(self, endpoint: Endpoint, *, clock: Clock) -> None:
+    def __init__(self, endpoint: Endpoint, *, clock: Clock, b2bua: B2bua | None = None) -> None:
         self.endpoint = endpoint
         self._clock = clock
+        self.b2bua = b2bua
 
     def handle_events(self) -> None:
         """Answer every pending event of the endpoint."""
         endpoint = self.endpoint
         while (event := endpoint.next_event()) is not None:
+            b2bua = self.b2bua
             if isinstance(event, RequestReceived):
                 self._on_request(event)
+            elif b2bua is None:
+                if isinstance(event, CancelReceived):
+                    response = endpoint.response_for(event.invite_tx_key, 487)
+                    endpoint.send_response(event.invite_tx_key, response, self._clock())
             elif isinstance(event, CancelReceived):
-                response = endpoint.response_for(event.invite_tx_key, 487)
-                endpoint.send_response(event.invite_tx_key, response, self._clock())
-            elif isinstance(event, AckReceived | ResponseReceived):
-                continue  # no dialogs or client transactions yet
+                b2bua.on_cancel(event)
+            elif isinstance(event, ResponseReceived):
+                b2bua.on_response(event)
+            elif isinstance(event, AckReceived):
+                b2bua.on_ack(event)
             else:
-                _log.info("transaction_ended", kind=type(event).__name__)
+                b2bua.on_timeout(event)
 
     def _on_request(self, event: RequestReceived) -> None:
         endpoint = self.endpoint
@@ -51,6 +59,11 @@ class Signalling:
             headers.add("Accept", policy.accept_header)
             headers.add("Supported", policy.supported_header)
             headers.add("Server", USER_AGENT)
+        elif self.b2bua is not None and request.method == "INVITE" and not event.in_dialog:
+            self.b2bua.on_invite(event)
+            return
+        elif self.b2bua is not None and event.in_dialog and self.b2bua.on_in_dialog(event):
+            return
         elif event.in_dialog or request.method != "INVITE":
             # No dialogs exist yet, so any in-dialog request is for an unknown dialog (§12.2.2).
             response = endpoint.response_for(event.tx_key, 481)

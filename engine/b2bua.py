@@ -1,0 +1,610 @@
+"""The masked-call controller: inbound leg from the trunk → binding lookup → fresh outbound leg.
+
+Each call is an ``engine.calls.Call``; this module performs what its state
+changes ask for: SIP through the sans-IO ``Endpoint``, media through the RTP
+relay, the call record through the store.  Privacy rules (DESIGN.md "B2BUA
+rules"): the outbound leg is built from scratch — new Call-ID, tags, branch,
+CSeq; From and P-Asserted-Identity carry X; SDP is rewritten to our media
+ports; nothing of the other side's identity or addresses is copied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from config import Settings, TrunkSettings
+from engine.calls import (
+    Q850_NO_ANSWER,
+    Q850_NORMAL_CLEARING,
+    Call,
+    CallInput,
+    CallState,
+    Leg,
+    q850_for_status,
+)
+from engine.logging import get_logger
+from media.relay import MediaRelay, MediaSession
+from media.sdp import SdpError, media_endpoint, parse_sdp, rewrite_for_leg
+from routing.index import BindingIndex, Intercept, NeedsExtension, Route
+from routing.model import InterceptCause, PhoneNumber
+from routing.numbers import for_trunk, from_sip_user
+from sip.builders import make_response, new_call_id, new_tag
+from sip.dialog import Dialog
+from sip.endpoint import Endpoint
+from sip.errors import SipError, SipUsageError
+from sip.events import (
+    AckReceived,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+    TransportFailed,
+    TxKey,
+)
+from sip.headers import HeaderList, parse_name_addr
+from sip.message import Request, Response
+from sip.transport import Peer
+from sip.uri import SipUri, TelUri
+from store.records import ReleaseDir
+
+_log = get_logger("engine.b2bua")
+
+SDP = "application/sdp"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+
+# SIP answer to the caller per interception cause (the announcement comes with the media issue).
+INTERCEPT_STATUS: dict[InterceptCause, tuple[int, str]] = {
+    InterceptCause.NO_BINDING: (404, "Not Found (no binding)"),
+    InterceptCause.EXPIRED: (404, "Not Found (binding expired)"),
+    InterceptCause.RESTRICTED: (403, "Forbidden (restricted)"),
+    InterceptCause.NOT_IN_GROUP: (403, "Forbidden (not in group)"),
+    InterceptCause.BLACKLISTED: (403, "Forbidden (blacklisted)"),
+    InterceptCause.UNVERIFIED: (403, "Forbidden (number not verified)"),
+    InterceptCause.NO_DEFAULT_B: (404, "Not Found (no default B)"),
+}
+
+
+RecordSink = Callable[[Call], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _MediaState:
+    session: MediaSession | None = None
+    sdp_version: int = 0
+
+
+class B2bua:
+    """Routes calls to X numbers through bindings; one instance per engine."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: Endpoint,
+        index: BindingIndex,
+        relay: MediaRelay,
+        settings: Settings,
+        record_sink: RecordSink,
+        flush: Callable[[], None],
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._endpoint = endpoint
+        self._index = index
+        self._relay = relay
+        self._settings = settings
+        self._record_sink = record_sink
+        self._flush = flush
+        self._clock = clock  # monotonic loop time for SIP
+        self._wall_clock = wall_clock  # UTC epoch seconds for bindings and records
+        self._calls_by_tx: dict[TxKey, Call] = {}
+        self._calls_by_leg: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) → call
+        self._media: dict[str, _MediaState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.active_calls = 0
+
+    # -- entry points from the signalling layer ------------------------------------------
+
+    def on_invite(self, event: RequestReceived) -> None:
+        """A new INVITE outside any dialog: route it or intercept it."""
+        request = event.request
+        trunk = self._trunk_for(event.peer)
+        if trunk is None:
+            self._answer(event.tx_key, request, 403, "Forbidden (source not in any trunk)")
+            return
+        x = from_sip_user(_uri_user(request.uri))
+        caller = _caller_number(request)
+        now = self._wall_clock()
+        local_tag = new_tag()
+        inbound = Leg(
+            peer=event.peer,
+            call_id=request.call_id,
+            local_tag=local_tag,
+            tx_key=event.tx_key,
+            request=request,
+        )
+        call = Call(
+            call_id=secrets.token_hex(12),
+            inbound=inbound,
+            x=x or "",
+            caller=caller,
+            call_time=now,
+        )
+        self._calls_by_tx[event.tx_key] = call
+        self._calls_by_leg[(inbound.call_id, local_tag)] = call
+        self.active_calls += 1
+        decision = (
+            self._index.resolve(x, caller, now=now)
+            if x is not None
+            else Intercept(cause=InterceptCause.NO_BINDING, binding=None)
+        )
+        if isinstance(decision, NeedsExtension):
+            # The extension IVR comes with the media issue; until then say so.
+            decision = Intercept(cause=InterceptCause.NO_BINDING, binding=None)
+        if isinstance(decision, Intercept):
+            self._intercept(call, decision)
+            return
+        self._spawn(self._connect(call, decision, trunk))
+
+    def on_cancel(self, event: CancelReceived) -> None:
+        """The caller gave up before the answer (the 200 to CANCEL is already sent)."""
+        call = self._calls_by_tx.get(event.invite_tx_key)
+        if call is None or not call.can(CallInput.CALLER_CANCELLED):
+            return
+        call.release_dir = ReleaseDir.CALLER
+        call.release_cause = Q850_NORMAL_CLEARING
+        self._cancel_outbound(call)
+        self._answer_inbound(call, 487)
+        call.fire(CallInput.CALLER_CANCELLED)
+        self._finish(call)
+
+    def on_in_dialog(self, event: RequestReceived) -> bool:
+        """A request inside a dialog; False when no call owns it (answer 481)."""
+        request = event.request
+        call = self._calls_by_leg.get((request.call_id, request.to_tag or ""))
+        if call is None:
+            return False
+        from_caller = request.call_id == call.inbound.call_id
+        leg = call.inbound if from_caller else call.outbound
+        if leg is None or leg.dialog is None:
+            return False
+        try:
+            leg.dialog.receive_request(request)
+        except SipError as error:
+            self._answer(event.tx_key, request, error.status_code, error.reason_phrase)
+            return True
+        if request.method == "BYE":
+            self._answer(event.tx_key, request, 200)
+            if call.can(CallInput.CALLER_HUNG_UP):
+                call.release_dir = ReleaseDir.CALLER if from_caller else ReleaseDir.CALLEE
+                call.release_cause = Q850_NORMAL_CLEARING
+                other = call.outbound if from_caller else call.inbound
+                if other is not None:
+                    self._send_bye(other)
+                call.fire(CallInput.CALLER_HUNG_UP if from_caller else CallInput.CALLEE_HUNG_UP)
+                self._finish(call)
+            return True
+        # re-INVITE, UPDATE, INFO…: not relayed yet; refuse cleanly so the call stays up.
+        status = 488 if request.method in ("INVITE", "UPDATE") else 200
+        self._answer(event.tx_key, request, status)
+        return True
+
+    def on_ack(self, event: AckReceived) -> None:
+        """ACK for our 2xx: nothing to do beyond the transaction having stopped re-sending."""
+
+    def on_response(self, event: ResponseReceived) -> None:
+        """A response on the outbound leg."""
+        response = event.response
+        call = self._calls_by_tx.get(event.tx_key) if event.tx_key is not None else None
+        if call is None:
+            if event.tx_key is None:
+                self._ack_stray_2xx(response)
+            return
+        outbound = call.outbound
+        if outbound is None or event.tx_key != outbound.tx_key:
+            return  # response to a BYE or CANCEL we sent: nothing to relay
+        status = response.status_code
+        if status == 100:
+            return
+        if status < 200:
+            self._on_provisional(call, response)
+        elif status < 300:
+            self._on_answer(call, response)
+        else:
+            self._on_rejected(call, response)
+
+    def on_timeout(self, event: TransactionTimedOut | TransportFailed) -> None:
+        """A transaction of a call gave up."""
+        call = self._calls_by_tx.get(event.tx_key)
+        if call is None or call.state is CallState.ENDED:
+            return
+        if call.outbound is not None and event.tx_key == call.outbound.tx_key:
+            if call.can(CallInput.FAILED):
+                call.release_dir = ReleaseDir.PLATFORM
+                call.release_cause = 102  # recovery on timer expiry
+                self._answer_inbound(call, 408)
+                call.fire(CallInput.FAILED)
+                self._finish(call)
+        elif event.tx_key == call.inbound.tx_key and call.state is CallState.ANSWERED:
+            # Our 2xx was never acknowledged (Timer L): the caller is gone.
+            call.release_dir = ReleaseDir.PLATFORM
+            call.release_cause = 102
+            if call.outbound is not None:
+                self._send_bye(call.outbound)
+            if call.inbound.dialog is not None:
+                self._send_bye(call.inbound)
+            call.fire(CallInput.FAILED)
+            self._finish(call)
+
+    async def close(self) -> None:
+        """Stop: wait for call set-up tasks (used at shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- call set-up ---------------------------------------------------------------------------
+
+    async def _connect(self, call: Call, route: Route, trunk: TrunkSettings) -> None:
+        binding = route.binding
+        call.sub_id = binding.sub_id
+        call.pool_key = binding.pool_key
+        call.out_id = binding.out_id
+        call.call_type = route.call_type
+        call.phone_no = route.phone_no
+        call.peer_no = route.peer_no
+        call.callee = route.callee
+        inbound_request = call.inbound.request
+        assert inbound_request is not None
+        offer = None
+        if inbound_request.body:
+            try:
+                offer = parse_sdp(inbound_request.body)
+            except SdpError:
+                self._fail_setup(call, 488, "Not Acceptable Here (unreadable SDP)")
+                return
+        if offer is None:
+            # Late offer (INVITE without SDP) is not relayed yet.
+            self._fail_setup(call, 488, "Not Acceptable Here (offer required)")
+            return
+        try:
+            session = await self._relay.open_session(call.call_id)
+        except Exception:
+            _log.exception("media_session_failed", call=call.call_id)
+            self._fail_setup(call, 503, "Service Unavailable (no media ports)")
+            return
+        media = self._media[call.call_id] = _MediaState(session=session)
+        if call.state is not CallState.ROUTING:  # cancelled while the ports were opened
+            await self._close_media(call)
+            return
+        session.expect("a", media_endpoint(offer))
+        media.sdp_version += 1
+        body = rewrite_for_leg(
+            offer,
+            address=self._settings.media.address,
+            ports=[session.port_b],
+            session_id=int(call.call_time),
+            version=media.sdp_version,
+        )
+        outbound_request = self._build_outbound_invite(call, route, trunk, inbound_request, body)
+        outbound_peer = Peer(
+            trunk.transport.upper(), trunk.outbound.host, trunk.outbound.port
+        )
+        outbound = Leg(
+            peer=outbound_peer,
+            call_id=outbound_request.call_id,
+            local_tag=outbound_request.from_tag or "",
+            request=outbound_request,
+        )
+        call.outbound = outbound
+        outbound.tx_key = self._endpoint.send_request(
+            outbound_request, outbound_peer, self._clock()
+        )
+        self._calls_by_tx[outbound.tx_key] = call
+        self._calls_by_leg[(outbound.call_id, outbound.local_tag)] = call
+        call.call_out_time = self._wall_clock()
+        call.fire(CallInput.OUTBOUND_SENT)
+        ring_timeout_s = binding.ring_timeout_s
+        loop = asyncio.get_running_loop()
+        call.timers.append(loop.call_later(ring_timeout_s, self._ring_timeout, call))
+        self._flush()
+
+    def _build_outbound_invite(
+        self,
+        call: Call,
+        route: Route,
+        trunk: TrunkSettings,
+        inbound_request: Request,
+        body: bytes,
+    ) -> Request:
+        sip = self._settings.sip
+        fmt = str(trunk.number_format)
+        x_user = for_trunk(PhoneNumber(call.x), fmt)
+        callee_user = for_trunk(route.callee, fmt)
+        host = trunk.outbound.host
+        target = f"sip:{callee_user}@{trunk.outbound}"
+        local = f"{sip.listen_host}:{sip.listen_port}"
+        headers = HeaderList()
+        inbound_max_forwards = inbound_request.max_forwards
+        max_forwards = 70 if inbound_max_forwards is None else min(70, inbound_max_forwards - 1)
+        headers.add("Max-Forwards", str(max_forwards))
+        headers.add("From", f"<sip:{x_user}@{local}>;tag={new_tag()}")
+        headers.add("To", f"<sip:{callee_user}@{host}>")
+        headers.add("Call-ID", new_call_id(sip.listen_host))
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", f"<sip:{x_user}@{local}>")
+        headers.add("P-Asserted-Identity", f"<sip:{x_user}@{local}>")
+        headers.add("Allow", ALLOW)
+        headers.add("Content-Type", SDP)
+        return Request("INVITE", target, headers, body)
+
+    # -- responses on the outbound leg ----------------------------------------------------------
+
+    def _on_provisional(self, call: Call, response: Response) -> None:
+        if not call.can(CallInput.PROVISIONAL):
+            return
+        outbound = call.outbound
+        assert outbound is not None and outbound.request is not None
+        if response.to_tag and outbound.dialog is None:
+            outbound.dialog = Dialog.create_uac(outbound.request, response)
+        if call.ring_time is None:
+            call.ring_time = self._wall_clock()
+        body = self._answer_sdp_for_caller(call, response) if response.body else b""
+        status = response.status_code if response.status_code in (180, 183) else 180
+        self._answer_inbound(call, status, body=body)
+        call.fire(CallInput.PROVISIONAL)
+        self._flush()
+
+    def _on_answer(self, call: Call, response: Response) -> None:
+        outbound = call.outbound
+        assert outbound is not None and outbound.request is not None
+        if outbound.dialog is None or outbound.dialog.remote_tag != (response.to_tag or ""):
+            outbound.dialog = Dialog.create_uac(outbound.request, response)
+        else:
+            outbound.dialog.receive_response("INVITE", response)
+        self._send_ack(outbound, outbound.request.cseq.seq)
+        if not call.can(CallInput.ANSWERED):
+            if call.state is CallState.ENDED:
+                self._send_bye(outbound)  # answered after we gave up (RFC 3261 §15)
+            self._flush()
+            return  # a 2xx retransmission: the ACK above was all it needed
+        body = self._answer_sdp_for_caller(call, response)
+        inbound_request = call.inbound.request
+        assert inbound_request is not None
+        contact = self._local_contact(call)
+        self._answer_inbound(call, 200, body=body)
+        dialog = Dialog.create_uas(inbound_request, call.inbound.local_tag, contact)
+        dialog.confirm()
+        call.inbound.dialog = dialog
+        call.start_time = self._wall_clock()
+        call.fire(CallInput.ANSWERED)
+        self._cancel_timers(call)
+        max_duration_s = 4 * 3600
+        loop = asyncio.get_running_loop()
+        call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
+        self._flush()
+
+    def _on_rejected(self, call: Call, response: Response) -> None:
+        if not call.can(CallInput.CALLEE_REJECTED):
+            return
+        status = response.status_code
+        call.release_dir = ReleaseDir.CALLEE
+        call.release_cause = q850_for_status(status)
+        self._answer_inbound(call, status if status != 487 else 480, response.reason or None)
+        call.fire(CallInput.CALLEE_REJECTED)
+        self._finish(call)
+
+    def _answer_sdp_for_caller(self, call: Call, response: Response) -> bytes:
+        media = self._media.get(call.call_id)
+        if media is None or media.session is None or not response.body:
+            return b""
+        try:
+            answer = parse_sdp(response.body)
+        except SdpError:
+            return b""
+        media.session.expect("b", media_endpoint(answer))
+        media.sdp_version += 1
+        return rewrite_for_leg(
+            answer,
+            address=self._settings.media.address,
+            ports=[media.session.port_a],
+            session_id=int(call.call_time) + 1,
+            version=media.sdp_version,
+        )
+
+    # -- timers -------------------------------------------------------------------------------
+
+    def _ring_timeout(self, call: Call) -> None:
+        if not call.can(CallInput.RING_TIMEOUT):
+            return
+        call.release_dir = ReleaseDir.PLATFORM
+        call.release_cause = Q850_NO_ANSWER
+        self._cancel_outbound(call)
+        self._answer_inbound(call, 480, "Temporarily Unavailable (no answer)")
+        call.fire(CallInput.RING_TIMEOUT)
+        self._finish(call)
+        self._flush()
+
+    def _max_duration(self, call: Call) -> None:
+        if not call.can(CallInput.MAX_DURATION):
+            return
+        call.release_dir = ReleaseDir.PLATFORM
+        call.release_cause = Q850_NORMAL_CLEARING
+        for leg in (call.inbound, call.outbound):
+            if leg is not None and leg.dialog is not None:
+                self._send_bye(leg)
+        call.fire(CallInput.MAX_DURATION)
+        self._finish(call)
+        self._flush()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _intercept(self, call: Call, decision: Intercept) -> None:
+        binding = decision.binding
+        if binding is not None:
+            call.sub_id = binding.sub_id
+            call.pool_key = binding.pool_key
+            call.out_id = binding.out_id
+            call.phone_no = binding.a
+        call.call_type = 4
+        call.unconnected_cause = decision.cause.unconnected_cause
+        status, reason = INTERCEPT_STATUS[decision.cause]
+        call.release_dir = ReleaseDir.PLATFORM
+        call.release_cause = q850_for_status(status)
+        self._answer_inbound(call, status, reason)
+        call.fire(CallInput.FAILED)
+        self._finish(call)
+
+    def _fail_setup(self, call: Call, status: int, reason: str) -> None:
+        if not call.can(CallInput.FAILED):
+            return
+        call.release_dir = ReleaseDir.PLATFORM
+        call.release_cause = q850_for_status(status)
+        self._answer_inbound(call, status, reason)
+        call.fire(CallInput.FAILED)
+        self._finish(call)
+        self._flush()
+
+    def _answer(
+        self, tx_key: TxKey, request: Request, status: int, reason: str | None = None
+    ) -> None:
+        response = make_response(request, status, reason, to_tag=new_tag())
+        self._endpoint.send_response(tx_key, response, self._clock())
+
+    def _answer_inbound(
+        self, call: Call, status: int, reason: str | None = None, *, body: bytes = b""
+    ) -> None:
+        inbound = call.inbound
+        if inbound.tx_key is None or inbound.request is None:
+            return
+        extra = [("Contact", str(self._local_contact(call)))] if status < 300 else []
+        if status >= 200 or body:
+            extra.append(("Allow", ALLOW))
+        response = make_response(
+            inbound.request,
+            status,
+            reason,
+            to_tag=inbound.local_tag,
+            extra=extra,
+            body=body,
+            content_type=SDP if body else None,
+        )
+        try:
+            self._endpoint.send_response(inbound.tx_key, response, self._clock())
+        except SipUsageError:  # the inbound transaction already ended
+            _log.warning("inbound_answer_failed", call=call.call_id, status=status)
+
+    def _local_contact(self, call: Call) -> SipUri:
+        sip = self._settings.sip
+        return SipUri(user=call.x.lstrip("+") or None, host=sip.listen_host, port=sip.listen_port)
+
+    def _cancel_outbound(self, call: Call) -> None:
+        outbound = call.outbound
+        if outbound is None or outbound.tx_key is None:
+            return
+        # The transaction already ended: a final response is on its way.
+        with contextlib.suppress(SipUsageError):
+            self._endpoint.send_cancel(outbound.tx_key, self._clock())
+
+    def _send_bye(self, leg: Leg) -> None:
+        dialog = leg.dialog
+        if dialog is None or dialog.is_terminated:
+            return
+        bye = dialog.create_request("BYE")
+        peer = _target_peer(dialog, leg.peer)
+        self._endpoint.send_request(bye, peer, self._clock())
+
+    def _send_ack(self, leg: Leg, invite_seq: int) -> None:
+        dialog = leg.dialog
+        assert dialog is not None
+        ack = dialog.create_ack(invite_seq)
+        self._endpoint.send_ack(ack, _target_peer(dialog, leg.peer))
+
+    def _ack_stray_2xx(self, response: Response) -> None:
+        call = self._calls_by_leg.get((response.call_id, response.from_tag or ""))
+        if call is not None and call.outbound is not None and call.outbound.dialog is not None:
+            self._send_ack(call.outbound, response.cseq.seq)
+            self._flush()
+
+    def _cancel_timers(self, call: Call) -> None:
+        for handle in call.timers:
+            if isinstance(handle, asyncio.TimerHandle):
+                handle.cancel()
+        call.timers.clear()
+
+    def _finish(self, call: Call) -> None:
+        """The call ended: stop its timers, free media, write its record, forget it later."""
+        if call.release_time is not None:
+            return
+        call.release_time = self._wall_clock()
+        self._cancel_timers(call)
+        self.active_calls -= 1
+        self._spawn(self._close_call(call))
+
+    async def _close_call(self, call: Call) -> None:
+        await self._close_media(call)
+        try:
+            await self._record_sink(call)
+        except Exception:
+            _log.exception("call_record_failed", call=call.call_id)
+        # Keep the mappings a little longer so late retransmissions still find the call.
+        await asyncio.sleep(32.0)
+        self._forget(call)
+
+    async def _close_media(self, call: Call) -> None:
+        media = self._media.pop(call.call_id, None)
+        if media is not None and media.session is not None:
+            await media.session.close()
+
+    def _forget(self, call: Call) -> None:
+        for leg in (call.inbound, call.outbound):
+            if leg is None:
+                continue
+            if leg.tx_key is not None:
+                self._calls_by_tx.pop(leg.tx_key, None)
+            self._calls_by_leg.pop((leg.call_id, leg.local_tag), None)
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _trunk_for(self, peer: Peer) -> TrunkSettings | None:
+        for trunk in self._settings.trunks:
+            if trunk.allows(peer.host):
+                return trunk
+        return None
+
+
+def _uri_user(uri: object) -> str | None:
+    if isinstance(uri, SipUri):
+        return uri.user
+    if isinstance(uri, TelUri):
+        return uri.number
+    return None
+
+
+def _caller_number(request: Request) -> PhoneNumber | None:
+    """The caller's real number: P-Asserted-Identity first (RFC 3325), else From."""
+    pai = request.headers.get("P-Asserted-Identity")
+    if pai is not None:
+        try:
+            number = from_sip_user(_uri_user(parse_name_addr(pai.split(",")[0]).uri))
+            if number is not None:
+                return number
+        except SipError:
+            pass
+    try:
+        return from_sip_user(_uri_user(request.from_.uri))
+    except SipError:
+        return None
+
+
+def _target_peer(dialog: Dialog, fallback: Peer) -> Peer:
+    """Where in-dialog requests go: the first route or the remote target (host:port)."""
+    target = dialog.route_set[0].uri if dialog.route_set else dialog.remote_target
+    if isinstance(target, SipUri) and target.host[:1].isdigit():
+        return Peer(fallback.transport, target.host, target.port or 5060)
+    return fallback
+
