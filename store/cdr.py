@@ -114,14 +114,9 @@ class CdrWriter:
                 await self._wakeup.wait()
                 continue
             batch, self._queue = self._queue, []
-            by_file: dict[Path, list[list[str]]] = {}
-            paths: list[Path] = []
-            for pending in batch:
-                path = self.file_for(pending.record.release_time)
-                by_file.setdefault(path, []).append(self.row(pending.record))
-                paths.append(path)
             try:
-                await asyncio.to_thread(_write_rows, self.dir, by_file)
+                # Rendering too runs in the thread: resolving the recording path touches the disk.
+                paths = await asyncio.to_thread(self._write_batch, [p.record for p in batch])
             except Exception as error:
                 for pending in batch:
                     if not pending.future.done():
@@ -130,6 +125,16 @@ class CdrWriter:
             for pending, path in zip(batch, paths, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(path)
+
+    def _write_batch(self, records: list[CallRecord]) -> list[Path]:
+        by_file: dict[Path, list[list[str]]] = {}
+        paths: list[Path] = []
+        for record in records:
+            path = self.file_for(record.release_time)
+            by_file.setdefault(path, []).append(self.row(record))
+            paths.append(path)
+        _write_rows(self.dir, by_file)
+        return paths
 
 
 def _write_rows(folder: Path, by_file: dict[Path, list[list[str]]]) -> None:
