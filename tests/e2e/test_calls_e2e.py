@@ -1,0 +1,383 @@
+"""Masked calls end to end: real ``maskline serve``, SIPp caller and SIPp callee over loopback UDP.
+
+The callee SIPp stands for the trunk's far end (the trunk's ``outbound``); the caller SIPp
+stands for the carrier delivering calls to X.  Bindings are provisioned through the operator
+API, except the expired one, written to the database before the server starts (an expiry in
+the past cannot be bound through the API, by design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import (
+    LOOPBACK,
+    SCENARIOS,
+    MasklineServer,
+    free_port_udp_and_tcp,
+    maskline_command,
+    stop_server,
+    wait_until_ready,
+    write_config,
+)
+
+from routing.model import Binding, BindingType, NumberSpec, PhoneNumber, PoolKey, SubId
+from store.db import Database
+from store.repositories import (
+    NumberRow,
+    add_numbers_to_pool,
+    create_pool,
+    import_numbers,
+    insert_binding,
+)
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-operator-token"
+X_AXB = "17000000001"
+X_AXN = "17000000002"
+X_AXG = "17000000003"
+X_EXPIRED = "17000000004"
+X_95 = "95013000012"
+A = "13800138000"
+B = "13900139000"
+C = "13700137000"
+N = "13600136000"
+EXPIRES = "2030-01-01 00:00:00"
+
+
+@dataclass
+class CallServer:
+    server: MasklineServer
+    api: httpx.Client
+    callee_port: int
+    pools: dict[str, str]
+
+
+def _provision_expired(db_path: Path) -> None:
+    """An AXB binding already expired, straight into the store before the server starts."""
+
+    async def run() -> None:
+        db = await Database.open(db_path)
+        try:
+            await import_numbers(
+                db,
+                [NumberRow(PhoneNumber("+86" + X_EXPIRED), "北京", "北京", "CMCC",
+                           NumberSpec.VIRTUAL)],
+            )
+            pool = await create_pool(db, type=BindingType.AXB, name="expired", tenant_id=None)
+            await add_numbers_to_pool(db, pool_key=pool, count=1, city=None)
+            await insert_binding(
+                db,
+                Binding(
+                    sub_id=SubId("expired-1"),
+                    pool_key=PoolKey(pool),
+                    type=BindingType.AXB,
+                    x=PhoneNumber("+86" + X_EXPIRED),
+                    a=PhoneNumber("+86" + A),
+                    b=PhoneNumber("+86" + B),
+                    expires_at=time.time() - 3600,
+                ),
+            )
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+def _with_trunk(config: Path, callee_port: int) -> None:
+    text = config.read_text("utf-8").replace('level = "info"', 'level = "debug"')
+    text += f"""
+[[trunks]]
+name = "carrier"
+inbound_cidrs = ["127.0.0.1/32"]
+outbound = "{LOOPBACK}:{callee_port}"
+transport = "udp"
+number_format = "national"
+"""
+    config.write_text(text, "utf-8")
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
+    workdir = tmp_path_factory.mktemp("calls")
+    sip_port = free_port_udp_and_tcp()
+    callee_port = free_port_udp_and_tcp()
+    config = write_config(workdir, sip_port)
+    _with_trunk(config, callee_port)
+    _provision_expired(workdir / "maskline.sqlite3")
+    api_listen = next(
+        line.split("=", 1)[1].strip().strip('"')
+        for line in config.read_text().splitlines()
+        if line.startswith("listen") and "127.0.0.1" in line and str(sip_port) not in line
+    )
+    stderr_path = workdir / "maskline.stderr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            maskline_command(config), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+            stdout=stderr, stderr=stderr,
+        )
+    server = MasklineServer(proc, (LOOPBACK, sip_port), config, stderr_path, workdir)
+    try:
+        wait_until_ready(server)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    api = httpx.Client(
+        base_url=f"http://{api_listen}/v1", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    pools = _provision(api)
+    yield CallServer(server, api, callee_port, pools)
+    api.close()
+    stop_server(server)
+
+
+def _ok(response: httpx.Response) -> dict[str, object]:
+    assert response.status_code < 300, response.text
+    body = response.json()
+    assert isinstance(body, dict)
+    return body
+
+
+def _provision(api: httpx.Client) -> dict[str, str]:
+    pools: dict[str, str] = {}
+    numbers = (("AXB", X_AXB, 1), ("AXN", X_AXN, 1), ("AXG", X_AXG, 1), ("95AXN", X_95, 3))
+    for kind, x, spec in numbers:
+        # One number in stock at a time, so the random pick is the X this test wants.
+        csv_rows = f"number,city,province,carrier,spec\n{x},北京,北京,CMCC,{spec}\n"
+        _ok(api.post("/numbers/import", content=csv_rows, headers={"Content-Type": "text/csv"}))
+        pool = str(_ok(api.post("/pools", json={"type": kind, "name": kind}))["pool_key"])
+        pools[kind] = pool
+        assert _ok(api.post(f"/pools/{pool}/numbers", json={"count": 1}))["numbers"] == ["+86" + x]
+    _ok(api.post(f"/pools/{pools['AXB']}/bindings",
+                 json={"type": "AXB", "a": A, "b": B, "x": X_AXB, "expires": EXPIRES}))
+    _ok(api.post(f"/pools/{pools['AXN']}/bindings",
+                 json={"type": "AXN", "a": A, "b": B, "x": X_AXN, "expires": EXPIRES}))
+    group = _ok(api.post(f"/pools/{pools['AXG']}/groups", json={"name": "family", "numbers": [N]}))
+    _ok(api.post(f"/pools/{pools['AXG']}/bindings",
+                 json={"type": "AXG", "a": A, "x": X_AXG, "group_id": group["group_id"],
+                       "expires": EXPIRES}))
+    _ok(api.post(f"/pools/{pools['95AXN']}/bindings",
+                 json={"type": "95AXN", "a": A, "x": X_95, "expires": EXPIRES}))
+    return pools
+
+
+@dataclass
+class CallResult:
+    caller_code: int
+    callee_code: int | None
+    caller_trace: str
+    callee_trace: str
+    caller_output: str
+
+
+def _sipp(
+    scenario: str, workdir: Path, name: str, extra: list[str]
+) -> tuple[list[str], Path]:
+    trace = workdir / f"{name}.msg"
+    port = free_port_udp_and_tcp()
+    return (
+        ["sipp", "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", LOOPBACK, "-p", str(port),
+         "-nostdin", "-timeout", "30s", "-timeout_error", "-trace_msg", "-message_file",
+         str(trace), *extra],
+        trace,
+    )
+
+
+def place_call(
+    calls: CallServer,
+    tmp_path: Path,
+    *,
+    x: str,
+    caller: str,
+    caller_scenario: str = "uac_call.xml",
+    callee_scenario: str | None = "uas_answer.xml",
+) -> CallResult:
+    """One call: the callee SIPp (if any) listens on the trunk port, the caller dials X."""
+    callee_proc = None
+    callee_trace = tmp_path / "none"
+    if callee_scenario is not None:
+        command, callee_trace = _sipp(callee_scenario, tmp_path, "callee", ["-d", "300"])
+        command[command.index("-p") + 1] = str(calls.callee_port)
+        callee_proc = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        _await_listening(calls.callee_port, callee_proc)
+    command, caller_trace = _sipp(caller_scenario, tmp_path, "caller",
+                                  ["-s", x, "-key", "caller", caller, "-d", "300"])
+    command.append(f"{calls.server.sip[0]}:{calls.server.sip[1]}")
+    done = subprocess.run(command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=60, check=False)
+    callee_code = None
+    if callee_proc is not None:
+        try:
+            callee_code = callee_proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            callee_proc.kill()
+            callee_code = callee_proc.wait()
+    calls.server.assert_alive()
+    return CallResult(
+        caller_code=done.returncode,
+        callee_code=callee_code,
+        caller_trace=caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else "",
+        callee_trace=callee_trace.read_text("utf-8", "replace") if callee_trace.exists() else "",
+        caller_output=(done.stdout + done.stderr).decode("utf-8", "replace"),
+    )
+
+
+def _await_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """SIPp binds its UDP port at start: wait until the port is taken (no sleep-and-hope)."""
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "callee SIPp exited at start"
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return  # taken: SIPp is up
+        finally:
+            probe.close()
+        time.sleep(0.02)
+    raise AssertionError("callee SIPp did not bind its port")
+
+
+def _final_status(trace: str) -> int | None:
+    """The last final status line the caller received."""
+    codes = [int(line.split()[1]) for line in trace.splitlines()
+             if line.startswith("SIP/2.0 ") and int(line.split()[1]) >= 200]
+    return codes[-1] if codes else None
+
+
+def _calls(calls: CallServer, limit: int = 50) -> list[dict[str, object]]:
+    body = _ok(calls.api.get("/calls", params={"limit": limit}))
+    records = body["calls"]
+    assert isinstance(records, list)
+    return records
+
+
+def _latest_record(calls: CallServer, before: int) -> dict[str, object]:
+    """Await the record of the call just placed (records are written after both legs end)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = _calls(calls)
+        if len(records) > before:
+            assert len(records) == before + 1, "one call must write exactly one record"
+            return records[0]
+        time.sleep(0.05)
+    raise AssertionError("no call record was written")
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+def test_axb_a_calls_x_rings_b_and_nothing_of_a_leaks(calls: CallServer, tmp_path: Path) -> None:
+    before = len(_calls(calls))
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A)
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0
+    far = result.callee_trace
+    invite = far.split("INVITE sip:", 1)[1].split("\n\n", 1)[0]
+    assert invite.startswith(B), "the far leg must ring B"
+    assert f"From: <sip:{X_AXB}@" in far and f"P-Asserted-Identity: <sip:{X_AXB}@" in far
+    # Privacy: nothing of the caller reaches the callee's side.
+    caller_call_id = next(line.split(":", 1)[1].strip() for line in result.caller_trace.splitlines()
+                          if line.startswith("Call-ID:"))
+    caller_tag = next(line.split("tag=")[1].strip() for line in result.caller_trace.splitlines()
+                      if line.startswith("From:") and "tag=" in line)
+    caller_port = next(line.split(":")[2].split(";")[0] for line in result.caller_trace.splitlines()
+                       if line.startswith("Via:"))
+    caller_media_port = next(line.split()[1] for line in result.caller_trace.splitlines()
+                             if line.startswith("m=audio"))
+    for secret in (A, caller_call_id, caller_tag, f":{caller_port}", f"audio {caller_media_port} "):
+        assert secret not in far, f"{secret!r} leaked to the far leg"
+    # …and nothing of B reaches the caller.
+    assert B not in result.caller_trace
+    record = _latest_record(calls, before)
+    assert record["secret_no"] == "+86" + X_AXB
+    assert record["phone_no"] == "+86" + A and record["peer_no"] == "+86" + B
+    assert record["call_type"] == 0 and record["release_dir"] == 1
+    assert record["release_cause"] == 16 and record["unconnected_cause"] == 0
+    assert record["start_time"] is not None
+
+
+def test_axb_b_calls_x_rings_a(calls: CallServer, tmp_path: Path) -> None:
+    before = len(_calls(calls))
+    result = place_call(calls, tmp_path, x=X_AXB, caller=B)
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_trace.split("INVITE sip:", 1)[1].startswith(A)
+    assert B not in result.callee_trace
+    record = _latest_record(calls, before)
+    assert record["call_type"] == 1 and record["peer_no"] == "+86" + B
+
+
+@pytest.mark.parametrize(
+    ("x", "caller", "status", "unconnected"),
+    [
+        (X_AXB, C, 404, 2),  # a stranger on AXB: no binding
+        (X_EXPIRED, A, 404, 2),  # expired binding
+        (X_AXG, C, 403, 4),  # AXG non-member
+        ("17099999999", A, 404, 2),  # an X nobody bound
+    ],
+)
+def test_intercepted_calls(  # noqa: PLR0917 - parametrized test
+    calls: CallServer, tmp_path: Path, x: str, caller: str, status: int, unconnected: int
+) -> None:
+    before = len(_calls(calls))
+    result = place_call(calls, tmp_path, x=x, caller=caller,
+                        caller_scenario="uac_call_rejected.xml", callee_scenario=None)
+    assert result.caller_code == 0, result.caller_output
+    assert _final_status(result.caller_trace) == status
+    record = _latest_record(calls, before)
+    assert record["call_type"] == 4 and record["unconnected_cause"] == unconnected
+    assert record["start_time"] is None
+
+
+@pytest.mark.parametrize(
+    ("x", "caller", "callee"),
+    [
+        (X_AXN, N, A),  # AXN: any N rings A
+        (X_AXN, A, B),  # AXN: A rings the default B
+        (X_AXG, N, A),  # AXG: a group member rings A
+        (X_95, N, A),  # 95AXN
+    ],
+)
+def test_other_types_route(
+    calls: CallServer, tmp_path: Path, x: str, caller: str, callee: str
+) -> None:
+    result = place_call(calls, tmp_path, x=x, caller=caller)
+    assert result.caller_code == 0, result.caller_output
+    far = result.callee_trace
+    assert far.split("INVITE sip:", 1)[1].startswith(callee)
+    assert caller not in far
+
+
+def test_callee_busy(calls: CallServer, tmp_path: Path) -> None:
+    before = len(_calls(calls))
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        caller_scenario="uac_call_rejected.xml", callee_scenario="uas_busy.xml")
+    assert result.caller_code == 0 and result.callee_code == 0, result.caller_output
+    assert _final_status(result.caller_trace) == 486
+    record = _latest_record(calls, before)
+    assert record["release_dir"] == 2 and record["release_cause"] == 17
+
+
+def test_callee_hangs_up(calls: CallServer, tmp_path: Path) -> None:
+    before = len(_calls(calls))
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        caller_scenario="uac_call_answered_remote_bye.xml",
+                        callee_scenario="uas_hangup.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0
+    record = _latest_record(calls, before)
+    assert record["release_dir"] == 2 and record["release_cause"] == 16
