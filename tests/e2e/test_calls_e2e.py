@@ -51,6 +51,8 @@ A = "13800138000"
 B = "13900139000"
 C = "13700137000"
 N = "13600136000"
+D = "13500135000"  # AXB pair D/E on X_AXB with a 5 s ringing timeout
+E = "13300133000"
 EXPIRES = "2030-01-01 00:00:00"
 
 
@@ -161,6 +163,9 @@ def _provision(api: httpx.Client) -> dict[str, str]:
         assert _ok(api.post(f"/pools/{pool}/numbers", json={"count": 1}))["numbers"] == ["+86" + x]
     _ok(api.post(f"/pools/{pools['AXB']}/bindings",
                  json={"type": "AXB", "a": A, "b": B, "x": X_AXB, "expires": EXPIRES}))
+    _ok(api.post(f"/pools/{pools['AXB']}/bindings",
+                 json={"type": "AXB", "a": D, "b": E, "x": X_AXB, "expires": EXPIRES,
+                       "ring_timeout_s": 5}))
     _ok(api.post(f"/pools/{pools['AXN']}/bindings",
                  json={"type": "AXN", "a": A, "b": B, "x": X_AXN, "expires": EXPIRES}))
     group = _ok(api.post(f"/pools/{pools['AXG']}/groups", json={"name": "family", "numbers": [N]}))
@@ -381,3 +386,27 @@ def test_callee_hangs_up(calls: CallServer, tmp_path: Path) -> None:
     assert result.callee_code == 0
     record = _latest_record(calls, before)
     assert record["release_dir"] == 2 and record["release_cause"] == 16
+
+
+def test_caller_cancels_while_ringing(calls: CallServer, tmp_path: Path) -> None:
+    before = len(_calls(calls))
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        caller_scenario="uac_call_cancel.xml", callee_scenario="uas_noanswer.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0, "the far leg must be cancelled too"
+    assert "CANCEL sip:" + B in result.callee_trace
+    record = _latest_record(calls, before)
+    assert record["release_dir"] == 1 and record["start_time"] is None
+    assert record["ring_time"] is not None
+
+
+def test_ringing_timeout_of_the_binding(calls: CallServer, tmp_path: Path) -> None:
+    before = len(_calls(calls))
+    started = time.monotonic()
+    result = place_call(calls, tmp_path, x=X_AXB, caller=D,
+                        caller_scenario="uac_call_rejected.xml", callee_scenario="uas_noanswer.xml")
+    assert result.caller_code == 0 and result.callee_code == 0, result.caller_output
+    assert _final_status(result.caller_trace) == 480
+    assert time.monotonic() - started >= 5.0, "the binding's 5 s ringing timeout"
+    record = _latest_record(calls, before)
+    assert record["release_dir"] == 0 and record["release_cause"] == 19
