@@ -311,9 +311,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
                     else "the body is neither CSV (Content-Type: text/csv) nor JSON"
                 )
                 raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, message) from None
-            rows = [
-                ImportRow(r.number, r.city, r.province, r.carrier, r.spec) for r in parsed.rows
-            ]
+            rows = [ImportRow(r.number, r.city, r.province, r.carrier, r.spec) for r in parsed.rows]
         return ImportOut(imported=await control.import_numbers(rows))
 
     # --------------------------------------------------------------------- pools
@@ -382,9 +380,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         binding = await control.get_binding(pool_key, sub_id)
         return BindingOut.model_validate(control.binding_view(binding))
 
-    @router.delete(
-        "/pools/{pool_key}/bindings/{sub_id}", response_model=OkOut, summary="Unbind"
-    )
+    @router.delete("/pools/{pool_key}/bindings/{sub_id}", response_model=OkOut, summary="Unbind")
     async def unbind(pool_key: str, sub_id: str) -> OkOut:
         await control.unbind(pool_key, sub_id)
         return OkOut()
@@ -398,9 +394,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         summary="Create an AXG number group",
     )
     async def create_group(pool_key: str, body: GroupIn) -> GroupOut:
-        group_id = await control.create_group(
-            pool_key, body.name, body.numbers, remark=body.remark
-        )
+        group_id = await control.create_group(pool_key, body.name, body.numbers, remark=body.remark)
         return GroupOut(group_id=group_id)
 
     # --------------------------------------------------------------------- call records

@@ -114,8 +114,7 @@ def parse_number_csv(text: str) -> list[ImportRow]:
         if len(fields) != len(IMPORT_COLUMNS):
             raise InvalidInput(
                 ErrorCode.CSV_ILLEGAL,
-                f"line {reader.line_num}: expected {len(IMPORT_COLUMNS)} fields, "
-                f"got {len(fields)}",
+                f"line {reader.line_num}: expected {len(IMPORT_COLUMNS)} fields, got {len(fields)}",
             )
         number, city, province, carrier, spec = (f.strip() for f in fields)
         rows.append(ImportRow(number, city, province, carrier, spec))
@@ -177,10 +176,9 @@ class _KeyedLocks:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
 
-    def busy(self, key: str) -> bool:
-        """True when the key's lock is held (acquiring it would wait)."""
-        lock = self._locks.get(key)
-        return lock is not None and lock.locked()
+    def users(self, key: str) -> int:
+        """How many tasks hold or wait for the key's lock."""
+        return self._users.get(key, 0)
 
     async def acquire(self, key: str) -> None:
         """Acquire the lock of ``key`` (returns without yielding when it is free)."""
@@ -466,9 +464,7 @@ class ControlPlane:
     ) -> GroupId | None:
         if type is not BindingType.AXG:
             if group_id:
-                raise InvalidInput(
-                    ErrorCode.PARAMETER_ILLEGAL, "group_id is only for AXG bindings"
-                )
+                raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "group_id is only for AXG bindings")
             return None
         if not group_id:
             raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "group_id is required for AXG")
@@ -558,14 +554,21 @@ class ControlPlane:
         self._x_load[binding.x] = self._x_load.get(binding.x, 0) + 1
 
     def _candidates(self, pool_key: PoolKey, city: str | None) -> list[PhoneNumber]:
-        """The pool's X numbers, ``city`` first, each group least bound first."""
+        """The pool's X numbers, ``city`` first, each group least loaded first.
+
+        The load of an X counts its bindings plus the binds in flight on it (holding or waiting
+        for its lock), so concurrent binds spread over the pool instead of queueing on one X;
+        at equal load an X nobody is binding on comes first.
+        """
         numbers = self._pool_numbers.get(pool_key, [])
         wanted = _city_key(city) if city else ""
         load = self._x_load
+        users = self._x_locks.users
 
-        def order(x: PhoneNumber) -> tuple[int, int]:
+        def order(x: PhoneNumber) -> tuple[int, int, int]:
             in_city = 0 if wanted and _city_key(self._number_city.get(x, "")) == wanted else 1
-            return (in_city, load.get(x, 0))
+            in_flight = users(x)
+            return (in_city, load.get(x, 0) + in_flight, in_flight)
 
         return sorted(numbers, key=order)
 
@@ -579,10 +582,7 @@ class ControlPlane:
                 ErrorCode.NO_AVAILABLE_NUMBER,
                 f"pool {template.pool_key} holds no numbers; add numbers to it first",
             )
-        # First pass: X numbers nobody else is binding on right now (no waiting); second pass:
-        # the busy ones, waiting for their locks.
-        busy = [x for x in candidates if self._x_locks.busy(x)]
-        for x in [c for c in candidates if not self._x_locks.busy(c)] + busy:
+        for x in candidates:
             await self._x_locks.acquire(x)
             try:
                 binding = self._checked(template, x, now)
@@ -594,8 +594,7 @@ class ControlPlane:
                 self._x_locks.release(x)
         raise Conflict(
             ErrorCode.NO_AVAILABLE_NUMBER,
-            f"no number of pool {template.pool_key} can take this binding; "
-            "add numbers to the pool",
+            f"no number of pool {template.pool_key} can take this binding; add numbers to the pool",
         )
 
     async def unbind(self, pool_key: str, sub_id: str) -> None:
@@ -737,4 +736,3 @@ async def open_control_plane(
         load_ms=round((time.perf_counter() - started) * 1000, 1),
     )
     return control
-

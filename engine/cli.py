@@ -274,9 +274,7 @@ def _api(
         headers["content-type"] = content_type
     try:
         with httpx.Client(base_url=base, timeout=_HTTP_TIMEOUT_S, headers=headers) as client:
-            response = client.request(
-                method, path, json=json_body, content=content, params=params
-            )
+            response = client.request(method, path, json=json_body, content=content, params=params)
     except httpx.TransportError as err:
         raise _CliError(
             "SERVER_UNREACHABLE",
@@ -352,9 +350,7 @@ def _numbers_import(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _add_numbers(commands: Commands) -> None:
-    group = _add_group(
-        commands, name="numbers", help_text="X number inventory", json_errors=True
-    )
+    group = _add_group(commands, name="numbers", help_text="X number inventory", json_errors=True)
     parser = _control_parser(
         group,
         "import",
@@ -470,9 +466,7 @@ def _add_bind(commands: Commands) -> None:
             "--expires", required=True, metavar='"YYYY-MM-DD HH:MM:SS"', help="local time"
         )
         parser.add_argument("--record", action="store_true", help="record the calls")
-        parser.add_argument(
-            "--restriction", type=str.upper, choices=_RESTRICTIONS, default="NONE"
-        )
+        parser.add_argument("--restriction", type=str.upper, choices=_RESTRICTIONS, default="NONE")
         parser.add_argument(
             "--ring-timeout", type=int, default=None, metavar="S", help="5..180 s (default 60)"
         )

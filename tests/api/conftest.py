@@ -1,0 +1,44 @@
+"""Fixtures of the API tests: a real SQLite file, a loaded control plane, the ASGI app, a client.
+
+Time is a settable fake clock (UTC epoch seconds) so expiry rules are exact; the zone is
+Asia/Shanghai as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from api_support import START, TOKEN, ZONE, Api, Clock
+
+from api.app import create_app
+from api.control import ControlPlane
+from routing.index import BindingIndex
+from store import Database
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+@pytest.fixture
+async def control(tmp_path: Path, clock: Clock) -> AsyncIterator[ControlPlane]:
+    db = await Database.open(tmp_path / "maskline.sqlite3")
+    plane = ControlPlane(db=db, index=BindingIndex(), zone=ZONE, clock=clock)
+    await plane.load()
+    yield plane
+    await plane.close()
+
+
+@pytest.fixture
+async def api(control: ControlPlane, clock: Clock, tmp_path: Path) -> AsyncIterator[Api]:
+    app = create_app(control, operator_token=TOKEN)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://maskline.test",
+        headers={"authorization": f"Bearer {TOKEN}"},
+    ) as client:
+        yield Api(client, control, clock, tmp_path / "maskline.sqlite3")
