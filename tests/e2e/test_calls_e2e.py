@@ -9,6 +9,7 @@ the past cannot be bound through the API, by design).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import time
@@ -42,6 +43,7 @@ from store.repositories import (
 pytestmark = pytest.mark.e2e
 
 TOKEN = "e2e-operator-token"
+_CALL_NUMBERS = itertools.count(1)
 X_AXB = "17000000001"
 X_AXN = "17000000002"
 X_AXG = "17000000003"
@@ -108,22 +110,18 @@ number_format = "national"
     config.write_text(text, "utf-8")
 
 
-@pytest.fixture(scope="module")
-def calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
-    workdir = tmp_path_factory.mktemp("calls")
-    sip_port = free_port_udp_and_tcp()
-    callee_port = free_port_udp_and_tcp()
-    config = write_config(workdir, sip_port)
-    _with_trunk(config, callee_port)
-    _provision_expired(workdir / "maskline.sqlite3")
-    api_listen = next(
+def _api_listen(config: Path, sip_port: int) -> str:
+    return next(
         line.split("=", 1)[1].strip().strip('"')
         for line in config.read_text().splitlines()
-        if line.startswith("listen") and "127.0.0.1" in line and str(sip_port) not in line
+        if line.startswith("listen") and str(sip_port) not in line
     )
+
+
+def _start(config: Path, workdir: Path, sip_port: int) -> MasklineServer:
     stderr_path = workdir / "maskline.stderr"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
-    with stderr_path.open("wb") as stderr:
+    with stderr_path.open("ab") as stderr:
         proc = subprocess.Popen(
             maskline_command(config), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
             stdout=stderr, stderr=stderr,
@@ -135,8 +133,26 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
         proc.kill()
         proc.wait()
         raise
+    return server
+
+
+def _configured(workdir: Path) -> tuple[Path, int, int]:
+    sip_port = free_port_udp_and_tcp()
+    callee_port = free_port_udp_and_tcp()
+    config = write_config(workdir, sip_port)
+    _with_trunk(config, callee_port)
+    return config, sip_port, callee_port
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
+    workdir = tmp_path_factory.mktemp("calls")
+    config, sip_port, callee_port = _configured(workdir)
+    _provision_expired(workdir / "maskline.sqlite3")
+    server = _start(config, workdir, sip_port)
     api = httpx.Client(
-        base_url=f"http://{api_listen}/v1", headers={"Authorization": f"Bearer {TOKEN}"}
+        base_url=f"http://{_api_listen(config, sip_port)}/v1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
     )
     pools = _provision(api)
     yield CallServer(server, api, callee_port, pools)
@@ -209,6 +225,8 @@ def place_call(
     callee_scenario: str | None = "uas_answer.xml",
 ) -> CallResult:
     """One call: the callee SIPp (if any) listens on the trunk port, the caller dials X."""
+    tmp_path = tmp_path / f"call-{next(_CALL_NUMBERS)}"  # SIPp traces of one call each
+    tmp_path.mkdir(parents=True)
     callee_proc = None
     callee_trace = tmp_path / "none"
     if callee_scenario is not None:
@@ -410,3 +428,33 @@ def test_ringing_timeout_of_the_binding(calls: CallServer, tmp_path: Path) -> No
     assert time.monotonic() - started >= 5.0, "the binding's 5 s ringing timeout"
     record = _latest_record(calls, before)
     assert record["release_dir"] == 0 and record["release_cause"] == 19
+
+
+def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None:
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    config, sip_port, callee_port = _configured(workdir)
+    server = _start(config, workdir, sip_port)
+    api = httpx.Client(
+        base_url=f"http://{_api_listen(config, sip_port)}/v1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    try:
+        pools = _provision(api)
+        first = place_call(CallServer(server, api, callee_port, pools), tmp_path / "before",
+                           x=X_AXB, caller=A)
+        assert first.caller_code == 0, first.caller_output
+        _latest_record(CallServer(server, api, callee_port, pools), 0)
+        server.proc.kill()  # SIGKILL: no shutdown, no flush
+        server.proc.wait()
+        server = _start(config, workdir, sip_port)
+        restarted = CallServer(server, api, callee_port, pools)
+        assert len(_calls(restarted)) == 1, "the completed call's record survived the crash"
+        for caller, callee in ((A, B), (N, A)):
+            x = X_AXB if caller == A else X_AXN
+            result = place_call(restarted, tmp_path / "after", x=x, caller=caller)
+            assert result.caller_code == 0, result.caller_output
+            assert result.callee_trace.split("INVITE sip:", 1)[1].startswith(callee)
+    finally:
+        api.close()
+        stop_server(server)
