@@ -555,7 +555,14 @@ class B2bua:
     async def _close_media(self, call: Call) -> None:
         media = self._media.pop(call.call_id, None)
         if media is not None and media.session is not None:
-            await media.session.close()
+            session = media.session
+            await session.close()
+            _log.info(
+                "media_closed",
+                call=call.call_id,
+                packets_a_to_b=session.packets_a_to_b,
+                packets_b_to_a=session.packets_b_to_a,
+            )
 
     def _forget(self, call: Call) -> None:
         for leg in (call.inbound, call.outbound):

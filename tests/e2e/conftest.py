@@ -354,7 +354,8 @@ def maskline_command(config: Path) -> list[str]:
 
 def write_config(directory: Path, sip_port: int) -> Path:
     api_port = free_port_udp_and_tcp()
-    media_min, media_max = free_udp_port_range(200)
+    # 4 ports per call (RTP + RTCP on each leg): room for 250 simultaneous calls.
+    media_min, media_max = free_udp_port_range(1000)
     config = directory / "maskline.toml"
     config.write_text(
         f"""\

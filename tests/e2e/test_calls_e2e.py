@@ -9,7 +9,9 @@ the past cannot be bound through the API, by design).
 from __future__ import annotations
 
 import asyncio
+import csv
 import itertools
+import json
 import os
 import subprocess
 import time
@@ -458,3 +460,55 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
     finally:
         api.close()
         stop_server(server)
+
+
+def _media_closed_lines(server: MasklineServer) -> list[dict[str, object]]:
+    lines = []
+    for line in server.stderr_path.read_text("utf-8", "replace").splitlines():
+        if '"media_closed"' in line:
+            entry = json.loads(line)
+            assert isinstance(entry, dict)
+            lines.append(entry)
+    return lines
+
+
+def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Path) -> None:
+    """Acceptance 4: 200 calls at once, RTP both ways through the relay, 0 failed calls."""
+    total = 200
+    already_closed = len(_media_closed_lines(calls.server))
+    command, _ = _sipp("uas_answer.xml", tmp_path, "callee", ["-rtp_echo"])
+    command[command.index("-p") + 1] = str(calls.callee_port)
+    command[command.index("-m") + 1] = str(total)
+    command.remove("-trace_msg")
+    index = command.index("-message_file")
+    del command[index : index + 2]
+    callee = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _await_listening(calls.callee_port, callee)
+    stat_file = tmp_path / "caller_stat.csv"
+    caller = subprocess.run(
+        ["sipp", "-sf", str(SCENARIOS / "uac_call_pcap.xml"), "-i", LOOPBACK,
+         "-p", str(free_port_udp_and_tcp()), "-mp", str(free_port_udp_and_tcp()),
+         "-s", X_AXB, "-key", "caller", A, "-m", str(total), "-l", str(total), "-r", "100",
+         "-nostdin", "-timeout", "90s", "-timeout_error", "-trace_stat", "-stf", str(stat_file),
+         f"{calls.server.sip[0]}:{calls.server.sip[1]}"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False,
+    )
+    callee_code = callee.wait(timeout=60)
+    output = (caller.stdout + caller.stderr).decode("utf-8", "replace")
+    assert caller.returncode == 0, output[-3000:]
+    assert callee_code == 0
+    with stat_file.open(newline="", encoding="utf-8") as f:
+        stats = list(csv.DictReader(f, delimiter=";"))[-1]
+    assert int(stats["SuccessfulCall(C)"]) == total and int(stats["FailedCall(C)"]) == 0
+    assert int(stats["MaxConcurrentCall"]) if "MaxConcurrentCall" in stats else True
+    deadline = time.monotonic() + 20
+    while len(_media_closed_lines(calls.server)) < already_closed + total:
+        assert time.monotonic() < deadline, "not every media session was closed"
+        time.sleep(0.1)
+    sessions = _media_closed_lines(calls.server)[already_closed:]
+    forward = [int(str(s["packets_a_to_b"])) for s in sessions]
+    back = [int(str(s["packets_b_to_a"])) for s in sessions]
+    # g711a.pcap is 236 packets; every call must carry (nearly) all of them each way.
+    assert min(forward) >= 230, f"caller→callee packets per call: min {min(forward)}"
+    assert min(back) >= 230, f"callee→caller (echo) packets per call: min {min(back)}"
