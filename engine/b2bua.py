@@ -72,6 +72,17 @@ RecordSink = Callable[[Call], Awaitable[None]]
 
 
 @dataclass(slots=True)
+class _Reinvite:
+    """A re-INVITE received on one leg and relayed on the other, awaiting its answer."""
+
+    server_tx: TxKey
+    request: Request
+    from_caller: bool
+    client_tx: TxKey
+    seq: int
+
+
+@dataclass(slots=True)
 class _MediaState:
     session: MediaSession | None = None
     sdp_version: int = 0
@@ -103,6 +114,7 @@ class B2bua:
         self._calls_by_tx: dict[TxKey, Call] = {}
         self._calls_by_leg: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) → call
         self._media: dict[str, _MediaState] = {}
+        self._reinvites: dict[str, _Reinvite] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.active_calls = 0
 
@@ -187,10 +199,96 @@ class B2bua:
                 call.fire(CallInput.CALLER_HUNG_UP if from_caller else CallInput.CALLEE_HUNG_UP)
                 self._finish(call)
             return True
-        # re-INVITE, UPDATE, INFO…: not relayed yet; refuse cleanly so the call stays up.
-        status = 488 if request.method in ("INVITE", "UPDATE") else 200
+        if request.method == "INVITE" and call.state is CallState.ANSWERED:
+            self._relay_reinvite(call, event, from_caller=from_caller)
+            return True
+        # UPDATE, INFO…: not relayed yet; refuse an offer cleanly so the call stays up.
+        status = 488 if request.method == "UPDATE" else 200
         self._answer(event.tx_key, request, status)
         return True
+
+    def _relay_reinvite(self, call: Call, event: RequestReceived, *, from_caller: bool) -> None:
+        """Relay a mid-call re-INVITE to the other leg; its answer goes back (RFC 3261 §14)."""
+        request = event.request
+        if call.call_id in self._reinvites:
+            # One offer at a time per call: glare (§14.1, RFC 3261 491 Request Pending).
+            self._answer(event.tx_key, request, 491)
+            return
+        media = self._media.get(call.call_id)
+        other = call.outbound if from_caller else call.inbound
+        if media is None or media.session is None or other is None or other.dialog is None:
+            self._answer(event.tx_key, request, 488)
+            return
+        body = b""
+        if request.body:
+            try:
+                offer = parse_sdp(request.body)
+            except SdpError:
+                self._answer(event.tx_key, request, 488, "Not Acceptable Here (unreadable SDP)")
+                return
+            media.session.expect("a" if from_caller else "b", media_endpoint(offer))
+            media.sdp_version += 1
+            body = rewrite_for_leg(
+                offer,
+                address=self._settings.media.address,
+                ports=[media.session.port_b if from_caller else media.session.port_a],
+                session_id=int(call.call_time) + (0 if from_caller else 1),
+                version=media.sdp_version,
+            )
+        reinvite = other.dialog.create_request(
+            "INVITE", body=body, content_type=SDP if body else None
+        )
+        client_tx = self._endpoint.send_request(
+            reinvite, _target_peer(other.dialog, other.peer), self._clock()
+        )
+        self._calls_by_tx[client_tx] = call
+        self._reinvites[call.call_id] = _Reinvite(
+            server_tx=event.tx_key,
+            request=request,
+            from_caller=from_caller,
+            client_tx=client_tx,
+            seq=reinvite.cseq.seq,
+        )
+
+    def _on_reinvite_response(self, call: Call, pending: _Reinvite, response: Response) -> None:
+        status = response.status_code
+        if status < 200:
+            return
+        del self._reinvites[call.call_id]
+        self._calls_by_tx.pop(pending.client_tx, None)
+        other = call.outbound if pending.from_caller else call.inbound
+        if other is None or other.dialog is None:
+            return
+        other.dialog.receive_response("INVITE", response)
+        body = b""
+        if status < 300:
+            self._send_ack(other, pending.seq)
+            media = self._media.get(call.call_id)
+            if response.body and media is not None and media.session is not None:
+                try:
+                    answer = parse_sdp(response.body)
+                except SdpError:
+                    answer = None
+                if answer is not None:
+                    media.session.expect("b" if pending.from_caller else "a",
+                                         media_endpoint(answer))
+                    media.sdp_version += 1
+                    body = rewrite_for_leg(
+                        answer,
+                        address=self._settings.media.address,
+                        ports=[media.session.port_a if pending.from_caller
+                               else media.session.port_b],
+                        session_id=int(call.call_time) + (1 if pending.from_caller else 0),
+                        version=media.sdp_version,
+                    )
+        contact = [("Contact", str(self._local_contact(call)))] if status < 300 else []
+        reply = make_response(
+            pending.request, status, response.reason or None, extra=contact, body=body,
+            content_type=SDP if body else None,
+        )
+        with contextlib.suppress(SipUsageError):
+            self._endpoint.send_response(pending.server_tx, reply, self._clock())
+        self._flush()
 
     def on_ack(self, event: AckReceived) -> None:
         """ACK for our 2xx: nothing to do beyond the transaction having stopped re-sending."""
@@ -202,6 +300,10 @@ class B2bua:
         if call is None:
             if event.tx_key is None:
                 self._ack_stray_2xx(response)
+            return
+        pending = self._reinvites.get(call.call_id)
+        if pending is not None and event.tx_key == pending.client_tx:
+            self._on_reinvite_response(call, pending, response)
             return
         outbound = call.outbound
         if outbound is None or event.tx_key != outbound.tx_key:
@@ -538,6 +640,7 @@ class B2bua:
         if call.release_time is not None:
             return
         call.release_time = self._wall_clock()
+        self._reinvites.pop(call.call_id, None)
         self._cancel_timers(call)
         self.active_calls -= 1
         self._spawn(self._close_call(call))

@@ -512,3 +512,19 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
     # g711a.pcap is 236 packets; every call must carry (nearly) all of them each way.
     assert min(forward) >= 230, f"caller→callee packets per call: min {min(forward)}"
     assert min(back) >= 230, f"callee→caller (echo) packets per call: min {min(back)}"
+
+
+def test_reinvite_mid_call_is_relayed(calls: CallServer, tmp_path: Path) -> None:
+    before = len(_calls(calls))
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        caller_scenario="uac_call_reinvite.xml",
+                        callee_scenario="uas_answer_reinvite.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0
+    far = result.callee_trace
+    assert far.count("INVITE sip:") == 2, "the re-INVITE reached the far leg"
+    assert "a=sendonly" in far, "the hold offer was relayed"
+    assert "a=recvonly" in result.caller_trace, "the far answer came back"
+    assert A not in far
+    record = _latest_record(calls, before)
+    assert record["release_dir"] == 1 and record["start_time"] is not None
