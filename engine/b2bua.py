@@ -80,6 +80,7 @@ class _Reinvite:
     from_caller: bool
     client_tx: TxKey
     seq: int
+    method: str  # INVITE or UPDATE
 
 
 @dataclass(slots=True)
@@ -199,16 +200,20 @@ class B2bua:
                 call.fire(CallInput.CALLER_HUNG_UP if from_caller else CallInput.CALLEE_HUNG_UP)
                 self._finish(call)
             return True
-        if request.method == "INVITE" and call.state is CallState.ANSWERED:
+        if request.method in ("INVITE", "UPDATE") and call.state is CallState.ANSWERED:
             self._relay_reinvite(call, event, from_caller=from_caller)
             return True
-        # UPDATE, INFO…: not relayed yet; refuse an offer cleanly so the call stays up.
-        status = 488 if request.method == "UPDATE" else 200
+        # UPDATE before the answer, INFO…: not relayed yet; refuse an offer so the call stays up.
+        status = 488 if request.method in ("INVITE", "UPDATE") else 200
         self._answer(event.tx_key, request, status)
         return True
 
     def _relay_reinvite(self, call: Call, event: RequestReceived, *, from_caller: bool) -> None:
-        """Relay a mid-call re-INVITE to the other leg; its answer goes back (RFC 3261 §14)."""
+        """Relay a mid-call re-INVITE or UPDATE to the other leg; its answer goes back.
+
+        RFC 3261 §14 (re-INVITE) and RFC 3311 (UPDATE): the offer is rewritten
+        to our relay port on the other leg, the answer to ours on this leg.
+        """
         request = event.request
         if call.call_id in self._reinvites:
             # One offer at a time per call: glare (§14.1, RFC 3261 491 Request Pending).
@@ -236,7 +241,7 @@ class B2bua:
                 version=media.sdp_version,
             )
         reinvite = other.dialog.create_request(
-            "INVITE", body=body, content_type=SDP if body else None
+            request.method, body=body, content_type=SDP if body else None
         )
         client_tx = self._endpoint.send_request(
             reinvite, _target_peer(other.dialog, other.peer), self._clock()
@@ -248,6 +253,7 @@ class B2bua:
             from_caller=from_caller,
             client_tx=client_tx,
             seq=reinvite.cseq.seq,
+            method=request.method,
         )
 
     def _on_reinvite_response(self, call: Call, pending: _Reinvite, response: Response) -> None:
@@ -259,10 +265,11 @@ class B2bua:
         other = call.outbound if pending.from_caller else call.inbound
         if other is None or other.dialog is None:
             return
-        other.dialog.receive_response("INVITE", response)
+        other.dialog.receive_response(pending.method, response)
         body = b""
         if status < 300:
-            self._send_ack(other, pending.seq)
+            if pending.method == "INVITE":
+                self._send_ack(other, pending.seq)
             media = self._media.get(call.call_id)
             if response.body and media is not None and media.session is not None:
                 try:
