@@ -209,17 +209,23 @@ class _CliError(Exception):
         self.exit_code = exit_code
 
 
-def _display_number(value: object) -> object:
-    """National digits for a Chinese E.164 number (``+8613800138000`` → ``13800138000``)."""
+def display_number(value: object) -> object:
+    """National digits for a Chinese E.164 number, as ``routing.numbers.national`` writes them.
+
+    ``+8613800138000`` → ``13800138000``, ``+861012345678`` → ``01012345678`` (landlines get
+    their trunk 0), ``+8695013000001`` → ``95013000001``; other values are returned unchanged.
+    Written out here rather than imported: ``routing.numbers`` loads phonenumbers' metadata and
+    geocoder (~0.8 s), too slow for every CLI call; a test pins the two together.
+    """
     if not isinstance(value, str) or not value.startswith("+86"):
         return value
-    from routing.model import PhoneNumber  # noqa: PLC0415
-    from routing.numbers import national  # noqa: PLC0415
-
-    try:
-        return national(PhoneNumber(value))
-    except ValueError:  # not parsable after all: show what the server sent
+    nsn = value[3:]
+    if not nsn.isascii() or not nsn.isdigit():
         return value
+    is_mobile = len(nsn) == 11 and nsn[0] == "1" and nsn[1] in "3456789"
+    if is_mobile or nsn.startswith(("950", "400", "800")):
+        return nsn
+    return "0" + nsn
 
 
 def _display(payload: dict[str, Any]) -> dict[str, Any]:
@@ -227,9 +233,9 @@ def _display(payload: dict[str, Any]) -> dict[str, Any]:
     shown: dict[str, Any] = {}
     for key, value in payload.items():
         if key in _NUMBER_FIELDS:
-            shown[key] = _display_number(value)
+            shown[key] = display_number(value)
         elif key == "numbers" and isinstance(value, list):
-            shown[key] = [_display_number(n) for n in value]
+            shown[key] = [display_number(n) for n in value]
         elif isinstance(value, dict):
             shown[key] = _display(value)
         else:
