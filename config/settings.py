@@ -173,6 +173,8 @@ class SipSettings:
     t2_ms: int = 4000  # RFC 3261 §17.1.2.2: maximum non-INVITE retransmit interval
     t4_ms: int = 5000  # RFC 3261 §17.1.2.2: maximum time a message stays in the network
     max_message_bytes: int = 65535
+    # Calls still up after this long are released by the platform (SPEC §4 limits).
+    max_call_duration_s: int = 4 * 3600
 
     @property
     def listen_host(self) -> str:
@@ -264,6 +266,9 @@ class TrunkSettings:
     inbound_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     transport: Transport = Transport.UDP
     number_format: NumberFormat = NumberFormat.NATIONAL
+    # Digest credentials for 401/407 challenges of outbound legs (RFC 3261 §22); both or none.
+    auth_username: str | None = None
+    auth_password: str | None = field(default=None, repr=False)
 
     def allows(self, address: str) -> bool:
         """True when a packet from ``address`` may enter through this trunk (CIDR ACL)."""
@@ -456,9 +461,17 @@ def _read_sip(table: _Table) -> SipSettings:
     max_bytes = table.integer(
         "max_message_bytes", d.max_message_bytes, low=_MIN_MESSAGE_BYTES, high=_MAX_MESSAGE_BYTES
     )
+    max_call_duration_s = table.integer(
+        "max_call_duration_s", d.max_call_duration_s, low=10, high=7 * 24 * 3600
+    )
     table.finish()
     return SipSettings(
-        listen=listen, t1_ms=t1_ms, t2_ms=t2_ms, t4_ms=t4_ms, max_message_bytes=max_bytes
+        listen=listen,
+        t1_ms=t1_ms,
+        t2_ms=t2_ms,
+        t4_ms=t4_ms,
+        max_message_bytes=max_bytes,
+        max_call_duration_s=max_call_duration_s,
     )
 
 
@@ -499,6 +512,11 @@ def _read_trunk(table: _Table) -> TrunkSettings:
     cidrs = _read_cidrs(table)
     transport = table.choice("transport", Transport.UDP, Transport)
     number_format = table.choice("number_format", NumberFormat.NATIONAL, NumberFormat)
+    auth_username = table.get("auth_username", kind=str, default=None, what="a string")
+    auth_password = table.get("auth_password", kind=str, default=None, what="a string")
+    if (auth_username is None) != (auth_password is None):
+        missing = "auth_password" if auth_password is None else "auth_username"
+        raise ConfigError(table.key(missing), "is required when the other credential is set")
     table.finish()
     return TrunkSettings(
         name=name,
@@ -506,6 +524,8 @@ def _read_trunk(table: _Table) -> TrunkSettings:
         inbound_cidrs=cidrs,
         transport=transport,
         number_format=number_format,
+        auth_username=auth_username,
+        auth_password=auth_password,
     )
 
 

@@ -32,6 +32,7 @@ from media.sdp import SdpError, media_endpoint, parse_sdp, rewrite_for_leg
 from routing.index import BindingIndex, Intercept, NeedsExtension, Route
 from routing.model import InterceptCause, PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
+from sip.auth import authorization, parse_challenge
 from sip.builders import make_response, new_call_id, new_tag
 from sip.dialog import Dialog
 from sip.endpoint import Endpoint
@@ -116,6 +117,8 @@ class B2bua:
         self._calls_by_leg: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) → call
         self._media: dict[str, _MediaState] = {}
         self._reinvites: dict[str, _Reinvite] = {}
+        self._call_trunks: dict[str, TrunkSettings] = {}
+        self._authenticated: set[str] = set()  # calls whose outbound INVITE carries credentials
         self._tasks: set[asyncio.Task[None]] = set()
         self.active_calls = 0
 
@@ -407,6 +410,7 @@ class B2bua:
             request=outbound_request,
         )
         call.outbound = outbound
+        self._call_trunks[call.call_id] = trunk
         outbound.tx_key = self._endpoint.send_request(
             outbound_request, outbound_peer, self._clock()
         )
@@ -489,8 +493,8 @@ class B2bua:
         call.start_time = self._wall_clock()
         call.fire(CallInput.ANSWERED)
         self._cancel_timers(call)
-        max_duration_s = 4 * 3600
         loop = asyncio.get_running_loop()
+        max_duration_s = self._settings.sip.max_call_duration_s
         call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
         self._flush()
 
@@ -498,11 +502,63 @@ class B2bua:
         if not call.can(CallInput.CALLEE_REJECTED):
             return
         status = response.status_code
+        if status in (401, 407):
+            if self._retry_with_credentials(call, response):
+                return
+            # The caller cannot answer our trunk's challenge: refuse, never relay it.
+            status = 403
+            response = Response(403, "Forbidden (trunk authentication failed)")
         call.release_dir = ReleaseDir.CALLEE
         call.release_cause = q850_for_status(status)
         self._answer_inbound(call, status if status != 487 else 480, response.reason or None)
         call.fire(CallInput.CALLEE_REJECTED)
         self._finish(call)
+
+    def _retry_with_credentials(self, call: Call, response: Response) -> bool:
+        """Answer the trunk's 401/407 once with the configured Digest credentials (§22.2)."""
+        trunk = self._call_trunks.get(call.call_id)
+        outbound = call.outbound
+        if (
+            trunk is None
+            or trunk.auth_username is None
+            or trunk.auth_password is None
+            or outbound is None
+            or outbound.request is None
+            or call.call_id in self._authenticated
+        ):
+            return False
+        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
+        value = response.headers.get(header)
+        if value is None:
+            return False
+        try:
+            challenge = parse_challenge(value)
+        except SipError:
+            return False
+        previous = outbound.request
+        retry = Request("INVITE", previous.uri, previous.headers.copy(), previous.body)
+        retry.headers.remove("Via")  # the endpoint adds a fresh top Via and branch
+        retry.headers.set("CSeq", f"{previous.cseq.seq + 1} INVITE")
+        credentials = authorization(
+            challenge,
+            method="INVITE",
+            uri=str(previous.uri),
+            username=trunk.auth_username,
+            password=trunk.auth_password,
+            cnonce=secrets.token_hex(8),
+        )
+        retry.headers.add(
+            "Authorization" if response.status_code == 401 else "Proxy-Authorization",
+            credentials,
+        )
+        self._authenticated.add(call.call_id)
+        if outbound.tx_key is not None:
+            self._calls_by_tx.pop(outbound.tx_key, None)
+        outbound.request = retry
+        outbound.tx_key = self._endpoint.send_request(retry, outbound.peer, self._clock())
+        self._calls_by_tx[outbound.tx_key] = call
+        self._flush()
+        return True
 
     def _answer_sdp_for_caller(self, call: Call, response: Response) -> bytes:
         media = self._media.get(call.call_id)
@@ -648,6 +704,8 @@ class B2bua:
             return
         call.release_time = self._wall_clock()
         self._reinvites.pop(call.call_id, None)
+        self._call_trunks.pop(call.call_id, None)
+        self._authenticated.discard(call.call_id)
         self._cancel_timers(call)
         self.active_calls -= 1
         self._spawn(self._close_call(call))

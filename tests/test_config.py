@@ -111,7 +111,7 @@ def test_example_config_loads() -> None:
 def test_example_config_sets_and_documents_every_key() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     expected = {
-        "sip": {"listen", "t1_ms", "t2_ms", "t4_ms", "max_message_bytes"},
+        "sip": {"listen", "t1_ms", "t2_ms", "t4_ms", "max_message_bytes", "max_call_duration_s"},
         "api": {"listen", "operator_token"},
         "store": {"path"},
         "media": {"address", "port_min", "port_max"},
@@ -585,3 +585,26 @@ def test_check_config_subprocess_bad(tmp_path: Path) -> None:
     error = json.loads(result.stderr)
     assert error["ok"] is False
     assert error["error"].startswith("media.port_min: must not exceed port_max")
+
+
+# --------------------------------------------------------------------------- calls issue keys
+
+_TRUNK = '[[trunks]]\nname = "t"\noutbound = "127.0.0.1:5080"\n'
+
+
+def test_trunk_digest_credentials_both_or_none(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, _TRUNK + 'auth_username = "ml"\nauth_password = "pw"\n')
+    )
+    assert settings.trunks[0].auth_username == "ml"
+    assert "pw" not in repr(settings.trunks[0]), "the password stays out of logs"
+    only_user = error_of(tmp_path, _TRUNK + 'auth_username = "ml"\n')
+    assert only_user.startswith("trunks[0].auth_password:")
+    only_password = error_of(tmp_path, _TRUNK + 'auth_password = "pw"\n')
+    assert only_password.startswith("trunks[0].auth_username:")
+
+
+def test_max_call_duration_bounds(tmp_path: Path) -> None:
+    assert load_settings(None).sip.max_call_duration_s == 14400
+    too_short = error_of(tmp_path, "[sip]\nmax_call_duration_s = 1\n")
+    assert too_short.startswith("sip.max_call_duration_s:")

@@ -108,6 +108,8 @@ inbound_cidrs = ["127.0.0.1/32"]
 outbound = "{LOOPBACK}:{callee_port}"
 transport = "udp"
 number_format = "national"
+auth_username = "ml"
+auth_password = "trunk-secret"
 """
     config.write_text(text, "utf-8")
 
@@ -225,6 +227,7 @@ def place_call(
     caller: str,
     caller_scenario: str = "uac_call.xml",
     callee_scenario: str | None = "uas_answer.xml",
+    callee_args: tuple[str, ...] = (),
 ) -> CallResult:
     """One call: the callee SIPp (if any) listens on the trunk port, the caller dials X."""
     tmp_path = tmp_path / f"call-{next(_CALL_NUMBERS)}"  # SIPp traces of one call each
@@ -232,7 +235,9 @@ def place_call(
     callee_proc = None
     callee_trace = tmp_path / "none"
     if callee_scenario is not None:
-        command, callee_trace = _sipp(callee_scenario, tmp_path, "callee", ["-d", "300"])
+        command, callee_trace = _sipp(
+            callee_scenario, tmp_path, "callee", ["-d", "300", *callee_args]
+        )
         command[command.index("-p") + 1] = str(calls.callee_port)
         callee_proc = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -528,3 +533,23 @@ def test_reinvite_mid_call_is_relayed(calls: CallServer, tmp_path: Path) -> None
     assert A not in far
     record = _latest_record(calls, before)
     assert record["release_dir"] == 1 and record["start_time"] is not None
+
+
+def test_trunk_digest_challenge_answered_with_configured_credentials(
+    calls: CallServer, tmp_path: Path
+) -> None:
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A, callee_scenario="uas_auth.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0
+    assert "Authorization: Digest username=\"ml\"" in result.callee_trace
+    assert "trunk-secret" not in result.callee_trace
+
+
+def test_trunk_refusing_the_credentials_fails_the_call(calls: CallServer, tmp_path: Path) -> None:
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        callee_scenario="uas_auth_refused.xml",
+                        caller_scenario="uac_call_rejected.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0, "exactly one authenticated retry"
+    assert _final_status(result.caller_trace) == 403
+    assert "Proxy-Authenticate" not in result.caller_trace, "the challenge is never relayed"
