@@ -255,13 +255,33 @@ def place_call(
             callee_proc.kill()
             callee_code = callee_proc.wait()
     calls.server.assert_alive()
-    return CallResult(
+    result = CallResult(
         caller_code=done.returncode,
         callee_code=callee_code,
         caller_trace=caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else "",
         callee_trace=callee_trace.read_text("utf-8", "replace") if callee_trace.exists() else "",
         caller_output=(done.stdout + done.stderr).decode("utf-8", "replace"),
     )
+    assert_private(result, caller)
+    return result
+
+
+def assert_private(result: CallResult, caller: str) -> None:
+    """Acceptance 2, for every call: nothing identifying the caller reaches the far leg."""
+    far = result.callee_trace
+    if not far or not result.caller_trace:
+        return
+    lines = result.caller_trace.splitlines()
+    sent_invite = lines[lines.index(next(line for line in lines if line.startswith("INVITE "))):]
+    call_id = next(line.split(":", 1)[1].strip() for line in sent_invite
+                   if line.startswith("Call-ID:"))
+    from_tag = next(line.split("tag=")[1].strip() for line in sent_invite
+                    if line.startswith("From:") and "tag=" in line)
+    via_port = next(line.split(":")[2].split(";")[0] for line in sent_invite
+                    if line.startswith("Via:"))
+    media_port = next(line.split()[1] for line in sent_invite if line.startswith("m=audio"))
+    for secret in (caller, call_id, from_tag, f":{via_port}", f"audio {media_port} "):
+        assert secret not in far, f"{secret!r} leaked to the far leg"
 
 
 def _await_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -296,13 +316,21 @@ def _calls(calls: CallServer, limit: int = 50) -> list[dict[str, object]]:
     return records
 
 
-def _latest_record(calls: CallServer, before: int) -> dict[str, object]:
+def _newest_id(calls: CallServer) -> str | None:
+    """Id of the newest call record (the mark a test takes before placing its call)."""
+    records = _calls(calls, limit=1)
+    return str(records[0]["id"]) if records else None
+
+
+def _latest_record(calls: CallServer, before: str | None) -> dict[str, object]:
     """Await the record of the call just placed (records are written after both legs end)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        records = _calls(calls)
-        if len(records) > before:
-            assert len(records) == before + 1, "one call must write exactly one record"
+        records = _calls(calls, limit=3)
+        ids = [str(r["id"]) for r in records]
+        if ids and ids[0] != before:
+            new = ids.index(before) if before in ids else len(ids)
+            assert new == 1, "one call must write exactly one record"
             return records[0]
         time.sleep(0.05)
     raise AssertionError("no call record was written")
@@ -312,7 +340,7 @@ def _latest_record(calls: CallServer, before: int) -> dict[str, object]:
 
 
 def test_axb_a_calls_x_rings_b_and_nothing_of_a_leaks(calls: CallServer, tmp_path: Path) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A)
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0
@@ -342,7 +370,7 @@ def test_axb_a_calls_x_rings_b_and_nothing_of_a_leaks(calls: CallServer, tmp_pat
 
 
 def test_axb_b_calls_x_rings_a(calls: CallServer, tmp_path: Path) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=B)
     assert result.caller_code == 0, result.caller_output
     assert result.callee_trace.split("INVITE sip:", 1)[1].startswith(A)
@@ -363,7 +391,7 @@ def test_axb_b_calls_x_rings_a(calls: CallServer, tmp_path: Path) -> None:
 def test_intercepted_calls(  # noqa: PLR0917 - parametrized test
     calls: CallServer, tmp_path: Path, x: str, caller: str, status: int, unconnected: int
 ) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=x, caller=caller,
                         caller_scenario="uac_call_rejected.xml", callee_scenario=None)
     assert result.caller_code == 0, result.caller_output
@@ -393,7 +421,7 @@ def test_other_types_route(
 
 
 def test_callee_busy(calls: CallServer, tmp_path: Path) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_rejected.xml", callee_scenario="uas_busy.xml")
     assert result.caller_code == 0 and result.callee_code == 0, result.caller_output
@@ -403,7 +431,7 @@ def test_callee_busy(calls: CallServer, tmp_path: Path) -> None:
 
 
 def test_callee_hangs_up(calls: CallServer, tmp_path: Path) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_answered_remote_bye.xml",
                         callee_scenario="uas_hangup.xml")
@@ -414,7 +442,7 @@ def test_callee_hangs_up(calls: CallServer, tmp_path: Path) -> None:
 
 
 def test_caller_cancels_while_ringing(calls: CallServer, tmp_path: Path) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_cancel.xml", callee_scenario="uas_noanswer.xml")
     assert result.caller_code == 0, result.caller_output
@@ -426,7 +454,7 @@ def test_caller_cancels_while_ringing(calls: CallServer, tmp_path: Path) -> None
 
 
 def test_ringing_timeout_of_the_binding(calls: CallServer, tmp_path: Path) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     started = time.monotonic()
     result = place_call(calls, tmp_path, x=X_AXB, caller=D,
                         caller_scenario="uac_call_rejected.xml", callee_scenario="uas_noanswer.xml")
@@ -451,7 +479,7 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
         first = place_call(CallServer(server, api, callee_port, pools), tmp_path / "before",
                            x=X_AXB, caller=A)
         assert first.caller_code == 0, first.caller_output
-        _latest_record(CallServer(server, api, callee_port, pools), 0)
+        _latest_record(CallServer(server, api, callee_port, pools), None)
         server.proc.kill()  # SIGKILL: no shutdown, no flush
         server.proc.wait()
         server = _start(config, workdir, sip_port)
@@ -520,7 +548,7 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
 
 
 def test_reinvite_mid_call_is_relayed(calls: CallServer, tmp_path: Path) -> None:
-    before = len(_calls(calls))
+    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_reinvite.xml",
                         callee_scenario="uas_answer_reinvite.xml")
