@@ -60,8 +60,9 @@ _CN_PREFIX: Final = "+86"
 # What a typed number may contain after NFKC folding: one leading "+", digits, separators.
 _ALLOWED: Final = re.compile(r"\+?[0-9 \t\-.()/]*[0-9][0-9 \t\-.()/]*")
 _NOT_DIGIT: Final = re.compile(r"[^0-9]")
-# National digits of something that looks like a Chinese mobile (13x … 19x).
-_LOOKS_MOBILE: Final = re.compile(r"1[3-9]")
+# National digits of something that looks like a Chinese mobile: 13x … 19x, 7 digits or more
+# (a typo'd mobile; "1800" or "12345" are not mobiles gone wrong).
+_LOOKS_MOBILE: Final = re.compile(r"1[3-9][0-9]{5}")
 # 95 numbers we accept beyond the library (see module docstring): 950 + 7..9 digits.
 _NATIONWIDE_95: Final = re.compile(r"950[0-9]{7,9}")
 
@@ -94,7 +95,8 @@ class Location:
 
     ``province`` is the official full name (``广东省``, ``北京市``, ``广西壮族自治区``),
     ``city`` the prefecture as the geocoder spells it (``深圳市``, ``喀什地区``,
-    ``延边朝鲜族自治州``); for the four municipalities both are the municipality (``北京市``).
+    ``延边朝鲜族自治州``); for the four municipalities both are the municipality (``北京市``),
+    likewise for Hong Kong and Macao (``香港特别行政区``).
     ``nationwide`` is true for non-geographic numbers (950 numbers, 400/800), whose city and
     province are None.  Both are None as well when the geocoder only knows the country (new
     mobile ranges such as some 170/199 numbers come back as just ``中国``) or for numbers abroad;
@@ -122,7 +124,10 @@ _PROVINCES: Final[dict[str, str]] = {
     "宁夏": "宁夏回族自治区", "新疆": "新疆维吾尔自治区",
     "香港": "香港特别行政区", "澳门": "澳门特别行政区",
 }  # fmt: skip
-_MUNICIPALITIES: Final = frozenset({"北京市", "天津市", "上海市", "重庆市"})
+# Province-level divisions that are one city: city = province.
+_MUNICIPALITIES: Final = frozenset(
+    {"北京市", "天津市", "上海市", "重庆市", "香港特别行政区", "澳门特别行政区"}
+)
 _PROVINCE_SUFFIXES: Final = ("省", "市", "壮族自治区", "回族自治区", "维吾尔自治区", "自治区")
 
 
@@ -211,7 +216,9 @@ def from_sip_user(user: str | None) -> PhoneNumber | None:
 
     Accepts ``+8613800138000``, ``8613800138000``, ``13800138000``, ``010…``/``+8610…``,
     visual separators (RFC 3966 ``-``, ``.``, ``(``, ``)``), URI parameters after ``;`` and
-    %-escapes; a landline without its trunk 0 is taken as the library reads it.  Never raises.
+    %-escapes; a landline without its trunk 0 is taken as the library reads it, and so are
+    carrier-selection / IP-dialling prefixes the library strips (``17951`` + number).  Never
+    raises.
 
     On the call path (twice per call): plain-digit Chinese mobiles are checked against the
     library's own mobile pattern without a full parse; everything else goes through a bounded
