@@ -389,6 +389,6 @@ def _examples(divisor: int) -> int:
 
 
 IndexMachine.TestCase.settings = settings(
-    max_examples=_examples(10), stateful_step_count=40, deadline=None
+    max_examples=_examples(20), stateful_step_count=40, deadline=None
 )
 test_index_agrees_with_the_reference = IndexMachine.TestCase
