@@ -1,7 +1,8 @@
-"""What the engine answers before call routing exists: OPTIONS, and a clear refusal otherwise.
+"""Dispatch of endpoint events: OPTIONS answered here, calls handed to the B2BUA.
 
-The calls issue replaces the INVITE branch with the B2BUA; the UAS checks of
-RFC 3261 §8.2 (405/501/416/420/415/483) already happened in ``sip.uas``.
+The UAS checks of RFC 3261 §8.2 (405/501/416/420/415/483) already happened in
+``sip.uas``.  Without a B2BUA (tests of the bare SIP core) INVITEs are refused
+with 480 and in-dialog requests with 481.
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ class Signalling:
         elif self.b2bua is not None and event.in_dialog and self.b2bua.on_in_dialog(event):
             return
         elif event.in_dialog or request.method != "INVITE":
-            # No dialogs exist yet, so any in-dialog request is for an unknown dialog (§12.2.2).
+            # No call owns this dialog (§12.2.2), or a method we do not serve outside one.
             response = endpoint.response_for(event.tx_key, 481)
         else:
-            # Call routing arrives with the binding index; until then say so plainly.
+            # No B2BUA attached (bare SIP core): say so plainly.
             response = endpoint.response_for(
                 event.tx_key, 480, "Temporarily Unavailable (no call routing)"
             )
