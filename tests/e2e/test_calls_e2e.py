@@ -581,3 +581,15 @@ def test_trunk_refusing_the_credentials_fails_the_call(calls: CallServer, tmp_pa
     assert result.callee_code == 0, "exactly one authenticated retry"
     assert _final_status(result.caller_trace) == 403
     assert "Proxy-Authenticate" not in result.caller_trace, "the challenge is never relayed"
+
+
+def test_invite_from_outside_every_trunk_is_refused(calls: CallServer, tmp_path: Path) -> None:
+    """The trunk ACL: 127.0.0.2 is loopback too, but not in the trunk's 127.0.0.1/32."""
+    command, trace = _sipp("uac_call_rejected.xml", tmp_path, "stranger",
+                           ["-s", X_AXB, "-key", "caller", A])
+    command[command.index("-i") + 1] = "127.0.0.2"
+    command.append(f"{calls.server.sip[0]}:{calls.server.sip[1]}")
+    done = subprocess.run(command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode("utf-8", "replace")
+    assert _final_status(trace.read_text("utf-8", "replace")) == 403
