@@ -120,7 +120,12 @@ class B2bua:
         self._call_trunks: dict[str, TrunkSettings] = {}
         self._authenticated: set[str] = set()  # calls whose outbound INVITE carries credentials
         self._tasks: set[asyncio.Task[None]] = set()
-        self.active_calls = 0
+        self._active: dict[str, Call] = {}  # calls not yet released
+
+    @property
+    def active_calls(self) -> int:
+        """Calls between their INVITE and their release."""
+        return len(self._active)
 
     # -- entry points from the signalling layer ------------------------------------------
 
@@ -151,7 +156,7 @@ class B2bua:
         )
         self._calls_by_tx[event.tx_key] = call
         self._calls_by_leg[(inbound.call_id, local_tag)] = call
-        self.active_calls += 1
+        self._active[call.call_id] = call
         decision = (
             self._index.resolve(x, caller, now=now)
             if x is not None
@@ -351,10 +356,32 @@ class B2bua:
             call.fire(CallInput.FAILED)
             self._finish(call)
 
-    async def close(self) -> None:
-        """Stop: wait for call set-up tasks (used at shutdown)."""
-        for task in list(self._tasks):
-            task.cancel()
+    async def close(self, *, timeout_s: float = 5.0) -> None:
+        """Graceful stop: release every call still up, then let their records be written.
+
+        Answered calls get a BYE on both legs, calls still ringing are cancelled
+        and refused with 503; every one ends with its call record, so a restart
+        loses nothing acknowledged.  Must run while the SIP transport is open.
+        """
+        for call in list(self._active.values()):
+            call.release_dir = ReleaseDir.PLATFORM
+            call.release_cause = Q850_NORMAL_CLEARING
+            if call.state is CallState.ANSWERED:
+                for leg in (call.inbound, call.outbound):
+                    if leg is not None:
+                        self._send_bye(leg)
+                call.fire(CallInput.FAILED)
+            elif call.can(CallInput.FAILED):
+                self._cancel_outbound(call)
+                self._answer_inbound(call, 503, "Service Unavailable (shutting down)")
+                call.fire(CallInput.FAILED)
+            self._finish(call)
+        self._flush()
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
 
     # -- call set-up ---------------------------------------------------------------------------
 
@@ -707,7 +734,7 @@ class B2bua:
         self._call_trunks.pop(call.call_id, None)
         self._authenticated.discard(call.call_id)
         self._cancel_timers(call)
-        self.active_calls -= 1
+        self._active.pop(call.call_id, None)
         self._spawn(self._close_call(call))
 
     async def _close_call(self, call: Call) -> None:
@@ -716,9 +743,8 @@ class B2bua:
             await self._record_sink(call)
         except Exception:
             _log.exception("call_record_failed", call=call.call_id)
-        # Keep the mappings a little longer so late retransmissions still find the call.
-        await asyncio.sleep(32.0)
-        self._forget(call)
+        # Keep the mappings 64*T1 longer so late retransmissions still find the call.
+        asyncio.get_running_loop().call_later(32.0, self._forget, call)
 
     async def _close_media(self, call: Call) -> None:
         media = self._media.pop(call.call_id, None)

@@ -94,9 +94,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             await stop.wait()
         finally:
             _log.info("stopping", **_stats(endpoint.stats))
+            # Release calls while SIP can still send their BYEs, then stop listening.
+            await signalling.b2bua.close()
             transport.close()
             await transport.wait_closed()
-            await signalling.b2bua.close()
             await relay.close_all()
             await cdr.close()
     finally:

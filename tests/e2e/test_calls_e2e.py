@@ -593,3 +593,47 @@ def test_invite_from_outside_every_trunk_is_refused(calls: CallServer, tmp_path:
                           timeout=60, check=False)
     assert done.returncode == 0, (done.stdout + done.stderr).decode("utf-8", "replace")
     assert _final_status(trace.read_text("utf-8", "replace")) == 403
+
+
+def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: Path) -> None:
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    config, sip_port, callee_port = _configured(workdir)
+    server = _start(config, workdir, sip_port)
+    api = httpx.Client(
+        base_url=f"http://{_api_listen(config, sip_port)}/v1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    try:
+        _provision(api)
+        callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
+        callee_cmd[callee_cmd.index("-p") + 1] = str(callee_port)
+        callee = subprocess.Popen(callee_cmd, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        _await_listening(callee_port, callee)
+        caller_cmd, caller_trace = _sipp("uac_call_answered_remote_bye.xml", tmp_path, "caller",
+                                         ["-s", X_AXB, "-key", "caller", A])
+        caller_cmd.append(f"{LOOPBACK}:{sip_port}")
+        caller = subprocess.Popen(caller_cmd, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while "SIP/2.0 200" not in (caller_trace.read_text("utf-8", "replace")
+                                    if caller_trace.exists() else ""):
+            assert time.monotonic() < deadline, "the call was not answered"
+            time.sleep(0.05)
+        api.close()
+        stop_server(server)  # SIGTERM, exit code 0 asserted
+        assert caller.wait(timeout=20) == 0, "the caller got maskline's BYE and answered it"
+        assert callee.wait(timeout=20) == 0, "the callee got maskline's BYE and answered it"
+        assert "BYE sip:" in caller_trace.read_text("utf-8", "replace")
+        assert "BYE sip:" in callee_trace.read_text("utf-8", "replace")
+        server = _start(config, workdir, sip_port)
+        api = httpx.Client(
+            base_url=f"http://{_api_listen(config, sip_port)}/v1",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        (record,) = _calls(CallServer(server, api, callee_port, {}))
+        assert record["release_dir"] == 0 and record["start_time"] is not None
+    finally:
+        api.close()
+        stop_server(server)
