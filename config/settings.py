@@ -175,6 +175,10 @@ class SipSettings:
     max_message_bytes: int = 65535
     # Calls still up after this long are released by the platform (SPEC §4 limits).
     max_call_duration_s: int = 4 * 3600
+    # RFC 4028 session timers: the interval we ask for on the outbound leg (and offer a
+    # caller that supports timers but asks for none), and the smallest we accept (Min-SE).
+    session_expires_s: int = 1800
+    min_se_s: int = 90
 
     @property
     def listen_host(self) -> str:
@@ -464,6 +468,16 @@ def _read_sip(table: _Table) -> SipSettings:
     max_call_duration_s = table.integer(
         "max_call_duration_s", d.max_call_duration_s, low=10, high=7 * 24 * 3600
     )
+    # RFC 4028 §4: no session interval below 90 s.
+    session_expires_s = table.integer(
+        "session_expires_s", d.session_expires_s, low=90, high=7 * 24 * 3600
+    )
+    min_se_s = table.integer("min_se_s", d.min_se_s, low=90, high=7 * 24 * 3600)
+    if min_se_s > session_expires_s:
+        raise ConfigError(
+            table.key("min_se_s"),
+            f"must be at most session_expires_s ({session_expires_s}), got {min_se_s}",
+        )
     table.finish()
     return SipSettings(
         listen=listen,
@@ -472,6 +486,8 @@ def _read_sip(table: _Table) -> SipSettings:
         t4_ms=t4_ms,
         max_message_bytes=max_bytes,
         max_call_duration_s=max_call_duration_s,
+        session_expires_s=session_expires_s,
+        min_se_s=min_se_s,
     )
 
 

@@ -111,7 +111,8 @@ def test_example_config_loads() -> None:
 def test_example_config_sets_and_documents_every_key() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     expected = {
-        "sip": {"listen", "t1_ms", "t2_ms", "t4_ms", "max_message_bytes", "max_call_duration_s"},
+        "sip": {"listen", "t1_ms", "t2_ms", "t4_ms", "max_message_bytes", "max_call_duration_s",
+                "session_expires_s", "min_se_s"},
         "api": {"listen", "operator_token"},
         "store": {"path"},
         "media": {"address", "port_min", "port_max"},
@@ -608,3 +609,17 @@ def test_max_call_duration_bounds(tmp_path: Path) -> None:
     assert load_settings(None).sip.max_call_duration_s == 14400
     too_short = error_of(tmp_path, "[sip]\nmax_call_duration_s = 1\n")
     assert too_short.startswith("sip.max_call_duration_s:")
+
+
+def test_session_timer_keys_defaults_and_bounds(tmp_path: Path) -> None:
+    sip = load_settings(None).sip
+    assert (sip.session_expires_s, sip.min_se_s) == (1800, 90)
+    sip = load_settings(write(tmp_path, "[sip]\nsession_expires_s = 600\nmin_se_s = 120\n")).sip
+    assert (sip.session_expires_s, sip.min_se_s) == (600, 120)
+    assert error_of(tmp_path, "[sip]\nsession_expires_s = 89\n").startswith(
+        "sip.session_expires_s:"
+    )
+    assert error_of(tmp_path, "[sip]\nmin_se_s = 60\n").startswith("sip.min_se_s:")
+    above = error_of(tmp_path, "[sip]\nsession_expires_s = 120\nmin_se_s = 121\n")
+    assert above.startswith("sip.min_se_s:") and "session_expires_s" in above
+    assert error_of(tmp_path, '[sip]\nmin_se_s = "90"\n').startswith("sip.min_se_s:")
