@@ -15,11 +15,13 @@ import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from config import Settings, TrunkSettings
 from engine.calls import (
     Q850_NO_ANSWER,
     Q850_NORMAL_CLEARING,
+    Q850_RECOVERY_ON_TIMER_EXPIRY,
     Call,
     CallInput,
     CallState,
@@ -48,6 +50,19 @@ from sip.events import (
 )
 from sip.headers import HeaderList, parse_name_addr
 from sip.message import Request, Response
+from sip.session_timer import (
+    OPTION_TAG,
+    Negotiated,
+    Refresher,
+    SessionExpires,
+    TooSmall,
+    expiry_after_s,
+    format_session_expires,
+    negotiate_as_uac,
+    negotiate_as_uas,
+    parse_min_se,
+    refresh_after_s,
+)
 from sip.transport import Peer
 from sip.uri import SipUri, TelUri
 from store.records import ReleaseDir
@@ -82,6 +97,20 @@ class _Reinvite:
     client_tx: TxKey
     seq: int
     method: str  # INVITE or UPDATE
+    # RFC 4028: the session timer the request asks of the leg it came on (None: none), set on
+    # that leg when the other leg's 2xx is relayed back.
+    session: Negotiated | None = None
+    offer: bytes = b""  # the SDP sent on the other leg with the relayed request
+
+
+@dataclass(slots=True)
+class _Refresh:
+    """A session refresh we sent on one leg (RFC 4028 §7.4), awaiting its final response."""
+
+    call: Call
+    leg: Leg
+    method: str  # UPDATE or INVITE
+    seq: int
 
 
 @dataclass(slots=True)
@@ -119,6 +148,8 @@ class B2bua:
         self._reinvites: dict[str, _Reinvite] = {}
         self._call_trunks: dict[str, TrunkSettings] = {}
         self._authenticated: set[str] = set()  # calls whose outbound INVITE carries credentials
+        self._min_se_retried: set[str] = set()  # calls whose outbound INVITE was re-sent after 422
+        self._refreshes: dict[TxKey, _Refresh] = {}  # session refreshes we sent, by transaction
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: dict[str, Call] = {}  # calls not yet released
 
@@ -136,6 +167,9 @@ class B2bua:
         if trunk is None:
             self._answer(event.tx_key, request, 403, "Forbidden (source not in any trunk)")
             return
+        session = self._negotiate_inbound(event)
+        if session is False:
+            return  # answered 400 or 422: the caller retries or gives up, no call yet
         x = from_sip_user(_uri_user(request.uri))
         caller = _caller_number(request)
         now = self._wall_clock()
@@ -146,6 +180,8 @@ class B2bua:
             local_tag=local_tag,
             tx_key=event.tx_key,
             request=request,
+            session_timer=session,
+            peer_allows_update=_allows_update(request),
         )
         call = Call(
             call_id=secrets.token_hex(12),
@@ -232,6 +268,9 @@ class B2bua:
         if media is None or media.session is None or other is None or other.dialog is None:
             self._answer(event.tx_key, request, 488)
             return
+        session = self._negotiate_inbound(event)
+        if session is False:
+            return  # a refresh asking for less than our Min-SE: 422 (RFC 4028 §9)
         body = b""
         if request.body:
             try:
@@ -249,7 +288,10 @@ class B2bua:
                 version=media.sdp_version,
             )
         reinvite = other.dialog.create_request(
-            request.method, body=body, content_type=SDP if body else None
+            request.method,
+            extra_headers=self._refresh_headers(other),
+            body=body,
+            content_type=SDP if body else None,
         )
         client_tx = self._endpoint.send_request(
             reinvite, _target_peer(other.dialog, other.peer), self._clock()
@@ -262,6 +304,8 @@ class B2bua:
             client_tx=client_tx,
             seq=reinvite.cseq.seq,
             method=request.method,
+            session=session,
+            offer=body,
         )
 
     def _on_reinvite_response(self, call: Call, pending: _Reinvite, response: Response) -> None:
@@ -275,9 +319,18 @@ class B2bua:
             return
         other.dialog.receive_response(pending.method, response)
         body = b""
+        this = call.inbound if pending.from_caller else call.outbound
+        extra: list[tuple[str, str]] = []
         if status < 300:
             if pending.method == "INVITE":
                 self._send_ack(other, pending.seq)
+            if pending.offer:
+                other.local_sdp = pending.offer
+            # RFC 4028 §7.4/§10: a 2xx re-INVITE/UPDATE is a session refresh of both legs.
+            self._refreshed(call, other, _uac_session(response, other.session_timer))
+            if this is not None:
+                self._refreshed(call, this, pending.session)
+                extra = _session_timer_response_headers(pending.session)
             media = self._media.get(call.call_id)
             if response.body and media is not None and media.session is not None:
                 try:
@@ -297,8 +350,10 @@ class B2bua:
                         version=media.sdp_version,
                     )
         contact = [("Contact", str(self._local_contact(call)))] if status < 300 else []
+        if body and this is not None:
+            this.local_sdp = body
         reply = make_response(
-            pending.request, status, response.reason or None, extra=contact, body=body,
+            pending.request, status, response.reason or None, extra=contact + extra, body=body,
             content_type=SDP if body else None,
         )
         with contextlib.suppress(SipUsageError):
@@ -315,6 +370,10 @@ class B2bua:
         if call is None:
             if event.tx_key is None:
                 self._ack_stray_2xx(response)
+            return
+        refresh = self._refreshes.get(event.tx_key) if event.tx_key is not None else None
+        if refresh is not None and event.tx_key is not None:
+            self._on_refresh_response(refresh, event.tx_key, response)
             return
         pending = self._reinvites.get(call.call_id)
         if pending is not None and event.tx_key == pending.client_tx:
@@ -337,6 +396,11 @@ class B2bua:
         """A transaction of a call gave up."""
         call = self._calls_by_tx.get(event.tx_key)
         if call is None or call.state is CallState.ENDED:
+            return
+        refresh = self._refreshes.pop(event.tx_key, None)
+        if refresh is not None:
+            # RFC 4028 §10: a refresh that times out ends the session.
+            self._release_session(call, cause=Q850_RECOVERY_ON_TIMER_EXPIRY, why="refresh_timeout")
             return
         if call.outbound is not None and event.tx_key == call.outbound.tx_key:
             if call.can(CallInput.FAILED):
@@ -435,6 +499,7 @@ class B2bua:
             call_id=outbound_request.call_id,
             local_tag=outbound_request.from_tag or "",
             request=outbound_request,
+            local_sdp=body,
         )
         call.outbound = outbound
         self._call_trunks[call.call_id] = trunk
@@ -476,6 +541,10 @@ class B2bua:
         headers.add("Contact", f"<sip:{x_user}@{local}>")
         headers.add("P-Asserted-Identity", f"<sip:{x_user}@{local}>")
         headers.add("Allow", ALLOW)
+        # RFC 4028 §7.1: we support session timers and ask for ours; the callee picks the refresher.
+        headers.add("Supported", OPTION_TAG)
+        headers.add("Session-Expires", str(sip.session_expires_s))
+        headers.add("Min-SE", str(sip.min_se_s))
         headers.add("Content-Type", SDP)
         return Request("INVITE", target, headers, body)
 
@@ -513,7 +582,13 @@ class B2bua:
         inbound_request = call.inbound.request
         assert inbound_request is not None
         contact = self._local_contact(call)
-        self._answer_inbound(call, 200, body=body)
+        # RFC 4028 §9: the 2xx tells the caller the interval and who refreshes.
+        self._answer_inbound(
+            call, 200, body=body, extra=_session_timer_response_headers(call.inbound.session_timer)
+        )
+        call.inbound.local_sdp = body
+        outbound.session_timer = _uac_session(response, None)
+        outbound.peer_allows_update = _allows_update(response)
         dialog = Dialog.create_uas(inbound_request, call.inbound.local_tag, contact)
         dialog.confirm()
         call.inbound.dialog = dialog
@@ -523,12 +598,20 @@ class B2bua:
         loop = asyncio.get_running_loop()
         max_duration_s = self._settings.sip.max_call_duration_s
         call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
+        self._arm_session_timer(call, call.inbound)
+        self._arm_session_timer(call, outbound)
         self._flush()
 
     def _on_rejected(self, call: Call, response: Response) -> None:
         if not call.can(CallInput.CALLEE_REJECTED):
             return
         status = response.status_code
+        if status == 422:
+            if self._retry_with_min_se(call, response):
+                return
+            # Our interval is the trunk's business, not the caller's: never relay the 422.
+            status = 500
+            response = Response(500, "Server Internal Error (trunk session interval refused)")
         if status in (401, 407):
             if self._retry_with_credentials(call, response):
                 return
@@ -563,9 +646,6 @@ class B2bua:
         except SipError:
             return False
         previous = outbound.request
-        retry = Request("INVITE", previous.uri, previous.headers.copy(), previous.body)
-        retry.headers.remove("Via")  # the endpoint adds a fresh top Via and branch
-        retry.headers.set("CSeq", f"{previous.cseq.seq + 1} INVITE")
         credentials = authorization(
             challenge,
             method="INVITE",
@@ -574,18 +654,50 @@ class B2bua:
             password=trunk.auth_password,
             cnonce=secrets.token_hex(8),
         )
-        retry.headers.add(
-            "Authorization" if response.status_code == 401 else "Proxy-Authorization",
-            credentials,
-        )
         self._authenticated.add(call.call_id)
+        name = "Authorization" if response.status_code == 401 else "Proxy-Authorization"
+        self._resend_outbound_invite(call, outbound, {name: credentials})
+        return True
+
+    def _retry_with_min_se(self, call: Call, response: Response) -> bool:
+        """Answer the trunk's 422 once, asking at least its Min-SE (RFC 4028 §7.3)."""
+        outbound = call.outbound
+        raw = response.headers.get("Min-SE")
+        if (
+            outbound is None
+            or outbound.request is None
+            or raw is None
+            or call.call_id in self._min_se_retried
+        ):
+            return False
+        try:
+            their_min_s = parse_min_se(raw)
+        except SipError:
+            return False
+        self._min_se_retried.add(call.call_id)
+        interval_s = max(self._settings.sip.session_expires_s, their_min_s)
+        self._resend_outbound_invite(
+            call,
+            outbound,
+            {"Session-Expires": str(interval_s), "Min-SE": str(their_min_s)},
+        )
+        return True
+
+    def _resend_outbound_invite(self, call: Call, outbound: Leg, changes: dict[str, str]) -> None:
+        """The outbound INVITE again with a new CSeq and ``changes`` set (§22.2, RFC 4028 §7.3)."""
+        previous = outbound.request
+        assert previous is not None
+        retry = Request("INVITE", previous.uri, previous.headers.copy(), previous.body)
+        retry.headers.remove("Via")  # the endpoint adds a fresh top Via and branch
+        retry.headers.set("CSeq", f"{previous.cseq.seq + 1} INVITE")
+        for name, value in changes.items():
+            retry.headers.set(name, value)
         if outbound.tx_key is not None:
             self._calls_by_tx.pop(outbound.tx_key, None)
         outbound.request = retry
         outbound.tx_key = self._endpoint.send_request(retry, outbound.peer, self._clock())
         self._calls_by_tx[outbound.tx_key] = call
         self._flush()
-        return True
 
     def _answer_sdp_for_caller(self, call: Call, response: Response) -> bytes:
         media = self._media.get(call.call_id)
@@ -630,6 +742,148 @@ class B2bua:
         self._finish(call)
         self._flush()
 
+    # -- session timers (RFC 4028) -------------------------------------------------------------
+
+    def _negotiate_inbound(self, event: RequestReceived) -> Negotiated | Literal[False] | None:
+        """The session timer a request from a peer asks for (RFC 4028 §9), or False once refused.
+
+        A Session-Expires below our ``min_se_s`` is answered 422 with our Min-SE
+        (§8.1/§9), a malformed one 400; both end the transaction here.
+        """
+        request = event.request
+        sip = self._settings.sip
+        try:
+            result = negotiate_as_uas(
+                request.headers, min_se_s=sip.min_se_s, session_expires_s=sip.session_expires_s
+            )
+        except SipError as error:
+            self._answer(event.tx_key, request, error.status_code, "Bad Request (session timer)")
+            return False
+        if isinstance(result, TooSmall):
+            response = make_response(
+                request, 422, None, to_tag=new_tag(), extra=[("Min-SE", str(result.min_se_s))]
+            )
+            self._endpoint.send_response(event.tx_key, response, self._clock())
+            return False
+        return result
+
+    def _refresh_headers(self, leg: Leg) -> list[tuple[str, str]]:
+        """Session timer headers of a re-INVITE/UPDATE we send on ``leg`` (RFC 4028 §7.4)."""
+        timer = leg.session_timer
+        if timer is None:
+            return []
+        # In a request we send we are the UAC: "uac" says we keep refreshing.
+        refresher = Refresher.UAC if timer.local_refreshes else Refresher.UAS
+        min_se_s = min(self._settings.sip.min_se_s, timer.interval_s)
+        value = format_session_expires(SessionExpires(timer.interval_s, refresher))
+        return [("Supported", OPTION_TAG), ("Session-Expires", value), ("Min-SE", str(min_se_s))]
+
+    def _refreshed(self, call: Call, leg: Leg, session: Negotiated | None) -> None:
+        """A 2xx refresh on ``leg``: the session timer it set, counted from now."""
+        leg.session_timer = session
+        self._arm_session_timer(call, leg)
+
+    def _arm_session_timer(self, call: Call, leg: Leg) -> None:
+        """(Re)start the expiry of ``leg`` and, when we are its refresher, its next refresh."""
+        for handle in leg.session_handles:
+            if isinstance(handle, asyncio.TimerHandle):
+                handle.cancel()
+            with contextlib.suppress(ValueError):
+                call.timers.remove(handle)
+        leg.session_handles.clear()
+        timer = leg.session_timer
+        if timer is None or call.state is not CallState.ANSWERED:
+            return
+        loop = asyncio.get_running_loop()
+        expiry_s = expiry_after_s(timer.interval_s, local_refreshes=timer.local_refreshes)
+        handles = [loop.call_later(expiry_s, self._session_expired, call, leg)]
+        if timer.local_refreshes:
+            refresh_s = refresh_after_s(timer.interval_s)
+            handles.append(loop.call_later(refresh_s, self._send_refresh, call, leg))
+        leg.session_handles.extend(handles)
+        call.timers.extend(handles)
+
+    def _send_refresh(self, call: Call, leg: Leg) -> None:
+        """We are the refresher of ``leg``: UPDATE without body if the peer allows it, else a
+        re-INVITE offering the SDP we last sent, unchanged (RFC 4028 §7.4, RFC 3264 §8)."""
+        dialog = leg.dialog
+        if (
+            call.state is not CallState.ANSWERED
+            or leg.session_timer is None
+            or dialog is None
+            or dialog.is_terminated
+        ):
+            return
+        use_update = leg.peer_allows_update or not leg.local_sdp
+        if not use_update and call.call_id in self._reinvites:
+            # An INVITE relayed through this call may be in progress on this leg: one INVITE
+            # transaction at a time (RFC 3261 §14.1). Its 2xx refreshes the leg anyway; retry soon.
+            handle = asyncio.get_running_loop().call_later(2.0, self._send_refresh, call, leg)
+            leg.session_handles.append(handle)
+            call.timers.append(handle)
+            return
+        method = "UPDATE" if use_update else "INVITE"
+        body = b"" if use_update else leg.local_sdp
+        request = dialog.create_request(
+            method,
+            extra_headers=self._refresh_headers(leg),
+            body=body,
+            content_type=SDP if body else None,
+        )
+        tx_key = self._endpoint.send_request(
+            request, _target_peer(dialog, leg.peer), self._clock()
+        )
+        self._calls_by_tx[tx_key] = call
+        self._refreshes[tx_key] = _Refresh(call=call, leg=leg, method=method,
+                                           seq=request.cseq.seq)
+        _log.debug("session_refresh_sent", call=call.call_id, method=method)
+        self._flush()
+
+    def _on_refresh_response(self, refresh: _Refresh, tx_key: TxKey, response: Response) -> None:
+        """The final answer to our refresh: 2xx restarts the timer, 408/481 end the call (§10)."""
+        status = response.status_code
+        if status < 200:
+            return
+        del self._refreshes[tx_key]
+        self._calls_by_tx.pop(tx_key, None)
+        call, leg = refresh.call, refresh.leg
+        dialog = leg.dialog
+        if dialog is None:
+            return
+        dialog.receive_response(refresh.method, response)
+        if status < 300:
+            if refresh.method == "INVITE":
+                self._send_ack(leg, refresh.seq)
+            # §7.2: the 2xx says the interval from now on (none: no more session expiration).
+            self._refreshed(call, leg, _uac_session(response, leg.session_timer))
+        elif status in (408, 481):
+            self._release_session(call, cause=q850_for_status(status), why=f"refresh_{status}")
+        else:
+            # Any other refusal (491, 5xx…) leaves the session as it was: the expiry timer,
+            # still running, releases the call unless a later refresh succeeds.
+            _log.info("session_refresh_refused", call=call.call_id, status=status)
+        self._flush()
+
+    def _session_expired(self, call: Call, leg: Leg) -> None:
+        side = "inbound" if leg is call.inbound else "outbound"
+        self._release_session(
+            call, cause=Q850_RECOVERY_ON_TIMER_EXPIRY, why=f"session_expired_{side}"
+        )
+
+    def _release_session(self, call: Call, *, cause: int, why: str) -> None:
+        """A leg's session is over (RFC 4028 §10): BYE on both legs, the platform released."""
+        if not call.can(CallInput.SESSION_EXPIRED):
+            return
+        _log.info("session_timer_release", call=call.call_id, reason=why)
+        call.release_dir = ReleaseDir.PLATFORM
+        call.release_cause = cause
+        for leg in (call.inbound, call.outbound):
+            if leg is not None and leg.dialog is not None:
+                self._send_bye(leg)
+        call.fire(CallInput.SESSION_EXPIRED)
+        self._finish(call)
+        self._flush()
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _intercept(self, call: Call, decision: Intercept) -> None:
@@ -665,12 +919,20 @@ class B2bua:
         self._endpoint.send_response(tx_key, response, self._clock())
 
     def _answer_inbound(
-        self, call: Call, status: int, reason: str | None = None, *, body: bytes = b""
+        self,
+        call: Call,
+        status: int,
+        reason: str | None = None,
+        *,
+        body: bytes = b"",
+        extra: list[tuple[str, str]] | None = None,
     ) -> None:
         inbound = call.inbound
         if inbound.tx_key is None or inbound.request is None:
             return
-        extra = [("Contact", str(self._local_contact(call)))] if status < 300 else []
+        extra = list(extra or [])
+        if status < 300:
+            extra.append(("Contact", str(self._local_contact(call))))
         if status >= 200 or body:
             extra.append(("Allow", ALLOW))
         response = make_response(
@@ -715,8 +977,13 @@ class B2bua:
 
     def _ack_stray_2xx(self, response: Response) -> None:
         call = self._calls_by_leg.get((response.call_id, response.from_tag or ""))
-        if call is not None and call.outbound is not None and call.outbound.dialog is not None:
-            self._send_ack(call.outbound, response.cseq.seq)
+        if call is None:
+            return
+        # Our refresh re-INVITEs go on either leg: the Call-ID says which (RFC 4028 §7.4).
+        leg = call.inbound if response.call_id == call.inbound.call_id else call.outbound
+        if leg is not None and leg.dialog is not None and response.cseq.method == "INVITE":
+            with contextlib.suppress(SipUsageError):
+                self._send_ack(leg, response.cseq.seq)
             self._flush()
 
     def _cancel_timers(self, call: Call) -> None:
@@ -733,6 +1000,9 @@ class B2bua:
         self._reinvites.pop(call.call_id, None)
         self._call_trunks.pop(call.call_id, None)
         self._authenticated.discard(call.call_id)
+        self._min_se_retried.discard(call.call_id)
+        for tx_key in [key for key, refresh in self._refreshes.items() if refresh.call is call]:
+            del self._refreshes[tx_key]
         self._cancel_timers(call)
         self._active.pop(call.call_id, None)
         self._spawn(self._close_call(call))
@@ -800,6 +1070,38 @@ def _caller_number(request: Request) -> PhoneNumber | None:
         return from_sip_user(_uri_user(request.from_.uri))
     except SipError:
         return None
+
+
+def _allows_update(message: Request | Response) -> bool:
+    """The peer's Allow lists UPDATE (RFC 3311 §5.1), so a refresh can be an UPDATE."""
+    return any(method.upper() == "UPDATE" for method in message.headers.get_list("Allow"))
+
+
+def _uac_session(response: Response, fallback: Negotiated | None) -> Negotiated | None:
+    """The session timer a 2xx to our INVITE/UPDATE sets (RFC 4028 §7.2); ``fallback`` if
+    its Session-Expires is unreadable (the call is up: keep what we had)."""
+    try:
+        return negotiate_as_uac(response.headers)
+    except SipError:
+        return fallback
+
+
+def _session_timer_response_headers(session: Negotiated | None) -> list[tuple[str, str]]:
+    """Session timer headers of a 2xx we send as UAS (RFC 4028 §9).
+
+    In our response the peer is the UAC: "uac" says the peer refreshes, and then
+    Require: timer is mandatory.
+    """
+    if session is None:
+        return []
+    refresher = Refresher.UAS if session.local_refreshes else Refresher.UAC
+    headers = [
+        ("Supported", OPTION_TAG),
+        ("Session-Expires", format_session_expires(SessionExpires(session.interval_s, refresher))),
+    ]
+    if refresher is Refresher.UAC:
+        headers.append(("Require", OPTION_TAG))
+    return headers
 
 
 def _target_peer(dialog: Dialog, fallback: Peer) -> Peer:

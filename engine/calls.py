@@ -15,6 +15,7 @@ from sip.dialog import Dialog
 from sip.errors import SipUsageError
 from sip.events import TxKey
 from sip.message import Request
+from sip.session_timer import Negotiated
 from sip.transport import Peer
 from store.records import ReleaseDir
 
@@ -41,6 +42,7 @@ class CallInput(Enum):
     CALLEE_HUNG_UP = auto()
     RING_TIMEOUT = auto()
     MAX_DURATION = auto()
+    SESSION_EXPIRED = auto()  # RFC 4028: a leg's session timer ran out without a refresh
     FAILED = auto()  # transaction timeout, transport error, media failure
 
 
@@ -65,6 +67,7 @@ CALL_TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
     (S.ANSWERED, In.CALLER_HUNG_UP): S.ENDED,
     (S.ANSWERED, In.CALLEE_HUNG_UP): S.ENDED,
     (S.ANSWERED, In.MAX_DURATION): S.ENDED,
+    (S.ANSWERED, In.SESSION_EXPIRED): S.ENDED,
     (S.ANSWERED, In.FAILED): S.ENDED,
 }
 
@@ -83,6 +86,7 @@ SIP_TO_Q850: dict[int, int] = {
 }
 Q850_NORMAL_CLEARING = 16
 Q850_NO_ANSWER = 19
+Q850_RECOVERY_ON_TIMER_EXPIRY = 102  # a SIP timer ran out (RFC 3398 §8.2.6.1: 408 → 102)
 Q850_CALL_REJECTED = 21
 Q850_UNALLOCATED = 1
 
@@ -102,6 +106,12 @@ class Leg:
     tx_key: TxKey | None = None  # the INVITE transaction of this leg
     request: Request | None = None  # the INVITE received (inbound) or sent (outbound)
     dialog: Dialog | None = None
+    # RFC 4028 session timer of this leg's dialog (None: no session expiration) and the loop
+    # handles of its expiry and refresh (also in ``Call.timers``, so a release cancels them).
+    session_timer: Negotiated | None = None
+    session_handles: list[object] = field(default_factory=list)
+    peer_allows_update: bool = False  # the peer's Allow lists UPDATE (RFC 3311): refresh with it
+    local_sdp: bytes = b""  # the last SDP we sent on this leg (re-sent by a re-INVITE refresh)
 
 
 @dataclass(slots=True)

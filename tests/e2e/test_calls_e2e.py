@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -207,13 +208,13 @@ class CallResult:
 
 
 def _sipp(
-    scenario: str, workdir: Path, name: str, extra: list[str]
+    scenario: str, workdir: Path, name: str, extra: list[str], *, timeout_s: int = 30
 ) -> tuple[list[str], Path]:
     trace = workdir / f"{name}.msg"
     port = free_port_udp_and_tcp()
     return (
         ["sipp", "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", LOOPBACK, "-p", str(port),
-         "-nostdin", "-timeout", "30s", "-timeout_error", "-trace_msg", "-message_file",
+         "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error", "-trace_msg", "-message_file",
          str(trace), *extra],
         trace,
     )
@@ -228,29 +229,36 @@ def place_call(
     caller_scenario: str = "uac_call.xml",
     callee_scenario: str | None = "uas_answer.xml",
     callee_args: tuple[str, ...] = (),
+    caller_args: tuple[str, ...] = (),
+    sipp_timeout_s: int = 30,
 ) -> CallResult:
-    """One call: the callee SIPp (if any) listens on the trunk port, the caller dials X."""
+    """One call: the callee SIPp (if any) listens on the trunk port, the caller dials X.
+
+    ``sipp_timeout_s`` bounds each SIPp run (longer for calls that wait on session timers).
+    """
     tmp_path = tmp_path / f"call-{next(_CALL_NUMBERS)}"  # SIPp traces of one call each
     tmp_path.mkdir(parents=True)
     callee_proc = None
     callee_trace = tmp_path / "none"
     if callee_scenario is not None:
         command, callee_trace = _sipp(
-            callee_scenario, tmp_path, "callee", ["-d", "300", *callee_args]
+            callee_scenario, tmp_path, "callee", ["-d", "300", *callee_args],
+            timeout_s=sipp_timeout_s,
         )
         command[command.index("-p") + 1] = str(calls.callee_port)
         callee_proc = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         _await_listening(calls.callee_port, callee_proc)
     command, caller_trace = _sipp(caller_scenario, tmp_path, "caller",
-                                  ["-s", x, "-key", "caller", caller, "-d", "300"])
+                                  ["-s", x, "-key", "caller", caller, "-d", "300", *caller_args],
+                                  timeout_s=sipp_timeout_s)
     command.append(f"{calls.server.sip[0]}:{calls.server.sip[1]}")
     done = subprocess.run(command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=60, check=False)
+                          timeout=sipp_timeout_s + 30, check=False)
     callee_code = None
     if callee_proc is not None:
         try:
-            callee_code = callee_proc.wait(timeout=40)
+            callee_code = callee_proc.wait(timeout=sipp_timeout_s + 10)
         except subprocess.TimeoutExpired:
             callee_proc.kill()
             callee_code = callee_proc.wait()
@@ -637,3 +645,89 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
     finally:
         api.close()
         stop_server(server)
+
+
+# ----------------------------------------------------------------- session timers (RFC 4028)
+
+
+def _message_block(trace: str, start_line: str) -> str:
+    """The first message in a SIPp ``-trace_msg`` log whose start line begins ``start_line``."""
+    lines = trace.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith(start_line))
+    block = []
+    for line in lines[first:]:
+        if not line.strip() or line.startswith("-----"):
+            break
+        block.append(line)
+    return "\n".join(block)
+
+
+def _logged_at_s(trace: str, start_line: str) -> float:
+    """When SIPp logged the first message starting ``start_line`` (epoch seconds)."""
+    stamp = None
+    for line in trace.splitlines():
+        if line.startswith("-----"):
+            stamp = line.rsplit(" ", 2)[-2:]
+        elif line.startswith(start_line):
+            assert stamp is not None
+            return datetime.strptime(" ".join(stamp), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    raise AssertionError(f"no {start_line!r} in the trace")
+
+
+def test_session_timer_caller_refreshes_and_far_leg_gets_ours(
+    calls: CallServer, tmp_path: Path
+) -> None:
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A, caller_scenario="uac_call_timer.xml",
+                        caller_args=("-key", "se", "1800"))
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0
+    ok = _message_block(result.caller_trace, "SIP/2.0 200")
+    assert "Session-Expires: 1800;refresher=uac" in ok, ok
+    assert "Require: timer" in ok, ok
+    far_invite = _message_block(result.callee_trace, "INVITE sip:")
+    assert "Supported: timer" in far_invite
+    assert "Session-Expires: 1800" in far_invite and "Min-SE: 90" in far_invite, far_invite
+
+
+def test_session_interval_too_brief_gets_422_with_min_se(
+    calls: CallServer, tmp_path: Path
+) -> None:
+    before = _newest_id(calls)
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        caller_scenario="uac_call_timer_too_brief.xml", callee_scenario=None,
+                        caller_args=("-key", "se", "30"))
+    assert result.caller_code == 0, result.caller_output
+    assert _final_status(result.caller_trace) == 422
+    assert "Min-SE: 90" in _message_block(result.caller_trace, "SIP/2.0 422")
+    assert _newest_id(calls) == before, "a 422 is a negotiation step, not a call"
+
+
+def test_session_expiry_releases_the_call_while_maskline_refreshes_the_far_leg(
+    calls: CallServer, tmp_path: Path
+) -> None:
+    """One call, both directions of RFC 4028 (slow by nature: ~60 s).
+
+    The caller asks for 90 s as refresher and never refreshes: maskline releases the call
+    90 - min(32, 90/3) = 60 s after the answer, with a BYE on both legs. Meanwhile the callee
+    answered 90 s with refresher=uac, so maskline refreshes the far leg with an UPDATE at 45 s.
+    """
+    before = _newest_id(calls)
+    started = time.monotonic()
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        caller_scenario="uac_call_timer_expires.xml",
+                        callee_scenario="uas_answer_timer_refresh.xml",
+                        caller_args=("-key", "se", "90"), sipp_timeout_s=120)
+    elapsed_s = time.monotonic() - started
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0, result.callee_trace[-2000:]
+    assert 59 <= elapsed_s < 80, elapsed_s
+    assert "Session-Expires: 90;refresher=uac" in _message_block(result.caller_trace, "SIP/2.0 200")
+    update = _message_block(result.callee_trace, "UPDATE sip:")
+    answered_s = _logged_at_s(result.callee_trace, "SIP/2.0 200")
+    refresh_after_s = _logged_at_s(result.callee_trace, "UPDATE sip:") - answered_s
+    assert 44 <= refresh_after_s <= 50, f"refresh after {refresh_after_s:.1f} s, not N/2 = 45 s"
+    assert "Session-Expires: 90;refresher=uac" in update, update
+    assert "BYE sip:" in result.caller_trace and "BYE sip:" in result.callee_trace
+    record = _latest_record(calls, before)
+    assert record["release_dir"] == 0 and record["release_cause"] == 102
+    assert record["start_time"] is not None
