@@ -205,6 +205,7 @@ class CallResult:
     caller_trace: str
     callee_trace: str
     caller_output: str
+    record: dict[str, object]  # the one call record this call wrote
 
 
 def _sipp(
@@ -231,6 +232,7 @@ def place_call(
     callee_args: tuple[str, ...] = (),
     caller_args: tuple[str, ...] = (),
     sipp_timeout_s: int = 30,
+    expect_record: bool = True,
 ) -> CallResult:
     """One call: the callee SIPp (if any) listens on the trunk port, the caller dials X.
 
@@ -238,6 +240,7 @@ def place_call(
     """
     tmp_path = tmp_path / f"call-{next(_CALL_NUMBERS)}"  # SIPp traces of one call each
     tmp_path.mkdir(parents=True)
+    mark = _newest_id(calls)
     callee_proc = None
     callee_trace = tmp_path / "none"
     if callee_scenario is not None:
@@ -269,7 +272,11 @@ def place_call(
         caller_trace=caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else "",
         callee_trace=callee_trace.read_text("utf-8", "replace") if callee_trace.exists() else "",
         caller_output=(done.stdout + done.stderr).decode("utf-8", "replace"),
+        # Every call that reaches a trunk writes exactly one record, after both legs end.
+        record=_latest_record(calls, mark) if expect_record else {},
     )
+    if not expect_record:
+        assert _newest_id(calls) == mark, "this exchange must not write a call record"
     assert_private(result, caller)
     return result
 
@@ -348,7 +355,6 @@ def _latest_record(calls: CallServer, before: str | None) -> dict[str, object]:
 
 
 def test_axb_a_calls_x_rings_b_and_nothing_of_a_leaks(calls: CallServer, tmp_path: Path) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A)
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0
@@ -369,7 +375,7 @@ def test_axb_a_calls_x_rings_b_and_nothing_of_a_leaks(calls: CallServer, tmp_pat
         assert secret not in far, f"{secret!r} leaked to the far leg"
     # …and nothing of B reaches the caller.
     assert B not in result.caller_trace
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["secret_no"] == "+86" + X_AXB
     assert record["phone_no"] == "+86" + A and record["peer_no"] == "+86" + B
     assert record["call_type"] == 0 and record["release_dir"] == 1
@@ -378,12 +384,11 @@ def test_axb_a_calls_x_rings_b_and_nothing_of_a_leaks(calls: CallServer, tmp_pat
 
 
 def test_axb_b_calls_x_rings_a(calls: CallServer, tmp_path: Path) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=B)
     assert result.caller_code == 0, result.caller_output
     assert result.callee_trace.split("INVITE sip:", 1)[1].startswith(A)
     assert B not in result.callee_trace
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["call_type"] == 1 and record["peer_no"] == "+86" + B
 
 
@@ -399,12 +404,11 @@ def test_axb_b_calls_x_rings_a(calls: CallServer, tmp_path: Path) -> None:
 def test_intercepted_calls(  # noqa: PLR0917 - parametrized test
     calls: CallServer, tmp_path: Path, x: str, caller: str, status: int, unconnected: int
 ) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=x, caller=caller,
                         caller_scenario="uac_call_rejected.xml", callee_scenario=None)
     assert result.caller_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == status
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["call_type"] == 4 and record["unconnected_cause"] == unconnected
     assert record["start_time"] is None
 
@@ -429,47 +433,43 @@ def test_other_types_route(
 
 
 def test_callee_busy(calls: CallServer, tmp_path: Path) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_rejected.xml", callee_scenario="uas_busy.xml")
     assert result.caller_code == 0 and result.callee_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == 486
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["release_dir"] == 2 and record["release_cause"] == 17
 
 
 def test_callee_hangs_up(calls: CallServer, tmp_path: Path) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_answered_remote_bye.xml",
                         callee_scenario="uas_hangup.xml")
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["release_dir"] == 2 and record["release_cause"] == 16
 
 
 def test_caller_cancels_while_ringing(calls: CallServer, tmp_path: Path) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_cancel.xml", callee_scenario="uas_noanswer.xml")
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0, "the far leg must be cancelled too"
     assert "CANCEL sip:" + B in result.callee_trace
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["release_dir"] == 1 and record["start_time"] is None
     assert record["ring_time"] is not None
 
 
 def test_ringing_timeout_of_the_binding(calls: CallServer, tmp_path: Path) -> None:
-    before = _newest_id(calls)
     started = time.monotonic()
     result = place_call(calls, tmp_path, x=X_AXB, caller=D,
                         caller_scenario="uac_call_rejected.xml", callee_scenario="uas_noanswer.xml")
     assert result.caller_code == 0 and result.callee_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == 480
     assert time.monotonic() - started >= 5.0, "the binding's 5 s ringing timeout"
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["release_dir"] == 0 and record["release_cause"] == 19
 
 
@@ -487,7 +487,6 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
         first = place_call(CallServer(server, api, callee_port, pools), tmp_path / "before",
                            x=X_AXB, caller=A)
         assert first.caller_code == 0, first.caller_output
-        _latest_record(CallServer(server, api, callee_port, pools), None)
         server.proc.kill()  # SIGKILL: no shutdown, no flush
         server.proc.wait()
         server = _start(config, workdir, sip_port)
@@ -556,7 +555,6 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
 
 
 def test_reinvite_mid_call_is_relayed(calls: CallServer, tmp_path: Path) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_reinvite.xml",
                         callee_scenario="uas_answer_reinvite.xml")
@@ -567,7 +565,7 @@ def test_reinvite_mid_call_is_relayed(calls: CallServer, tmp_path: Path) -> None
     assert "a=sendonly" in far, "the hold offer was relayed"
     assert "a=recvonly" in result.caller_trace, "the far answer came back"
     assert A not in far
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["release_dir"] == 1 and record["start_time"] is not None
 
 
@@ -692,14 +690,25 @@ def test_session_timer_caller_refreshes_and_far_leg_gets_ours(
 def test_session_interval_too_brief_gets_422_with_min_se(
     calls: CallServer, tmp_path: Path
 ) -> None:
-    before = _newest_id(calls)
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_timer_too_brief.xml", callee_scenario=None,
-                        caller_args=("-key", "se", "30"))
+                        caller_args=("-key", "se", "30"), expect_record=False)
     assert result.caller_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == 422
     assert "Min-SE: 90" in _message_block(result.caller_trace, "SIP/2.0 422")
-    assert _newest_id(calls) == before, "a 422 is a negotiation step, not a call"
+
+
+def test_trunk_422_is_retried_once_with_its_min_se(calls: CallServer, tmp_path: Path) -> None:
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        callee_scenario="uas_timer_too_brief.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0, result.callee_trace[-2000:]
+    invites = result.callee_trace.split("INVITE sip:")[1:]
+    assert len(invites) == 2, "exactly one retry"
+    retry = invites[1].split("\n\n", 1)[0]
+    assert "CSeq: 2 INVITE" in retry, retry
+    assert "Session-Expires: 3600" in retry and "Min-SE: 3600" in retry, retry
+    assert "SIP/2.0 422" not in result.caller_trace, "the trunk's 422 is never relayed"
 
 
 def test_session_expiry_releases_the_call_while_maskline_refreshes_the_far_leg(
@@ -711,7 +720,6 @@ def test_session_expiry_releases_the_call_while_maskline_refreshes_the_far_leg(
     90 - min(32, 90/3) = 60 s after the answer, with a BYE on both legs. Meanwhile the callee
     answered 90 s with refresher=uac, so maskline refreshes the far leg with an UPDATE at 45 s.
     """
-    before = _newest_id(calls)
     started = time.monotonic()
     result = place_call(calls, tmp_path, x=X_AXB, caller=A,
                         caller_scenario="uac_call_timer_expires.xml",
@@ -728,6 +736,6 @@ def test_session_expiry_releases_the_call_while_maskline_refreshes_the_far_leg(
     assert 44 <= refresh_after_s <= 50, f"refresh after {refresh_after_s:.1f} s, not N/2 = 45 s"
     assert "Session-Expires: 90;refresher=uac" in update, update
     assert "BYE sip:" in result.caller_trace and "BYE sip:" in result.callee_trace
-    record = _latest_record(calls, before)
+    record = result.record
     assert record["release_dir"] == 0 and record["release_cause"] == 102
     assert record["start_time"] is not None
