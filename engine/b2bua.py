@@ -26,6 +26,7 @@ from engine.calls import (
     CallInput,
     CallState,
     Leg,
+    new_call_ref,
     q850_for_status,
 )
 from engine.logging import get_logger
@@ -184,7 +185,7 @@ class B2bua:
             peer_allows_update=_allows_update(request),
         )
         call = Call(
-            call_id=secrets.token_hex(12),
+            call_id=new_call_ref(),
             inbound=inbound,
             x=x or "",
             caller=caller,

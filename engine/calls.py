@@ -8,6 +8,7 @@ peer's doing: the controller checks the state before acting on peer input).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from enum import Enum, auto
 
@@ -18,6 +19,15 @@ from sip.message import Request
 from sip.session_timer import Negotiated
 from sip.transport import Peer
 from store.records import ReleaseDir
+
+# Letters only: logs mask every run of 7+ digits as a possible phone number, and a call
+# reference must stay readable in them. 24 letters of 23 → about 108 bits.
+_REF_ALPHABET = "abcdefghjkmnpqrstuvwxyz"
+
+
+def new_call_ref() -> str:
+    """A unique id for a call record and its log lines (never a SIP Call-ID of either leg)."""
+    return "".join(secrets.choice(_REF_ALPHABET) for _ in range(24))
 
 
 class CallState(Enum):

@@ -277,6 +277,10 @@ def place_call(
     )
     if not expect_record:
         assert _newest_id(calls) == mark, "this exchange must not write a call record"
+    elif callee_scenario is not None:
+        # The call reached the trunk, so it held relay ports: they are freed with the call.
+        closed = {str(line["call"]) for line in _media_closed_lines(calls.server)}
+        assert result.record["call_id"] in closed, "the call's media session was not closed"
     assert_private(result, caller)
     return result
 
