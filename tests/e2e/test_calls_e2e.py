@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import (
+from e2e_support import (
     LOOPBACK,
     SCENARIOS,
     MasklineServer,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from e2e_support import (
     MasklineServer,
     free_port_udp_and_tcp,
     maskline_command,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import (
+from e2e_support import (
     LOOPBACK,
     MasklineServer,
     OutgoingRequest,
