@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from config import Settings, TrunkSettings
@@ -37,7 +37,7 @@ from routing.model import InterceptCause, PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
 from sip.auth import authorization, parse_challenge
 from sip.builders import make_response, new_call_id, new_tag
-from sip.dialog import Dialog
+from sip.dialog import Dialog, DialogRole, DialogState
 from sip.endpoint import Endpoint
 from sip.errors import SipError, SipUsageError
 from sip.events import (
@@ -51,6 +51,15 @@ from sip.events import (
 )
 from sip.headers import HeaderList, parse_name_addr
 from sip.message import Request, Response
+from sip.reliable import OPTION_TAG as REL_OPTION_TAG
+from sip.reliable import (
+    RAck,
+    first_rseq,
+    format_rack,
+    parse_rack,
+    parse_rseq,
+    requires_100rel,
+)
 from sip.session_timer import (
     OPTION_TAG,
     Negotiated,
@@ -115,6 +124,22 @@ class _Refresh:
 
 
 @dataclass(slots=True)
+class _ReliableUas:
+    """RFC 3262 §3 on the inbound leg: the caller required 100rel, so every 18x we relay to
+    it is sent reliably, one at a time, and the 200 waits for the last PRACK."""
+
+    next_rseq: int  # RSeq of the next reliable provisional (random start, +1 each, §3)
+    unacked: Response | None = None  # the reliable 18x awaiting its PRACK
+    unacked_rseq: int = 0
+    handle: asyncio.TimerHandle | None = None  # its next retransmission
+    interval_s: float = 0.0  # T1, doubling per retransmission (§3)
+    deadline: float = 0.0  # 64*T1 after the first transmission: then the call is released
+    # 18x to relay once the pending one is PRACKed (§3: one unacknowledged at a time)
+    queued: list[tuple[int, bytes]] = field(default_factory=list)
+    held_answer: Callable[[], None] | None = None  # the 200, sent when the last PRACK arrives
+
+
+@dataclass(slots=True)
 class _MediaState:
     session: MediaSession | None = None
     sdp_version: int = 0
@@ -151,6 +176,8 @@ class B2bua:
         self._authenticated: set[str] = set()  # calls whose outbound INVITE carries credentials
         self._min_se_retried: set[str] = set()  # calls whose outbound INVITE was re-sent after 422
         self._refreshes: dict[TxKey, _Refresh] = {}  # session refreshes we sent, by transaction
+        self._reliable: dict[str, _ReliableUas] = {}  # calls whose caller required 100rel
+        self._outbound_rseq: dict[str, int] = {}  # last in-order RSeq PRACKed on the outbound leg
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: dict[str, Call] = {}  # calls not yet released
 
@@ -194,6 +221,11 @@ class B2bua:
         self._calls_by_tx[event.tx_key] = call
         self._calls_by_leg[(inbound.call_id, local_tag)] = call
         self._active[call.call_id] = call
+        if requires_100rel(request):
+            # RFC 3262 §3: reliable provisionals only when the caller requires them. A caller
+            # that merely supports 100rel gets ordinary 18x: always correct, and no PRACK
+            # round trip delays its ringback.
+            self._reliable[call.call_id] = _ReliableUas(next_rseq=first_rseq())
         decision = (
             self._index.resolve(x, caller, now=now)
             if x is not None
@@ -233,6 +265,9 @@ class B2bua:
             leg.dialog.receive_request(request)
         except SipError as error:
             self._answer(event.tx_key, request, error.status_code, error.reason_phrase)
+            return True
+        if request.method == "PRACK":
+            self._on_prack(call, event, from_caller=from_caller)
             return True
         if request.method == "BYE":
             self._answer(event.tx_key, request, 200)
@@ -543,7 +578,8 @@ class B2bua:
         headers.add("P-Asserted-Identity", f"<sip:{x_user}@{local}>")
         headers.add("Allow", ALLOW)
         # RFC 4028 §7.1: we support session timers and ask for ours; the callee picks the refresher.
-        headers.add("Supported", OPTION_TAG)
+        # RFC 3262 §4: we PRACK reliable provisionals the trunk sends.
+        headers.add("Supported", f"{OPTION_TAG}, {REL_OPTION_TAG}")
         headers.add("Session-Expires", str(sip.session_expires_s))
         headers.add("Min-SE", str(sip.min_se_s))
         headers.add("Content-Type", SDP)
@@ -558,12 +594,165 @@ class B2bua:
         assert outbound is not None and outbound.request is not None
         if response.to_tag and outbound.dialog is None:
             outbound.dialog = Dialog.create_uac(outbound.request, response)
+        if requires_100rel(response) and not self._prack_outbound(call, outbound, response):
+            return  # a retransmission of a reliable 18x already PRACKed and relayed (§4)
         if call.ring_time is None:
             call.ring_time = self._wall_clock()
         body = self._answer_sdp_for_caller(call, response) if response.body else b""
         status = response.status_code if response.status_code in (180, 183) else 180
-        self._answer_inbound(call, status, body=body)
+        self._send_provisional(call, status, body)
         call.fire(CallInput.PROVISIONAL)
+        self._flush()
+
+    # -- RFC 3262 reliable provisionals ------------------------------------------------------
+
+    def _prack_outbound(self, call: Call, outbound: Leg, response: Response) -> bool:
+        """PRACK a reliable 18x from the trunk; False for a retransmission (§4).
+
+        §4: the UAC PRACKs each reliable provisional once, in RSeq order; one
+        whose RSeq is not above the last one PRACKed is a retransmission (our
+        PRACK transaction does its own retransmitting). The PRACK goes in the
+        early dialog, ``RAck: <RSeq> <CSeq-number> INVITE`` (§7.2). An 18x
+        without a readable RSeq is relayed as an ordinary one.
+        """
+        raw = response.headers.get("RSeq")
+        dialog = outbound.dialog
+        request = outbound.request
+        if raw is None or dialog is None or request is None:
+            return True
+        if dialog.remote_tag != (response.to_tag or "") or dialog.is_terminated:
+            return True  # another fork's early dialog: not ours to acknowledge
+        try:
+            rseq = parse_rseq(raw)
+        except SipError:
+            return True
+        last = self._outbound_rseq.get(call.call_id)
+        if last is not None and rseq <= last:
+            return False
+        self._outbound_rseq[call.call_id] = rseq
+        rack = RAck(rseq, request.cseq.seq, "INVITE")
+        prack = dialog.create_request("PRACK", extra_headers=[("RAck", format_rack(rack))])
+        # The 200 to PRACK needs nothing further: its transaction is not tracked by the call.
+        self._endpoint.send_request(prack, _target_peer(dialog, outbound.peer), self._clock())
+        _log.debug("prack_sent", call=call.call_id, rseq=rseq)
+        return True
+
+    def _send_provisional(self, call: Call, status: int, body: bytes) -> None:
+        """Relay an 18x to the caller: reliably when it required 100rel (RFC 3262 §3)."""
+        reliable = self._reliable.get(call.call_id)
+        if reliable is None:
+            self._answer_inbound(call, status, body=body)
+            return
+        if reliable.unacked is not None:
+            # §3: a UAS SHOULD NOT send a second reliable provisional before the PRACK of
+            # the first; it goes out when that PRACK arrives.
+            reliable.queued.append((status, body))
+            return
+        self._send_reliable(call, reliable, status, body)
+
+    def _send_reliable(
+        self, call: Call, reliable: _ReliableUas, status: int, body: bytes
+    ) -> None:
+        """Send one reliable 18x (Require: 100rel, RSeq, §3) and start its retransmission."""
+        inbound = call.inbound
+        request = inbound.request
+        if request is None:
+            return
+        if inbound.dialog is None:
+            # The PRACK comes in the early dialog our To tag creates (§3, RFC 3261 §12.1.1).
+            try:
+                inbound.dialog = Dialog.create_uas(
+                    request, inbound.local_tag, self._local_contact(call)
+                )
+            except SipError:  # no Contact to send a PRACK's 200 back to: relay it unreliably
+                self._answer_inbound(call, status, body=body)
+                return
+        rseq = reliable.next_rseq
+        reliable.next_rseq += 1
+        extra = [("Require", REL_OPTION_TAG), ("RSeq", str(rseq))]
+        response = self._inbound_response(call, status, body=body, extra=extra)
+        if response is None:
+            return
+        self._send_inbound(call, response)
+        t1_s = self._settings.sip.t1_ms / 1000
+        reliable.unacked = response
+        reliable.unacked_rseq = rseq
+        reliable.interval_s = t1_s
+        reliable.deadline = self._clock() + 64 * t1_s
+        reliable.handle = asyncio.get_running_loop().call_later(
+            t1_s, self._retransmit_reliable, call, reliable
+        )
+
+    def _retransmit_reliable(self, call: Call, reliable: _ReliableUas) -> None:
+        """§3: re-send at T1, 2*T1, 4*T1…; no PRACK after 64*T1 releases the call."""
+        reliable.handle = None
+        response = reliable.unacked
+        if response is None or call.state is CallState.ENDED:
+            return
+        now = self._clock()
+        if now >= reliable.deadline - 1e-3:
+            self._reliable_timed_out(call, reliable)
+            return
+        self._send_inbound(call, response)
+        reliable.interval_s *= 2
+        delay_s = min(reliable.interval_s, max(reliable.deadline - now, 0.0))
+        reliable.handle = asyncio.get_running_loop().call_later(
+            delay_s, self._retransmit_reliable, call, reliable
+        )
+        self._flush()
+
+    def _reliable_timed_out(self, call: Call, reliable: _ReliableUas) -> None:
+        """§3: the PRACK never came: reject the INVITE with 5xx, release the outbound leg."""
+        if not call.can(CallInput.FAILED):
+            return
+        _log.info("prack_timeout", call=call.call_id, rseq=reliable.unacked_rseq)
+        reliable.unacked = None
+        reliable.queued.clear()
+        reliable.held_answer = None
+        call.release_dir = ReleaseDir.PLATFORM
+        call.release_cause = Q850_RECOVERY_ON_TIMER_EXPIRY
+        if call.state is CallState.ANSWERED and call.outbound is not None:
+            self._send_bye(call.outbound)  # the callee answered while we waited
+        else:
+            self._cancel_outbound(call)
+        self._answer_inbound(call, 500, "Server Internal Error (no PRACK)")
+        if call.inbound.dialog is not None:
+            call.inbound.dialog.terminate()
+        call.fire(CallInput.FAILED)
+        self._finish(call)
+        self._flush()
+
+    def _on_prack(self, call: Call, event: RequestReceived, *, from_caller: bool) -> None:
+        """A PRACK on the inbound early dialog (§3): 200 if its RAck matches, else 481."""
+        request = event.request
+        reliable = self._reliable.get(call.call_id) if from_caller else None
+        inbound_request = call.inbound.request
+        rack: RAck | None = None
+        raw = request.headers.get("RAck")
+        if raw is not None:
+            with contextlib.suppress(SipError):
+                rack = parse_rack(raw)
+        if (
+            reliable is None
+            or reliable.unacked is None
+            or inbound_request is None
+            or rack != RAck(reliable.unacked_rseq, inbound_request.cseq.seq, "INVITE")
+        ):
+            # §3: a PRACK matching no unacknowledged reliable provisional gets 481.
+            self._answer(event.tx_key, request, 481,
+                         "Call/Transaction Does Not Exist (RAck matches nothing)")
+            return
+        self._answer(event.tx_key, request, 200)
+        if reliable.handle is not None:
+            reliable.handle.cancel()
+            reliable.handle = None
+        reliable.unacked = None
+        if reliable.queued:
+            status, body = reliable.queued.pop(0)
+            self._send_reliable(call, reliable, status, body)
+        elif reliable.held_answer is not None:
+            send_answer, reliable.held_answer = reliable.held_answer, None
+            send_answer()
         self._flush()
 
     def _on_answer(self, call: Call, response: Response) -> None:
@@ -583,16 +772,30 @@ class B2bua:
         inbound_request = call.inbound.request
         assert inbound_request is not None
         contact = self._local_contact(call)
-        # RFC 4028 §9: the 2xx tells the caller the interval and who refreshes.
-        self._answer_inbound(
-            call, 200, body=body, extra=_session_timer_response_headers(call.inbound.session_timer)
-        )
+        inbound = call.inbound
+
+        def send_answer() -> None:
+            # RFC 4028 §9: the 2xx tells the caller the interval and who refreshes.
+            self._answer_inbound(
+                call, 200, body=body, extra=_session_timer_response_headers(inbound.session_timer)
+            )
+            dialog = inbound.dialog
+            if dialog is None:
+                dialog = inbound.dialog = Dialog.create_uas(
+                    inbound_request, inbound.local_tag, contact
+                )
+            if dialog.state is DialogState.EARLY:
+                dialog.confirm()
+
         call.inbound.local_sdp = body
         outbound.session_timer = _uac_session(response, None)
         outbound.peer_allows_update = _allows_update(response)
-        dialog = Dialog.create_uas(inbound_request, call.inbound.local_tag, contact)
-        dialog.confirm()
-        call.inbound.dialog = dialog
+        reliable = self._reliable.get(call.call_id)
+        if reliable is not None and (reliable.unacked is not None or reliable.queued):
+            # RFC 3262 §3: no final response before the PRACK of every reliable provisional.
+            reliable.held_answer = send_answer
+        else:
+            send_answer()
         call.start_time = self._wall_clock()
         call.fire(CallInput.ANSWERED)
         self._cancel_timers(call)
@@ -928,15 +1131,29 @@ class B2bua:
         body: bytes = b"",
         extra: list[tuple[str, str]] | None = None,
     ) -> None:
+        response = self._inbound_response(call, status, reason, body=body, extra=extra)
+        if response is not None:
+            self._send_inbound(call, response)
+
+    def _inbound_response(
+        self,
+        call: Call,
+        status: int,
+        reason: str | None = None,
+        *,
+        body: bytes = b"",
+        extra: list[tuple[str, str]] | None = None,
+    ) -> Response | None:
+        """A response to the caller's INVITE (None when there is no INVITE to answer)."""
         inbound = call.inbound
         if inbound.tx_key is None or inbound.request is None:
-            return
+            return None
         extra = list(extra or [])
         if status < 300:
             extra.append(("Contact", str(self._local_contact(call))))
         if status >= 200 or body:
             extra.append(("Allow", ALLOW))
-        response = make_response(
+        return make_response(
             inbound.request,
             status,
             reason,
@@ -945,10 +1162,16 @@ class B2bua:
             body=body,
             content_type=SDP if body else None,
         )
+
+    def _send_inbound(self, call: Call, response: Response) -> None:
+        tx_key = call.inbound.tx_key
+        if tx_key is None:
+            return
         try:
-            self._endpoint.send_response(inbound.tx_key, response, self._clock())
+            self._endpoint.send_response(tx_key, response, self._clock())
         except SipUsageError:  # the inbound transaction already ended
-            _log.warning("inbound_answer_failed", call=call.call_id, status=status)
+            _log.warning("inbound_answer_failed", call=call.call_id,
+                         status=response.status_code)
 
     def _local_contact(self, call: Call) -> SipUri:
         sip = self._settings.sip
@@ -966,6 +1189,8 @@ class B2bua:
         dialog = leg.dialog
         if dialog is None or dialog.is_terminated:
             return
+        if dialog.role is DialogRole.UAS and dialog.state is DialogState.EARLY:
+            return  # RFC 3261 §15: never a BYE on our early UAS dialog (a 200 held for PRACK)
         bye = dialog.create_request("BYE")
         peer = _target_peer(dialog, leg.peer)
         self._endpoint.send_request(bye, peer, self._clock())
@@ -1002,6 +1227,15 @@ class B2bua:
         self._call_trunks.pop(call.call_id, None)
         self._authenticated.discard(call.call_id)
         self._min_se_retried.discard(call.call_id)
+        self._outbound_rseq.pop(call.call_id, None)
+        reliable = self._reliable.pop(call.call_id, None)
+        if reliable is not None:
+            if reliable.handle is not None:
+                reliable.handle.cancel()
+            if reliable.held_answer is not None:
+                # The call ended while its 200 waited for a PRACK: the INVITE still needs a
+                # final response (RFC 3261 §15: 487 after a BYE on the early dialog).
+                self._answer_inbound(call, 487)
         for tx_key in [key for key, refresh in self._refreshes.items() if refresh.call is call]:
             del self._refreshes[tx_key]
         self._cancel_timers(call)

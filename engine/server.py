@@ -20,6 +20,7 @@ from engine.transport import SipTransport
 from media.ports import PortAllocator
 from media.relay import MediaRelay
 from sip.endpoint import Endpoint, EndpointStats
+from sip.reliable import OPTION_TAG as REL_OPTION_TAG
 from sip.session_timer import OPTION_TAG
 from sip.transaction import TimerConfig
 from sip.uas import UasPolicy
@@ -54,8 +55,9 @@ def build_endpoint(settings: Settings) -> Endpoint:
         local_port=sip.listen_port,
         timers=TimerConfig(t1_s=sip.t1_ms / 1000, t2_s=sip.t2_ms / 1000, t4_s=sip.t4_ms / 1000),
         max_message_bytes=sip.max_message_bytes,
-        # RFC 4028: session timers on each leg, so Require: timer is served, not answered 420.
-        policy=UasPolicy(supported_extensions=frozenset({OPTION_TAG})),
+        # RFC 4028 session timers and RFC 3262 100rel on each leg: Require: timer or 100rel
+        # is served, not answered 420.
+        policy=UasPolicy(supported_extensions=frozenset({OPTION_TAG, REL_OPTION_TAG})),
     )
 
 

@@ -743,3 +743,46 @@ def test_session_expiry_releases_the_call_while_maskline_refreshes_the_far_leg(
     record = result.record
     assert record["release_dir"] == 0 and record["release_cause"] == 102
     assert record["start_time"] is not None
+
+
+# ------------------------------------------------------- reliable provisionals (RFC 3262)
+
+
+def test_caller_requiring_100rel_gets_a_reliable_180_and_the_200_after_its_prack(
+    calls: CallServer, tmp_path: Path
+) -> None:
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A, caller_scenario="uac_call_100rel.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0, result.callee_trace[-2000:]
+    ringing = _message_block(result.caller_trace, "SIP/2.0 180")
+    assert "Require: 100rel" in ringing, ringing
+    rseq = int(next(line.split(":", 1)[1] for line in ringing.splitlines()
+                    if line.startswith("RSeq:")))
+    assert 1 <= rseq < 2**31
+    assert f"RAck: {rseq} 1 INVITE" in _message_block(result.caller_trace, "PRACK sip:")
+    # §3: the 200 to the INVITE only after the 200 to the PRACK.
+    messages = result.caller_trace.split("-----------------------------------------------")
+    oks = [next(line for line in m.splitlines() if line.startswith("CSeq:"))
+           for m in messages if "\nSIP/2.0 200" in m]
+    assert oks[:2] == ["CSeq: 2 PRACK", "CSeq: 1 INVITE"], oks
+    # The far leg stays an ordinary call: it saw no 100rel requirement and no PRACK.
+    far_invite = _message_block(result.callee_trace, "INVITE sip:")
+    assert "Require:" not in far_invite and "Supported: timer, 100rel" in far_invite, far_invite
+    assert "PRACK" not in result.callee_trace
+    assert result.record["start_time"] is not None
+
+
+def test_callee_reliable_180_is_pracked_and_the_call_connects(
+    calls: CallServer, tmp_path: Path
+) -> None:
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
+                        callee_scenario="uas_answer_100rel.xml")
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_code == 0, result.callee_trace[-2000:]
+    pracks = [block for block in result.callee_trace.split("\n\n") if "PRACK sip:" in block]
+    prack = _message_block(result.callee_trace, "PRACK sip:")
+    assert "RAck: 1 1 INVITE" in prack and "CSeq: 2 PRACK" in prack, prack
+    assert len(pracks) == 1, "a reliable 180 is PRACKed once"
+    # The caller did not ask for 100rel: its 180 is an ordinary one.
+    assert "RSeq:" not in _message_block(result.caller_trace, "SIP/2.0 180")
+    assert result.record["start_time"] is not None
