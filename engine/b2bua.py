@@ -441,20 +441,13 @@ class B2bua:
         if call.outbound is not None and event.tx_key == call.outbound.tx_key:
             if call.can(CallInput.FAILED):
                 call.release_dir = ReleaseDir.PLATFORM
-                call.release_cause = 102  # recovery on timer expiry
+                call.release_cause = Q850_RECOVERY_ON_TIMER_EXPIRY
                 self._answer_inbound(call, 408)
                 call.fire(CallInput.FAILED)
                 self._finish(call)
         elif event.tx_key == call.inbound.tx_key and call.state is CallState.ANSWERED:
             # Our 2xx was never acknowledged (Timer L): the caller is gone.
-            call.release_dir = ReleaseDir.PLATFORM
-            call.release_cause = 102
-            if call.outbound is not None:
-                self._send_bye(call.outbound)
-            if call.inbound.dialog is not None:
-                self._send_bye(call.inbound)
-            call.fire(CallInput.FAILED)
-            self._finish(call)
+            self._release_answered(call, CallInput.FAILED, cause=Q850_RECOVERY_ON_TIMER_EXPIRY)
 
     async def close(self, *, timeout_s: float = 5.0) -> None:
         """Graceful stop: release every call still up, then let their records be written.
@@ -464,14 +457,12 @@ class B2bua:
         loses nothing acknowledged.  Must run while the SIP transport is open.
         """
         for call in list(self._active.values()):
+            if call.state is CallState.ANSWERED:
+                self._release_answered(call, CallInput.FAILED, cause=Q850_NORMAL_CLEARING)
+                continue
             call.release_dir = ReleaseDir.PLATFORM
             call.release_cause = Q850_NORMAL_CLEARING
-            if call.state is CallState.ANSWERED:
-                for leg in (call.inbound, call.outbound):
-                    if leg is not None:
-                        self._send_bye(leg)
-                call.fire(CallInput.FAILED)
-            elif call.can(CallInput.FAILED):
+            if call.can(CallInput.FAILED):
                 self._cancel_outbound(call)
                 self._answer_inbound(call, 503, "Service Unavailable (shutting down)")
                 call.fire(CallInput.FAILED)
@@ -937,13 +928,7 @@ class B2bua:
     def _max_duration(self, call: Call) -> None:
         if not call.can(CallInput.MAX_DURATION):
             return
-        call.release_dir = ReleaseDir.PLATFORM
-        call.release_cause = Q850_NORMAL_CLEARING
-        for leg in (call.inbound, call.outbound):
-            if leg is not None and leg.dialog is not None:
-                self._send_bye(leg)
-        call.fire(CallInput.MAX_DURATION)
-        self._finish(call)
+        self._release_answered(call, CallInput.MAX_DURATION, cause=Q850_NORMAL_CLEARING)
         self._flush()
 
     # -- session timers (RFC 4028) -------------------------------------------------------------
@@ -1079,16 +1064,20 @@ class B2bua:
         if not call.can(CallInput.SESSION_EXPIRED):
             return
         _log.info("session_timer_release", call=call.call_id, reason=why)
-        call.release_dir = ReleaseDir.PLATFORM
-        call.release_cause = cause
-        for leg in (call.inbound, call.outbound):
-            if leg is not None and leg.dialog is not None:
-                self._send_bye(leg)
-        call.fire(CallInput.SESSION_EXPIRED)
-        self._finish(call)
+        self._release_answered(call, CallInput.SESSION_EXPIRED, cause=cause)
         self._flush()
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _release_answered(self, call: Call, call_input: CallInput, *, cause: int) -> None:
+        """The platform ends an answered call: BYE on both legs, then the usual release."""
+        call.release_dir = ReleaseDir.PLATFORM
+        call.release_cause = cause
+        for leg in (call.inbound, call.outbound):
+            if leg is not None:
+                self._send_bye(leg)
+        call.fire(call_input)
+        self._finish(call)
 
     def _intercept(self, call: Call, decision: Intercept) -> None:
         binding = decision.binding
