@@ -635,8 +635,12 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
         stop_server(server)  # SIGTERM, exit code 0 asserted
         assert caller.wait(timeout=20) == 0, "the caller got maskline's BYE and answered it"
         assert callee.wait(timeout=20) == 0, "the callee got maskline's BYE and answered it"
-        assert "BYE sip:" in caller_trace.read_text("utf-8", "replace")
-        assert "BYE sip:" in callee_trace.read_text("utf-8", "replace")
+        caller_text = caller_trace.read_text("utf-8", "replace")
+        callee_text = callee_trace.read_text("utf-8", "replace")
+        assert "BYE sip:" in caller_text and "BYE sip:" in callee_text
+        assert_private(
+            CallResult(0, 0, caller_text, callee_text, "", record={}), A
+        )
         server = _start(config, workdir, sip_port)
         api = httpx.Client(
             base_url=f"http://{_api_listen(config, sip_port)}/v1",
