@@ -123,6 +123,14 @@ def _api_listen(config: Path, sip_port: int) -> str:
     )
 
 
+def _api_client(config: Path, sip_port: int) -> httpx.Client:
+    """The operator API of the server configured by ``config``, with its token."""
+    return httpx.Client(
+        base_url=f"http://{_api_listen(config, sip_port)}/v1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+
+
 def _start(config: Path, workdir: Path, sip_port: int) -> MasklineServer:
     stderr_path = workdir / "maskline.stderr"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
@@ -155,10 +163,7 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
     config, sip_port, callee_port = _configured(workdir)
     _provision_expired(workdir / "maskline.sqlite3")
     server = _start(config, workdir, sip_port)
-    api = httpx.Client(
-        base_url=f"http://{_api_listen(config, sip_port)}/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
+    api = _api_client(config, sip_port)
     pools = _provision(api)
     yield CallServer(server, api, callee_port, pools)
     api.close()
@@ -482,10 +487,7 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
     workdir.mkdir()
     config, sip_port, callee_port = _configured(workdir)
     server = _start(config, workdir, sip_port)
-    api = httpx.Client(
-        base_url=f"http://{_api_listen(config, sip_port)}/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
+    api = _api_client(config, sip_port)
     try:
         pools = _provision(api)
         first = place_call(CallServer(server, api, callee_port, pools), tmp_path / "before",
@@ -610,10 +612,7 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
     workdir.mkdir()
     config, sip_port, callee_port = _configured(workdir)
     server = _start(config, workdir, sip_port)
-    api = httpx.Client(
-        base_url=f"http://{_api_listen(config, sip_port)}/v1",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
+    api = _api_client(config, sip_port)
     try:
         _provision(api)
         callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
@@ -642,10 +641,7 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
             CallResult(0, 0, caller_text, callee_text, "", record={}), A
         )
         server = _start(config, workdir, sip_port)
-        api = httpx.Client(
-            base_url=f"http://{_api_listen(config, sip_port)}/v1",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
+        api = _api_client(config, sip_port)
         (record,) = _calls(CallServer(server, api, callee_port, {}))
         assert record["release_dir"] == 0 and record["start_time"] is not None
     finally:
