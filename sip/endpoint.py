@@ -307,18 +307,10 @@ class Endpoint:
         )
 
     def _receive_request(self, request: Request, peer: Peer, now: float) -> None:
-        try:
-            request.validate()
-            _stamp_received(request, peer)
-        except SipParseError as error:
-            if request.method != "ACK":
-                self.stats.requests_rejected += 1
-                response = make_response(
-                    request, error.status_code, error.reason_phrase, to_tag=new_tag()
-                )
-                destination = self._response_peer(request, peer)
-                self._outgoing.append(Outgoing(response.to_bytes(), destination))
-            return
+        # Match first: the parser already validated what the key needs, so a
+        # retransmission is answered by its transaction without the full parse.
+        # The key is taken before the Via is stamped, for originals and
+        # retransmissions alike (the RFC 2543 key includes the whole Via).
         method = request.method
         match_method = "INVITE" if method == "ACK" else method
         key = self._server_key(request, match_method)
@@ -329,6 +321,18 @@ class Endpoint:
             self.stats.retransmissions_absorbed += method != "ACK"
             self._apply(tx, tx.receive_request(request, now))
             self._after(tx)
+            return
+        try:
+            request.validate()
+            _stamp_received(request, peer)
+        except SipParseError as error:
+            if method != "ACK":
+                self.stats.requests_rejected += 1
+                response = make_response(
+                    request, error.status_code, error.reason_phrase, to_tag=new_tag()
+                )
+                destination = self._response_peer(request, peer)
+                self._outgoing.append(Outgoing(response.to_bytes(), destination))
             return
         if method == "ACK":
             self._receive_2xx_ack(request, peer, now)
