@@ -23,7 +23,7 @@ from sip.grammar import (
     render_params,
     split_quoted,
 )
-from sip.uri import SipUri, Uri, parse_uri
+from sip.uri import Uri, parse_uri
 
 # RFC 3261 §7.3.3 compact forms plus the registered ones (RFC 3515, 3841, 3892, 4028, 6665).
 COMPACT_FORMS: dict[str, str] = {
@@ -590,7 +590,3 @@ def parse_option_tags(values: list[str]) -> list[str]:
             raise SipParseError("invalid option tag")
     return tags
 
-
-def sip_uri_of(address: NameAddr) -> SipUri | None:
-    """The address's URI if it is a SIP/SIPS URI, else None."""
-    return address.uri if isinstance(address.uri, SipUri) else None
