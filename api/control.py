@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 import store
 from api.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from api.principal import visible_to
 from config import Settings
 from engine.logging import get_logger
 from routing.index import BindConflictError, BindingIndex
@@ -264,6 +265,20 @@ class ControlPlane:
         self._number_pool[number] = pool_key
         self._x_weight.setdefault(number, 0)
 
+    def _forget_number(self, number: PhoneNumber) -> None:
+        """Take ``number`` out of its pool's allocatable set (released, locked, migrated)."""
+        pool_key = self._number_pool.pop(number, None)
+        if pool_key is None:
+            return
+        numbers = self._pool_numbers.get(pool_key, [])
+        if number in numbers:
+            numbers.remove(number)
+        for city_numbers in self._pool_city_numbers.get(pool_key, {}).values():
+            if number in city_numbers:
+                city_numbers.remove(number)
+                break
+        self._x_weight.pop(number, None)
+
     def _add_weight(self, x: PhoneNumber, delta: int) -> None:
         self._x_weight[x] = self._x_weight.get(x, 0) + delta
 
@@ -332,8 +347,8 @@ class ControlPlane:
         _log.info("pool_created", pool_key=key, type=type.value)
         return key
 
-    async def get_pool(self, pool_key: str) -> Pool:
-        """The pool, or ``NotFound(POOL_NOT_EXIST)``."""
+    async def get_pool(self, pool_key: str, *, tenant: str | None = None) -> Pool:
+        """The pool, or ``NotFound(POOL_NOT_EXIST)`` — also when ``tenant`` does not own it."""
         key = PoolKey(pool_key)
         pool = self._pools.get(key)
         if pool is None:
@@ -341,6 +356,8 @@ class ControlPlane:
             if pool is None:
                 raise NotFound(ErrorCode.POOL_NOT_EXIST, f"no pool {pool_key!r}")
             self._pools[key] = pool
+        if not visible_to(pool.tenant_id, tenant):
+            raise NotFound(ErrorCode.POOL_NOT_EXIST, f"no pool {pool_key!r}")
         return pool
 
     def pool_numbers(self, pool_key: PoolKey) -> list[PhoneNumber]:
