@@ -596,7 +596,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"maskline {_version()}")
     # Sub-parsers are _Parser too (argparse uses the parent's class); typed as the base class.
     commands = cast("Commands", parser.add_subparsers(title="commands", metavar="COMMAND"))
-    for register in _COMMANDS:
+    # The areas' command modules import this module's helpers (``_api``, ``_control`` ...), so
+    # they are imported here, once this module is complete.
+    from engine import cli_inventory, cli_lists, cli_tenants  # noqa: PLC0415
+
+    for register in (
+        *_COMMANDS,
+        *cli_tenants.COMMANDS,
+        *cli_inventory.COMMANDS,
+        *cli_lists.COMMANDS,
+    ):
         register(commands)
     return parser
 
