@@ -16,7 +16,6 @@ the configured ``[time] zone``.
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -25,8 +24,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import routes_inventory, routes_lists, routes_tenants
+from api.auth import AuthError, principal_dependency
 from api.control import ControlPlane, ImportRow, parse_number_csv
 from api.errors import ControlError, ErrorCode, InvalidInput
+from api.rpc import build_rpc_endpoint
 from engine.logging import get_logger
 from routing.model import BindingType, Restriction
 
@@ -208,53 +210,25 @@ def _validation_message(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
-class _AuthError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _auth_dependency(operator_token: str | None) -> Any:
-    expected = operator_token.encode() if operator_token else None
-
-    async def require_operator(request: Request) -> None:
-        if expected is None:
-            raise _AuthError(
-                403,
-                ErrorCode.FORBIDDEN,
-                "no operator_token is configured in [api]; operator endpoints are disabled",
-            )
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            token.strip().encode(), expected
-        ):
-            raise _AuthError(
-                401, ErrorCode.UNAUTHORIZED, "missing or wrong bearer token (operator_token)"
-            )
-
-    return require_operator
-
-
 def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
-    """The FastAPI application over ``control``; ``operator_token`` None closes ``/v1/``."""
+    """The FastAPI application over ``control``.
+
+    ``operator_token`` None closes the operator role (tenants' access keys still work).
+    """
     app = FastAPI(
         title="maskline operator API",
         version="1",
         description="Number pools, X numbers and bindings of the maskline engine.",
     )
-    router = APIRouter(
-        prefix="/v1", dependencies=[Depends(_auth_dependency(operator_token))], responses=_ERRORS
-    )
+    principal = principal_dependency(operator_token, control.tenants.authenticate)
+    router = APIRouter(prefix="/v1", dependencies=[Depends(principal)], responses=_ERRORS)
 
     @app.exception_handler(ControlError)
     async def _control_error(_request: Request, error: ControlError) -> JSONResponse:
         return _error(error.status, error.code, error.message)
 
-    @app.exception_handler(_AuthError)
-    async def _auth_error(_request: Request, error: _AuthError) -> JSONResponse:
+    @app.exception_handler(AuthError)
+    async def _auth_error(_request: Request, error: AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
         return _error(error.status, error.code, error.message, headers)
 
@@ -407,4 +381,9 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         return CallsOut(calls=[record.to_report(control.zone) for record in records])
 
     app.include_router(router)
+    for area in (routes_tenants, routes_inventory, routes_lists):
+        app.include_router(area.build_router(control, principal), prefix="/v1", responses=_ERRORS)
+    app.add_route(
+        "/", build_rpc_endpoint(control), methods=["GET", "POST"], include_in_schema=False
+    )
     return app

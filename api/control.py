@@ -33,7 +33,10 @@ from zoneinfo import ZoneInfo
 
 import store
 from api.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from api.inventory import Inventory
+from api.lists import Lists
 from api.principal import visible_to
+from api.tenants import Tenants
 from config import Settings
 from engine.logging import get_logger
 from routing.index import BindConflictError, BindingIndex
@@ -233,6 +236,10 @@ class ControlPlane:
         # concurrent binds spread over the pool instead of queueing on one X. Every pool number
         # has an entry (``min(..., key=weight.__getitem__)`` stays in C).
         self._x_weight: dict[PhoneNumber, int] = {}
+        # The areas' services (each gets this control plane: db, clock, index, tenant scoping).
+        self.tenants = Tenants(self)
+        self.inventory = Inventory(self)
+        self.lists = Lists(self)
 
     # ------------------------------------------------------------------------- start-up
 
@@ -256,6 +263,9 @@ class ControlPlane:
         for info in await store.load_pool_inventory(self.db):
             if info.status is NumberStatus.IN_POOL and info.pool_key is not None:
                 self._remember_number(info.pool_key, info.number, info.city)
+        await self.tenants.load()
+        await self.inventory.load()
+        await self.lists.load()
         return len(bindings)
 
     def _remember_number(self, pool_key: PoolKey, number: PhoneNumber, city: str) -> None:
