@@ -28,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -217,9 +218,15 @@ class ControlPlane:
         index: BindingIndex,
         zone: ZoneInfo,
         clock: Callable[[], float] = time.time,
+        master_key_path: Path | None = None,
     ) -> None:
-        """``clock`` returns UTC epoch seconds; call :meth:`load` before serving."""
+        """``clock`` returns UTC epoch seconds; call :meth:`load` before serving.
+
+        ``master_key_path``: the file tenants' API secrets are derived from (see
+        :mod:`api.tenants`); None: ``master.key`` beside the database file.
+        """
         self.db = db
+        self.master_key_path = master_key_path
         self.index = index
         self.zone = zone
         self.clock = clock
@@ -762,7 +769,13 @@ async def open_control_plane(
     """Open the database of ``[store] path`` and load a fresh index from it (timed, logged)."""
     started = time.perf_counter()
     db = await Database.open(settings.store.path)
-    control = ControlPlane(db=db, index=BindingIndex(), zone=settings.time.tzinfo, clock=clock)
+    control = ControlPlane(
+        db=db,
+        index=BindingIndex(),
+        zone=settings.time.tzinfo,
+        clock=clock,
+        master_key_path=settings.api.master_key_file or settings.store.path.with_name("master.key"),
+    )
     # A million bindings are a million objects that only ever live: without the cyclic GC the
     # load is ~2x faster, and freezing them afterwards keeps every later collection (on the
     # call path too) from scanning them again.

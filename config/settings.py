@@ -199,6 +199,9 @@ class ApiSettings:
     # None: no operator token configured, operator endpoints refuse every request.
     # repr=False keeps the secret out of logs and tracebacks that print the settings.
     operator_token: str | None = field(default=None, repr=False)
+    # File holding the master key that tenants' API secrets are derived from (created, mode
+    # 0600, on first start). None: "master.key" beside the [store] database.
+    master_key_file: Path | None = None
 
     @property
     def listen_host(self) -> str:
@@ -495,8 +498,9 @@ def _read_api(table: _Table) -> ApiSettings:
     d = ApiSettings()
     listen = table.converted("listen", d.listen, _host_port)
     token = table.converted("operator_token", None, _non_empty)
+    master_key_file = table.converted("master_key_file", None, _path)
     table.finish()
-    return ApiSettings(listen=listen, operator_token=token)
+    return ApiSettings(listen=listen, operator_token=token, master_key_file=master_key_file)
 
 
 def _read_media(table: _Table) -> MediaSettings:

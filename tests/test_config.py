@@ -113,7 +113,7 @@ def test_example_config_sets_and_documents_every_key() -> None:
     expected = {
         "sip": {"listen", "t1_ms", "t2_ms", "t4_ms", "max_message_bytes", "max_call_duration_s",
                 "session_expires_s", "min_se_s"},
-        "api": {"listen", "operator_token"},
+        "api": {"listen", "operator_token", "master_key_file"},
         "store": {"path"},
         "media": {"address", "port_min", "port_max"},
         "cdr": {"dir"},
