@@ -40,6 +40,7 @@ from api.principal import visible_to
 from api.tenants import Tenants
 from config import Settings
 from engine.logging import get_logger
+from routing.geo import capital_of, city_key, province_key
 from routing.index import BindConflictError, BindingIndex
 from routing.model import (
     DEFAULT_RING_TIMEOUT_S,
@@ -56,7 +57,9 @@ from routing.model import (
 )
 from routing.numbers import InvalidNumberError, home_location, normalize
 from routing.validation import InvalidBindingError
-from store import CallRecord, Database, NumberRow, NumberStatus, Pool
+from store import AllocationMode, CallRecord, Database, NumberRow, NumberStatus, Pool, SmsMode
+from store import pools as store_pools
+from store.pools import PoolSettings
 
 __all__ = [
     "EXPIRES_FORMAT",
@@ -84,6 +87,29 @@ MAX_OUT_ID_CHARS: Final = 128
 MAX_CALLS_LIMIT: Final = 1000
 MAX_IMPORT_ROWS: Final = 100_000
 _MAX_EXTENSION: Final = 999
+
+
+#: Enterprise ringback code names (SPEC §2): per direction, binding level first, else the pool's.
+RINGBACK_CODES: Final = frozenset(
+    {"AXBRing_A", "AXBRing_B", "AXNRing_AB", "AXNRing_A", "AXNRing_N", "AXGRing_AB",
+     "AXGRing_A", "AXGRing_G"}
+)  # fmt: skip
+_MAX_TONE_ID_CHARS: Final = 64
+
+
+def _check_ringback(codes: dict[str, str]) -> None:
+    """Ringback codes: known names (SPEC §2) to non-empty tone ids."""
+    for name, tone in codes.items():
+        if name not in RINGBACK_CODES:
+            raise InvalidInput(
+                ErrorCode.PARAMETER_ILLEGAL,
+                f"unknown ringback code {name!r}; known: {', '.join(sorted(RINGBACK_CODES))}",
+            )
+        if not isinstance(tone, str) or not tone.strip() or len(tone) > _MAX_TONE_ID_CHARS:
+            raise InvalidInput(
+                ErrorCode.PARAMETER_ILLEGAL,
+                f"ringback {name}: the tone id must be 1..{_MAX_TONE_ID_CHARS} characters",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +185,7 @@ def _number(raw: str, field: str) -> PhoneNumber:
         raise InvalidInput(error.code, f"{field}: {error.message}") from None
 
 
-def _city_key(city: str) -> str:
-    """City names compare without the 市 suffix (the geocoder writes 深圳市, imports 深圳)."""
-    return city.strip().removesuffix("市")
+_city_key = city_key
 
 
 def _name(raw: str, field: str) -> str:
@@ -237,6 +261,8 @@ class ControlPlane:
         # Per pool: city (without 市) → its X numbers, for allocation in a wanted city.
         self._pool_city_numbers: dict[PoolKey, dict[str, list[PhoneNumber]]] = {}
         self._group_pool: dict[GroupId, PoolKey] = {}
+        # City (without 市) → its province (short form), from the inventory: smart allocation.
+        self._city_province: dict[str, str] = {}
         self._x_locks = _KeyedLocks()
         # The allocator's load figure per X: bindings indexed on it (active or expired, until
         # unbound) plus binds in flight on it (trying, holding or waiting for its lock), so that
@@ -269,13 +295,20 @@ class ControlPlane:
         self._group_pool = await self.db.read(_group_pools)
         for info in await store.load_pool_inventory(self.db):
             if info.status is NumberStatus.IN_POOL and info.pool_key is not None:
-                self._remember_number(info.pool_key, info.number, info.city)
+                self._remember_number(info.pool_key, info.number, info.city, info.province)
         await self.tenants.load()
         await self.inventory.load()
         await self.lists.load()
         return len(bindings)
 
-    def _remember_number(self, pool_key: PoolKey, number: PhoneNumber, city: str) -> None:
+    def _remember_number(
+        self, pool_key: PoolKey, number: PhoneNumber, city: str, province: str = ""
+    ) -> None:
+        """Make ``number`` allocatable in ``pool_key`` (bought, unlocked, migrated in)."""
+        if self._number_pool.get(number) == pool_key:
+            return
+        if province:
+            self._city_province.setdefault(_city_key(city), province_key(province))
         self._pool_numbers.setdefault(pool_key, []).append(number)
         cities = self._pool_city_numbers.setdefault(pool_key, {})
         cities.setdefault(_city_key(city), []).append(number)
@@ -377,6 +410,50 @@ class ControlPlane:
             raise NotFound(ErrorCode.POOL_NOT_EXIST, f"no pool {pool_key!r}")
         return pool
 
+    async def list_pools(self, *, tenant: str | None = None) -> list[Pool]:
+        """The pools ``tenant`` sees (the operator: all), oldest first."""
+        pools = await store.list_pools(self.db, tenant_id=tenant)
+        for pool in pools:
+            self._pools[pool.pool_key] = pool
+        return pools
+
+    async def configure_pool(
+        self, pool_key: str, settings: PoolSettings, *, tenant: str | None = None
+    ) -> Pool:
+        """Change a pool's name, allocation mode, SMS mode, recording default, ringback codes or
+        warning thresholds (SPEC §3); the type and the owner never change."""
+        pool = await self.get_pool(pool_key, tenant=tenant)
+        if settings.name is not None:
+            settings = dataclasses.replace(settings, name=_name(settings.name, "name"))
+        if settings.ringback is not None:
+            _check_ringback(settings.ringback)
+        if settings.warn_free_numbers is not None and settings.warn_free_numbers < 0:
+            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "warn_free_numbers must be >= 0")
+        pct = settings.warn_utilisation_pct
+        if pct is not None and not 0 < pct <= 100:
+            raise InvalidInput(
+                ErrorCode.PARAMETER_ILLEGAL, "warn_utilisation_pct must be in (0, 100]"
+            )
+        if pool.type is BindingType.AXN95 and settings.sms_mode not in (None, SmsMode.OFF):
+            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "95AXN pools carry no SMS")
+        if not await store_pools.update_pool(self.db, pool.pool_key, settings):
+            raise NotFound(ErrorCode.POOL_NOT_EXIST, f"no pool {pool_key!r}")
+        self._pools.pop(pool.pool_key, None)
+        updated = await self.get_pool(pool.pool_key)
+        _log.info("pool_configured", pool_key=pool.pool_key)
+        return updated
+
+    def pool_usage(self, pool_key: PoolKey) -> tuple[int, int, float]:
+        """(allocatable numbers, numbers carrying a binding, binding utilisation %) from memory.
+
+        Utilisation is the share of the pool's numbers that carry at least one binding that is
+        not unbound (expired ones included: they still hold their X until unbound).
+        """
+        numbers = self._pool_numbers.get(pool_key, ())
+        bound = sum(1 for x in numbers if self.index.by_x(x))
+        pct = round(100.0 * bound / len(numbers), 1) if numbers else 0.0
+        return len(numbers), bound, pct
+
     def pool_numbers(self, pool_key: PoolKey) -> list[PhoneNumber]:
         """The X numbers of the pool that bindings may use (not locked)."""
         return list(self._pool_numbers.get(pool_key, ()))
@@ -399,9 +476,10 @@ class ControlPlane:
             raise Conflict(ErrorCode.NO_AVAILABLE_NUMBER, str(error)) from None
         except store.PoolNotFoundError:
             raise NotFound(ErrorCode.POOL_NOT_EXIST, f"no pool {pool_key!r}") from None
-        cities = await self.db.read(lambda conn: _cities(conn, numbers))
+        places = await self.db.read(lambda conn: _cities(conn, numbers))
         for number in numbers:
-            self._remember_number(pool.pool_key, number, cities.get(number, ""))
+            city, province = places.get(number, ("", ""))
+            self._remember_number(pool.pool_key, number, city, province)
         _log.info("pool_numbers_added", pool_key=pool.pool_key, count=len(numbers))
         return numbers
 
@@ -423,14 +501,17 @@ class ControlPlane:
         ring_timeout_s: int | None = None,
         out_id: str | None = None,
         expect_city: str | None = None,
+        ringback: dict[str, str] | None = None,
+        tenant: str | None = None,
     ) -> Binding:
         """Bind real numbers to an X of the pool; returns the binding once durable and routable.
 
-        ``x`` omitted: one is allocated among the pool's numbers that the index accepts, in
-        ``expect_city`` (else A's home city) when possible, least loaded first.
+        ``x`` omitted: one is allocated among the pool's numbers that the index accepts, by the
+        pool's allocation mode (SPEC §3) for ``expect_city`` (else A's home city), least loaded
+        first.
         """
         now = self.clock()
-        pool = await self.get_pool(pool_key)
+        pool = await self.get_pool(pool_key, tenant=tenant)
         if pool.type is not type:
             raise InvalidInput(
                 ErrorCode.POOL_TYPE_MISMATCH,
@@ -454,6 +535,8 @@ class ControlPlane:
             raise InvalidInput(
                 ErrorCode.PARAMETER_ILLEGAL, f"out_id is at most {MAX_OUT_ID_CHARS} characters"
             )
+        if ringback:
+            _check_ringback(ringback)
         group = self._check_group(type, pool.pool_key, group_id)
         ext = self._check_extension(type, extension)
         number_x: PhoneNumber | None = None
@@ -462,6 +545,11 @@ class ControlPlane:
             if self._number_pool.get(number_x) != pool.pool_key:
                 raise InvalidInput(
                     ErrorCode.NUMBER_NOT_IN_POOL, f"x is not a number of pool {pool.pool_key}"
+                )
+            if not self._bindable(number_x, now):
+                raise Conflict(
+                    ErrorCode.NUMBER_UNVERIFIED,
+                    "x awaits real-person verification past its grace period",
                 )
         template = Binding(
             sub_id=SubId(store.new_numeric_id()),
@@ -478,6 +566,7 @@ class ControlPlane:
             ring_timeout_s=timeout_s,
             out_id=out_id,
             created_at=now,
+            ringback=dict(ringback) if ringback else {},
         )
         if number_x is not None:
             await self._x_locks.acquire(number_x)
@@ -489,7 +578,7 @@ class ControlPlane:
             finally:
                 self._x_locks.release(number_x)
         else:
-            binding = await self._allocate_and_commit(template, expect_city, now)
+            binding = await self._allocate_and_commit(pool, template, expect_city, now)
         _log.info(
             "bound",
             sub_id=binding.sub_id,
@@ -593,23 +682,47 @@ class ControlPlane:
         self.index.add(binding, now)
         self._add_weight(binding.x, 1)
 
-    def _candidates(self, pool_key: PoolKey, city: str | None) -> Iterator[PhoneNumber]:
-        """The pool's X numbers to try: ``city``'s first, each group least loaded first.
+    def _bindable(self, x: PhoneNumber, now: float) -> bool:
+        """False for an X whose user's real-person verification is overdue (SPEC §3)."""
+        check = getattr(self.inventory, "is_bindable", None)
+        return True if check is None else bool(check(x, now))
+
+    def _city_groups(
+        self, pool: Pool, city: str | None, province: str | None
+    ) -> list[list[PhoneNumber]]:
+        """The candidate groups of the pool's allocation mode, in order of preference (SPEC §3).
+
+        *default*: the city's numbers, then any; *strict*: the city's only; *smart*: the city's,
+        then the province capital's, then any.
+        """
+        by_city = self._pool_city_numbers.get(pool.pool_key, {})
+        groups: list[list[PhoneNumber]] = []
+        if city:
+            local = by_city.get(_city_key(city))
+            if local:
+                groups.append(local)
+        if pool.allocation_mode is AllocationMode.STRICT:
+            return groups
+        if pool.allocation_mode is AllocationMode.SMART and province:
+            capital = capital_of(province)
+            if capital is not None and (not city or _city_key(city) != capital):
+                capital_numbers = by_city.get(capital)
+                if capital_numbers:
+                    groups.append(capital_numbers)
+        groups.append(self._pool_numbers.get(pool.pool_key, []))
+        return groups
+
+    def _candidates(self, groups: list[list[PhoneNumber]]) -> Iterator[PhoneNumber]:
+        """The X numbers to try: group by group, each least loaded first.
 
         Lazy, because the first candidate almost always takes the binding: the least loaded X
         is found with ``min`` (O(n), in C); only when it is refused are the others sorted.
         Weights are read as the iteration goes, so they include binds that started meanwhile.
         """
         weight = self._x_weight.__getitem__
-        groups: list[list[PhoneNumber]] = []
-        if city:
-            local = self._pool_city_numbers.get(pool_key, {}).get(_city_key(city))
-            if local:
-                groups.append(local)
-        groups.append(self._pool_numbers.get(pool_key, []))
         tried: set[PhoneNumber] = set()
         for group in groups:
-            if len(tried) == len(group) and tried.issuperset(group):
+            if not group or (len(tried) >= len(group) and tried.issuperset(group)):
                 continue
             best = min(group, key=weight)
             if best not in tried:
@@ -620,16 +733,32 @@ class ControlPlane:
                     tried.add(x)
                     yield x
 
+    async def _wanted_place(
+        self, template: Binding, expect_city: str | None
+    ) -> tuple[str | None, str | None]:
+        """(city, province) a bind without X asks for: ``expect_city``, else A's home city."""
+        if expect_city and expect_city.strip():
+            city = expect_city.strip()
+            province = self._city_province.get(_city_key(city))
+            if province is None:
+                province = await self.db.read(lambda conn: _province_of_city(conn, city))
+            return city, province
+        home = home_location(template.a)
+        return home.city, home.province
+
     async def _allocate_and_commit(
-        self, template: Binding, expect_city: str | None, now: float
+        self, pool: Pool, template: Binding, expect_city: str | None, now: float
     ) -> Binding:
-        city = expect_city or home_location(template.a).city
         if not self._pool_numbers.get(template.pool_key):
             raise Conflict(
                 ErrorCode.NO_AVAILABLE_NUMBER,
                 f"pool {template.pool_key} holds no numbers; add numbers to it first",
             )
-        for x in self._candidates(template.pool_key, city):
+        city, province = await self._wanted_place(template, expect_city)
+        groups = self._city_groups(pool, city, province)
+        for x in self._candidates(groups):
+            if not self._bindable(x, now):
+                continue
             self._add_weight(x, 1)  # in flight on x from here on
             try:
                 await self._x_locks.acquire(x)
@@ -643,14 +772,26 @@ class ControlPlane:
                     self._x_locks.release(x)
             finally:
                 self._add_weight(x, -1)
+        if pool.allocation_mode is AllocationMode.STRICT:
+            where = f"in {city}" if city else "(the wanted city is unknown: give expect_city)"
+            raise Conflict(
+                ErrorCode.NO_AVAILABLE_NUMBER,
+                f"strict allocation: no number of pool {template.pool_key} {where} can take "
+                "this binding",
+            )
         raise Conflict(
             ErrorCode.NO_AVAILABLE_NUMBER,
             f"no number of pool {template.pool_key} can take this binding; add numbers to the pool",
         )
 
-    async def unbind(self, pool_key: str, sub_id: str) -> None:
-        """Unbind (kept as history): database first, then the index."""
-        binding = await self.get_binding(pool_key, sub_id)
+    async def unbind(
+        self, pool_key: str | None, sub_id: str, *, tenant: str | None = None, x: str | None = None
+    ) -> None:
+        """Unbind (kept as history): database first, then the index.
+
+        ``x`` given (the reference's ``SecretNo``): it must be the binding's X, else not found.
+        """
+        binding = await self.get_binding(pool_key, sub_id, tenant=tenant, x=x)
         await self._x_locks.acquire(binding.x)
         try:
             if not await store.unbind(self.db, binding.sub_id, self.clock()):
@@ -661,23 +802,164 @@ class ControlPlane:
             self._x_locks.release(binding.x)
         _log.info("unbound", sub_id=binding.sub_id, pool_key=binding.pool_key)
 
-    async def get_binding(self, pool_key: str, sub_id: str) -> Binding:
-        """An active (not unbound) binding of the pool, from the database."""
-        pool = await self.get_pool(pool_key)
-        binding = await store.get_binding(self.db, SubId(sub_id))
-        if binding is None or binding.pool_key != pool.pool_key:
-            raise NotFound(
-                ErrorCode.BINDING_NOT_EXIST, f"no binding {sub_id!r} in pool {pool.pool_key}"
-            )
+    async def get_binding(
+        self,
+        pool_key: str | None,
+        sub_id: str,
+        *,
+        tenant: str | None = None,
+        x: str | None = None,
+    ) -> Binding:
+        """An active (not unbound) binding, from the database.
+
+        ``pool_key`` None: any pool ``tenant`` sees. ``x`` given: it must be the binding's X.
+        Every mismatch (other pool, other tenant, other X) answers as a binding that does not
+        exist.
+        """
+        pool = None if pool_key is None else await self.get_pool(pool_key, tenant=tenant)
+        binding = await store.get_binding(self.db, SubId(sub_id.strip()))
+        missing = NotFound(ErrorCode.BINDING_NOT_EXIST, f"no binding {sub_id!r}")
+        if binding is None or (pool is not None and binding.pool_key != pool.pool_key):
+            raise missing
+        if pool is None:
+            owner = await self.get_pool(binding.pool_key)
+            if not visible_to(owner.tenant_id, tenant):
+                raise missing
+        if x is not None and x.strip():
+            try:
+                number_x = normalize(x)
+            except InvalidNumberError:
+                raise missing from None
+            if number_x != binding.x:
+                raise missing
         return binding
+
+    async def update_binding(
+        self,
+        pool_key: str | None,
+        sub_id: str,
+        *,
+        tenant: str | None = None,
+        x: str | None = None,
+        a: str | None = None,
+        b: str | None = None,
+        expires: str | None = None,
+        group_id: str | None = None,
+        restriction: Restriction | None = None,
+        out_id: str | None = None,
+        record: bool | None = None,
+        ring_timeout_s: int | None = None,
+        ringback: dict[str, str] | None = None,
+    ) -> Binding:
+        """Change a binding (SPEC §2: A, B, expiry, group, restriction, out_id, recording,
+        ringing timeout, ringback codes); None leaves a field as it is.
+
+        The new version passes the same checks as a new binding (the index's sharing rules
+        against every other binding on X), is written, then swapped into the index; a refusal
+        changes nothing. A new expiry must lie more than 60 s ahead, as for a bind.
+        """
+        now = self.clock()
+        current = await self.get_binding(pool_key, sub_id, tenant=tenant, x=x)
+        changes: dict[str, object] = {}
+        if a is not None:
+            changes["a"] = _number(a, "a")
+        if b is not None:
+            changes["b"] = _number(b, "b") if b.strip() else None
+        if expires is not None:
+            changes["expires_at"] = parse_expires(expires, zone=self.zone, now=now)
+        if group_id is not None:
+            changes["group_id"] = self._check_group(current.type, current.pool_key, group_id)
+        if restriction is not None:
+            changes["restriction"] = restriction
+        if out_id is not None:
+            if len(out_id) > MAX_OUT_ID_CHARS:
+                raise InvalidInput(
+                    ErrorCode.PARAMETER_ILLEGAL, f"out_id is at most {MAX_OUT_ID_CHARS} characters"
+                )
+            changes["out_id"] = out_id or None
+        if record is not None:
+            changes["record"] = record
+        if ring_timeout_s is not None:
+            if not MIN_RING_TIMEOUT_S <= ring_timeout_s <= MAX_RING_TIMEOUT_S:
+                raise InvalidInput(
+                    ErrorCode.PARAMETER_ILLEGAL,
+                    f"ring_timeout_s must be {MIN_RING_TIMEOUT_S}..{MAX_RING_TIMEOUT_S}",
+                )
+            changes["ring_timeout_s"] = ring_timeout_s
+        if ringback is not None:
+            _check_ringback(ringback)
+            changes["ringback"] = dict(ringback)
+        updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
+        if updated.type is BindingType.AXB:
+            if updated.b is None:
+                raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "b is required for an AXB binding")
+            if updated.a == updated.b:
+                raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "a and b must differ")
+        await self._x_locks.acquire(current.x)
+        try:
+            try:
+                self.index.check(updated, now)
+            except BindConflictError as error:
+                code = error.reference_code.removeprefix("isv.")
+                raise Conflict(code, f"{error.code}: {error.message}") from None
+            except InvalidBindingError as error:
+                raise InvalidInput(
+                    ErrorCode.PARAMETER_ILLEGAL, f"{error.code}: {error.message}"
+                ) from None
+            try:
+                written = await store.update_binding(self.db, updated, now=now)
+            except store.ConflictError:
+                raise Conflict(
+                    ErrorCode.BIND_CONFLICT, "x already holds a conflicting binding"
+                ) from None
+            if not written:
+                raise NotFound(ErrorCode.BINDING_NOT_EXIST, f"no binding {sub_id!r}")
+            if updated.sub_id in self.index:
+                self.index.replace(updated, now)
+            else:
+                self.index.add(updated, now)
+        finally:
+            self._x_locks.release(current.x)
+        _log.info("binding_updated", sub_id=updated.sub_id, fields=sorted(changes))
+        return updated
+
+    async def bindings_by_x(
+        self, pool_key: str, x: str, *, tenant: str | None = None
+    ) -> list[Binding]:
+        """The pool's not-unbound bindings on X, oldest first (SPEC §2: list by X)."""
+        pool = await self.get_pool(pool_key, tenant=tenant)
+        number_x = _number(x, "x")
+        if self._number_pool.get(number_x) not in (None, pool.pool_key):
+            return []
+        found = await store.bindings_by_x(self.db, number_x)
+        return [b for b in found if b.pool_key == pool.pool_key]
+
+    async def bindings_by_number(
+        self, number: str, *, pool_key: str | None = None, tenant: str | None = None
+    ) -> list[Binding]:
+        """Not-unbound bindings where ``number`` is A or B, in one pool or every visible one."""
+        real = _number(number, "number")
+        if pool_key is not None:
+            scope: list[PoolKey] | None = [(await self.get_pool(pool_key, tenant=tenant)).pool_key]
+        elif tenant is not None:
+            scope = [pool.pool_key for pool in await self.list_pools(tenant=tenant)]
+        else:
+            scope = None
+        return await store_pools.bindings_by_number(self.db, real, scope)
 
     # ------------------------------------------------------------------------- groups
 
     async def create_group(
-        self, pool_key: str, name: str, numbers: Iterable[str], remark: str | None = None
+        self,
+        pool_key: str,
+        name: str,
+        numbers: Iterable[str],
+        remark: str | None = None,
+        *,
+        tenant: str | None = None,
     ) -> GroupId:
         """Create an AXG number group (≤ 200 numbers) in an AXG pool."""
-        pool = await self.get_pool(pool_key)
+        pool = await self.get_pool(pool_key, tenant=tenant)
         if pool.type is not BindingType.AXG:
             raise InvalidInput(
                 ErrorCode.POOL_TYPE_MISMATCH,
@@ -713,13 +995,33 @@ class ControlPlane:
 
     # ------------------------------------------------------------------------- call records
 
-    async def recent_calls(self, limit: int = 20) -> list[CallRecord]:
-        """The latest ``limit`` call records, newest first."""
+    async def recent_calls(self, limit: int = 20, *, tenant: str | None = None) -> list[CallRecord]:
+        """The latest ``limit`` call records ``tenant`` sees (its pools'), newest first."""
         if not 1 <= limit <= MAX_CALLS_LIMIT:
             raise InvalidInput(
                 ErrorCode.PARAMETER_ILLEGAL, f"limit must be 1..{MAX_CALLS_LIMIT}, got {limit}"
             )
-        return await store.recent_call_records(self.db, limit)
+        if tenant is None:
+            return await store.recent_call_records(self.db, limit)
+        pools = [pool.pool_key for pool in await self.list_pools(tenant=tenant)]
+        return await store_pools.recent_call_records_of_pools(self.db, pools, limit)
+
+    async def get_call_record(
+        self, call_id: str, *, tenant: str | None = None, pool_key: str | None = None
+    ) -> CallRecord:
+        """The record of call ``call_id`` (of ``pool_key`` when given) ``tenant`` may see."""
+        scope = None if pool_key is None else await self.get_pool(pool_key, tenant=tenant)
+        for record in await store_pools.call_records_by_call_id(self.db, call_id.strip()):
+            if record.pool_key is None:
+                if tenant is None and scope is None:
+                    return record
+                continue
+            if scope is not None and record.pool_key != scope.pool_key:
+                continue
+            owner = await self.get_pool(record.pool_key)
+            if visible_to(owner.tenant_id, tenant):
+                return record
+        raise NotFound(ErrorCode.CALL_NOT_EXIST, f"no call {call_id!r}")
 
     # ------------------------------------------------------------------------- views
 
@@ -748,11 +1050,20 @@ class ControlPlane:
         }
 
 
-def _cities(conn: sqlite3.Connection, numbers: Sequence[PhoneNumber]) -> dict[str, str]:
-    """Inventory city of each of ``numbers`` (one query)."""
+def _cities(conn: sqlite3.Connection, numbers: Sequence[PhoneNumber]) -> dict[str, tuple[str, str]]:
+    """Inventory (city, province) of each of ``numbers`` (one query)."""
     marks = ", ".join("?" * len(numbers))
-    query = f"SELECT number, city FROM numbers WHERE number IN ({marks})"  # noqa: S608
-    return {row[0]: row[1] for row in conn.execute(query, list(numbers))}
+    query = f"SELECT number, city, province FROM numbers WHERE number IN ({marks})"  # noqa: S608
+    return {row[0]: (row[1], row[2]) for row in conn.execute(query, list(numbers))}
+
+
+def _province_of_city(conn: sqlite3.Connection, city: str) -> str | None:
+    """The province the inventory gives for ``city`` (with or without 市), None if unknown."""
+    row = conn.execute(
+        "SELECT province FROM numbers WHERE city IN (?, ?) AND province != '' LIMIT 1",
+        (city, city + "市"),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _group_pools(conn: sqlite3.Connection) -> dict[GroupId, PoolKey]:

@@ -44,10 +44,12 @@ class ErrorCode:
     BINDING_NOT_EXIST: Final = "BINDING_NOT_EXIST"
     GROUP_NOT_EXIST: Final = "GROUP_NOT_EXIST"
     TENANT_NOT_EXIST: Final = "TENANT_NOT_EXIST"
+    CALL_NOT_EXIST: Final = "CALL_NOT_EXIST"
     # 409: the request is fine but the state of the system refuses it.
     BIND_CONFLICT: Final = "BIND_CONFLICT"
     NO_AVAILABLE_NUMBER: Final = "NO_AVAILABLE_NUMBER"
     NUMBER_ALREADY_EXIST: Final = "NUMBER_ALREADY_EXIST"
+    NUMBER_UNVERIFIED: Final = "NUMBER_UNVERIFIED"
     # Transport level (HTTP layer only).
     UNAUTHORIZED: Final = "UNAUTHORIZED"
     FORBIDDEN: Final = "FORBIDDEN"
