@@ -10,6 +10,6 @@ CREATE TABLE api_keys (
     salt          TEXT NOT NULL,                     -- random, per key (hex)
     status        TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
     created_at    REAL NOT NULL,
-    disabled_at   REAL                               -- last time it was disabled; NULL: never
+    disabled_at   REAL                               -- since when it is disabled; NULL: active
 );
 CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
