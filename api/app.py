@@ -27,10 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import routes_inventory, routes_lists, routes_tenants
 from api.auth import AuthError, principal_dependency
 from api.control import ControlPlane, ImportRow, parse_number_csv
-from api.errors import ControlError, ErrorCode, InvalidInput
+from api.errors import ControlError, ErrorCode, InvalidInput, NotFound
+from api.principal import Principal
 from api.rpc import build_rpc_endpoint
 from engine.logging import get_logger
-from routing.model import BindingType, Restriction
+from routing.model import Binding, BindingType, Restriction
+from store import AllocationMode, Pool, SmsMode
+from store.pools import PoolSettings
 
 __all__ = ["create_app"]
 
@@ -77,11 +80,27 @@ class ImportOut(_Model):
 
 
 class PoolIn(_Model):
-    """A new pool."""
+    """A new pool; a tenant creates pools for itself (``tenant_id`` is the operator's choice)."""
 
     type: BindingType
     name: str = Field(max_length=128)
     tenant_id: str | None = None
+    allocation_mode: AllocationMode | None = None
+
+
+class PoolConfigIn(_Model):
+    """Pool settings to change (SPEC §3); absent fields stay as they are."""
+
+    name: str | None = Field(default=None, max_length=128)
+    allocation_mode: AllocationMode | None = None
+    sms_mode: SmsMode | None = None
+    recording: bool | None = Field(default=None, description="default of a binding's record flag")
+    ringback: dict[str, str] | None = Field(
+        default=None, description="ringback code (AXBRing_A ...) → tone id; replaces the map"
+    )
+    warn_free_numbers: int | None = Field(default=None, ge=0)
+    warn_utilisation_pct: float | None = Field(default=None, gt=0, le=100)
+    clear_warnings: bool = False
 
 
 class PoolKeyOut(_Model):
@@ -91,21 +110,36 @@ class PoolKeyOut(_Model):
 
 
 class PoolOut(_Model):
-    """A pool."""
+    """A pool with its number count and binding utilisation."""
 
     pool_key: str
     type: BindingType
     name: str
     tenant_id: str | None
     allocation_mode: str
-    numbers: int
+    sms_mode: str
+    recording: bool
+    ringback: dict[str, str]
+    warn_free_numbers: int | None
+    warn_utilisation_pct: float | None
+    numbers: int = Field(description="X numbers available to bindings (locked ones excluded)")
+    bound_numbers: int = Field(description="numbers carrying at least one binding")
+    utilisation_pct: float
+    created: str
+
+
+class PoolsOut(_Model):
+    """Pools, oldest first."""
+
+    pools: list[PoolOut]
 
 
 class AddNumbersIn(_Model):
-    """A purchase of random free numbers into the pool."""
+    """Random free numbers put into the pool by the operator (no rent is charged)."""
 
     count: int = Field(ge=1, le=1000)
     city: str | None = None
+    tenant_id: str | None = Field(default=None, description="when given, the pool must be its")
 
 
 class NumbersOut(_Model):
@@ -132,6 +166,23 @@ class BindIn(_Model):
     ring_timeout_s: int | None = Field(default=None, ge=5, le=180)
     out_id: str | None = Field(default=None, max_length=128)
     expect_city: str | None = None
+    ringback: dict[str, str] | None = Field(
+        default=None, description="binding-level ringback codes (AXBRing_A ...) → tone id"
+    )
+
+
+class BindingUpdateIn(_Model):
+    """Fields of a binding to change; absent fields stay as they are."""
+
+    a: str | None = None
+    b: str | None = Field(default=None, description="empty string clears a default B")
+    expires: str | None = Field(default=None, examples=["2030-01-01 12:00:00"])
+    group_id: str | None = None
+    restriction: Restriction | None = Field(default=None, description="NONE clears")
+    out_id: str | None = Field(default=None, max_length=128)
+    record: bool | None = None
+    ring_timeout_s: int | None = Field(default=None, ge=5, le=180)
+    ringback: dict[str, str] | None = None
 
 
 class BindingOut(_Model):
@@ -150,7 +201,14 @@ class BindingOut(_Model):
     restriction: Restriction
     ring_timeout_s: int
     out_id: str | None
+    ringback: dict[str, str]
     created: str
+
+
+class BindingsOut(_Model):
+    """Bindings, oldest first."""
+
+    bindings: list[BindingOut]
 
 
 class BindOut(_Model):
@@ -188,6 +246,21 @@ class CallsOut(_Model):
     calls: list[dict[str, Any]]
 
 
+async def _who(request: Request) -> Principal:
+    """The caller, authenticated once per request by the app's principal dependency.
+
+    Module level (not a closure in :func:`create_app`) so that FastAPI can resolve the
+    annotation; the app keeps its dependency in ``app.state.principal``.
+    """
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is None:
+        known = await request.app.state.principal(request)
+        request.state.principal = known
+    return known
+
+
+Who = Annotated[Principal, Depends(_who)]
+
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409)
 }
@@ -221,7 +294,8 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         description="Number pools, X numbers and bindings of the maskline engine.",
     )
     principal = principal_dependency(operator_token, control.tenants.authenticate)
-    router = APIRouter(prefix="/v1", dependencies=[Depends(principal)], responses=_ERRORS)
+    app.state.principal = principal
+    router = APIRouter(prefix="/v1", dependencies=[Depends(_who)], responses=_ERRORS)
 
     @app.exception_handler(ControlError)
     async def _control_error(_request: Request, error: ControlError) -> JSONResponse:
@@ -248,12 +322,39 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         _log.error("api_internal_error", error=repr(error), exc_info=error)
         return _error(500, ErrorCode.INTERNAL_ERROR, "internal error; see the server log")
 
+    def operator_only(who: Principal) -> None:
+        if not who.is_operator:
+            raise AuthError(403, ErrorCode.FORBIDDEN, "this operation is for the operator only")
+
+    def pool_out(pool: Pool) -> PoolOut:
+        numbers, bound, pct = control.pool_usage(pool.pool_key)
+        return PoolOut(
+            pool_key=pool.pool_key,
+            type=pool.type,
+            name=pool.name,
+            tenant_id=pool.tenant_id,
+            allocation_mode=pool.allocation_mode.value,
+            sms_mode=pool.sms_mode.value,
+            recording=pool.recording,
+            ringback=pool.ringback,
+            warn_free_numbers=pool.warn_free_numbers,
+            warn_utilisation_pct=pool.warn_utilisation_pct,
+            numbers=numbers,
+            bound_numbers=bound,
+            utilisation_pct=pct,
+            created=control.local_time(pool.created_at),
+        )
+
+    def binding_out(binding: Binding) -> BindingOut:
+        return BindingOut.model_validate(control.binding_view(binding))
+
     # --------------------------------------------------------------------- inventory
 
     @router.post(
         "/numbers/import",
         response_model=ImportOut,
-        summary="Import X numbers (CSV with header number,city,province,carrier,spec, or JSON)",
+        summary="Import X numbers (operator; CSV with header number,city,province,carrier,spec, "
+        "or JSON)",
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -264,7 +365,8 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
             }
         },
     )
-    async def import_numbers(request: Request) -> ImportOut:
+    async def import_numbers(request: Request, who: Who) -> ImportOut:
+        operator_only(who)
         body = await request.body()
         if len(body) > MAX_IMPORT_BYTES:
             raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "import body too large (32 MiB max)")
@@ -291,28 +393,40 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
     # --------------------------------------------------------------------- pools
 
     @router.post("/pools", response_model=PoolKeyOut, status_code=201, summary="Create a pool")
-    async def create_pool(body: PoolIn) -> PoolKeyOut:
-        key = await control.create_pool(body.type, body.name, tenant_id=body.tenant_id)
+    async def create_pool(body: PoolIn, who: Who) -> PoolKeyOut:
+        tenant_id = body.tenant_id
+        if not who.is_operator:
+            if tenant_id not in (None, who.tenant_id):
+                raise NotFound(ErrorCode.TENANT_NOT_EXIST, f"no tenant {tenant_id!r}")
+            tenant_id = who.tenant_id
+        key = await control.create_pool(body.type, body.name, tenant_id=tenant_id)
+        if body.allocation_mode is not None:
+            await control.configure_pool(key, PoolSettings(allocation_mode=body.allocation_mode))
         return PoolKeyOut(pool_key=key)
 
+    @router.get("/pools", response_model=PoolsOut, summary="List the pools the caller sees")
+    async def list_pools(who: Who) -> PoolsOut:
+        pools = await control.list_pools(tenant=who.tenant_id)
+        return PoolsOut(pools=[pool_out(pool) for pool in pools])
+
     @router.get("/pools/{pool_key}", response_model=PoolOut, summary="Show a pool")
-    async def get_pool(pool_key: str) -> PoolOut:
-        pool = await control.get_pool(pool_key)
-        return PoolOut(
-            pool_key=pool.pool_key,
-            type=pool.type,
-            name=pool.name,
-            tenant_id=pool.tenant_id,
-            allocation_mode=pool.allocation_mode.value,
-            numbers=len(control.pool_numbers(pool.pool_key)),
-        )
+    async def get_pool(pool_key: str, who: Who) -> PoolOut:
+        return pool_out(await control.get_pool(pool_key, tenant=who.tenant_id))
+
+    @router.patch("/pools/{pool_key}", response_model=PoolOut, summary="Configure a pool")
+    async def configure_pool(pool_key: str, body: PoolConfigIn, who: Who) -> PoolOut:
+        settings = PoolSettings(**body.model_dump())
+        return pool_out(await control.configure_pool(pool_key, settings, tenant=who.tenant_id))
 
     @router.post(
         "/pools/{pool_key}/numbers",
         response_model=NumbersOut,
-        summary="Buy random free numbers (of a city) into the pool",
+        summary="Operator: put random free numbers (of a city) into the pool, without charge",
     )
-    async def add_numbers(pool_key: str, body: AddNumbersIn) -> NumbersOut:
+    async def add_numbers(pool_key: str, body: AddNumbersIn, who: Who) -> NumbersOut:
+        operator_only(who)
+        if body.tenant_id is not None:  # the pool must be that tenant's
+            await control.get_pool(pool_key, tenant=body.tenant_id)
         numbers = await control.add_numbers(pool_key, body.count, city=body.city)
         return NumbersOut(numbers=list(numbers))
 
@@ -324,7 +438,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         status_code=201,
         summary="Bind real numbers to an X of the pool",
     )
-    async def bind(pool_key: str, body: BindIn) -> BindOut:
+    async def bind(pool_key: str, body: BindIn, who: Who) -> BindOut:
         binding = await control.bind(
             body.type,
             pool_key,
@@ -339,24 +453,69 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
             ring_timeout_s=body.ring_timeout_s,
             out_id=body.out_id,
             expect_city=body.expect_city,
+            ringback=body.ringback,
+            tenant=who.tenant_id,
         )
         return BindOut(
             sub_id=binding.sub_id,
             secret_no=binding.x,
             extension=binding.extension,
-            binding=BindingOut.model_validate(control.binding_view(binding)),
+            binding=binding_out(binding),
         )
+
+    @router.get(
+        "/pools/{pool_key}/bindings",
+        response_model=BindingsOut,
+        summary="List the pool's bindings on an X (x=) or of a real number (number=)",
+    )
+    async def list_bindings(
+        pool_key: str,
+        who: Who,
+        x: Annotated[str | None, Query(description="an X of the pool")] = None,
+        number: Annotated[str | None, Query(description="a real number (A or B)")] = None,
+    ) -> BindingsOut:
+        if (x is None) == (number is None):
+            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "give exactly one of x and number")
+        if x is not None:
+            found = await control.bindings_by_x(pool_key, x, tenant=who.tenant_id)
+        else:
+            assert number is not None
+            found = await control.bindings_by_number(
+                number, pool_key=pool_key, tenant=who.tenant_id
+            )
+        return BindingsOut(bindings=[binding_out(b) for b in found])
+
+    @router.get(
+        "/bindings",
+        response_model=BindingsOut,
+        summary="List the bindings of a real number (A or B) in every pool the caller sees",
+    )
+    async def bindings_of_number(
+        who: Who, number: Annotated[str, Query(description="a real number (A or B)")]
+    ) -> BindingsOut:
+        found = await control.bindings_by_number(number, tenant=who.tenant_id)
+        return BindingsOut(bindings=[binding_out(b) for b in found])
 
     @router.get(
         "/pools/{pool_key}/bindings/{sub_id}", response_model=BindingOut, summary="Show a binding"
     )
-    async def get_binding(pool_key: str, sub_id: str) -> BindingOut:
-        binding = await control.get_binding(pool_key, sub_id)
-        return BindingOut.model_validate(control.binding_view(binding))
+    async def get_binding(pool_key: str, sub_id: str, who: Who) -> BindingOut:
+        return binding_out(await control.get_binding(pool_key, sub_id, tenant=who.tenant_id))
+
+    @router.patch(
+        "/pools/{pool_key}/bindings/{sub_id}", response_model=BindingOut, summary="Update a binding"
+    )
+    async def update_binding(
+        pool_key: str, sub_id: str, body: BindingUpdateIn, who: Who
+    ) -> BindingOut:
+        binding = await control.update_binding(
+            pool_key, sub_id, tenant=who.tenant_id, **body.model_dump()
+        )
+        return binding_out(binding)
 
     @router.delete("/pools/{pool_key}/bindings/{sub_id}", response_model=OkOut, summary="Unbind")
-    async def unbind(pool_key: str, sub_id: str) -> OkOut:
-        await control.unbind(pool_key, sub_id)
+    async def unbind(pool_key: str, sub_id: str, who: Who) -> OkOut:
+        await control.unbind(pool_key, sub_id, tenant=who.tenant_id)
         return OkOut()
 
     # --------------------------------------------------------------------- groups
@@ -367,18 +526,26 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         status_code=201,
         summary="Create an AXG number group",
     )
-    async def create_group(pool_key: str, body: GroupIn) -> GroupOut:
-        group_id = await control.create_group(pool_key, body.name, body.numbers, remark=body.remark)
+    async def create_group(pool_key: str, body: GroupIn, who: Who) -> GroupOut:
+        group_id = await control.create_group(
+            pool_key, body.name, body.numbers, remark=body.remark, tenant=who.tenant_id
+        )
         return GroupOut(group_id=group_id)
 
     # --------------------------------------------------------------------- call records
 
     @router.get("/calls", response_model=CallsOut, summary="Latest call records, newest first")
     async def recent_calls(
+        who: Who,
         limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     ) -> CallsOut:
-        records = await control.recent_calls(limit)
+        records = await control.recent_calls(limit, tenant=who.tenant_id)
         return CallsOut(calls=[record.to_report(control.zone) for record in records])
+
+    @router.get("/calls/{call_id}", response_model=CallsOut, summary="One call's record")
+    async def get_call(call_id: str, who: Who) -> CallsOut:
+        record = await control.get_call_record(call_id, tenant=who.tenant_id)
+        return CallsOut(calls=[record.to_report(control.zone)])
 
     app.include_router(router)
     for area in (routes_tenants, routes_inventory, routes_lists):

@@ -1046,6 +1046,7 @@ class ControlPlane:
             "restriction": binding.restriction.value,
             "ring_timeout_s": binding.ring_timeout_s,
             "out_id": binding.out_id,
+            "ringback": dict(binding.ringback),
             "created": self.local_time(binding.created_at),
         }
 

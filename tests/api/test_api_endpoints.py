@@ -63,7 +63,9 @@ async def test_create_and_show_pool(api: Api) -> None:
     assert shown.status_code == 200
     assert shown.json() == {
         "pool_key": key, "type": "AXB", "name": "AXB pool", "tenant_id": None,
-        "allocation_mode": "default", "numbers": 2,
+        "allocation_mode": "default", "sms_mode": "off", "recording": False, "ringback": {},
+        "warn_free_numbers": None, "warn_utilisation_pct": None, "numbers": 2,
+        "bound_numbers": 0, "utilisation_pct": 0.0, "created": "2030-01-01 12:00:00",
     }  # fmt: skip
 
 
@@ -100,7 +102,7 @@ async def test_bind_axb_allocates_and_is_routable(api: Api) -> None:
         "sub_id": body["sub_id"], "pool_key": key, "type": "AXB", "secret_no": x,
         "a": A_E164, "b": B_E164, "group_id": None, "extension": None,
         "expires": "2030-01-01 13:00:00", "record": True, "restriction": "NONE",
-        "ring_timeout_s": 60, "out_id": "order-1", "created": "2030-01-01 12:00:00",
+        "ring_timeout_s": 60, "out_id": "order-1", "ringback": {}, "created": "2030-01-01 12:00:00",
     }  # fmt: skip
     # The call path sees it at once: A→X rings B, B→X rings A.
     route = api.control.index.resolve(PhoneNumber(x), PhoneNumber(A_E164), now=START + 1)
