@@ -108,30 +108,52 @@ class OperatorOnly(ControlError):
 def load_master_key(path: Path) -> tuple[bytes, bool]:
     """The master key in ``path`` and whether it was just created.
 
-    A missing file is created atomically (``O_CREAT | O_EXCL``, mode 0600, fsynced, then the
-    directory fsynced) with 32 random bytes as 64 hex digits; a concurrent creator wins and its
-    key is read. Any other content than 64 hex digits (surrounding whitespace allowed) raises
-    :class:`MasterKeyError`.
+    A missing file is created atomically with 32 random bytes as 64 hex digits: written and
+    fsynced under a temporary name (``O_CREAT | O_EXCL``, mode 0600), then hard-linked to
+    ``path`` (which fails if ``path`` exists: a concurrent creator wins and its key is read) and
+    the directory fsynced, so ``path`` never exists half-written, even after a crash. Any other
+    content than 64 hex digits (surrounding whitespace allowed) raises :class:`MasterKeyError`.
     """
     try:
         return _read_master_key(path), False
     except FileNotFoundError:
         pass
     key = secrets.token_bytes(MASTER_KEY_BYTES)
+    content = (key.hex() + "\n").encode("ascii")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_master_key(path), False
+        _write_new_file(temporary, content)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_master_key(path), False
+        except OSError:
+            # A file system without hard links: create the file itself exclusively instead.
+            try:
+                _write_new_file(path, content)
+            except FileExistsError:
+                return _read_master_key(path), False
+    except MasterKeyError:
+        raise
     except OSError as error:
         raise MasterKeyError(f"cannot create the master key file {path}: {error}") from error
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+    return key, True
+
+
+def _write_new_file(path: Path, content: bytes) -> None:
+    """Create ``path`` (``FileExistsError`` if it exists), mode 0600, with ``content``, fsynced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, (key.hex() + "\n").encode("ascii"))
+        written = 0
+        while written < len(content):
+            written += os.write(fd, content[written:])
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_directory(path.parent)
-    return key, True
 
 
 def _read_master_key(path: Path) -> bytes:
@@ -145,8 +167,9 @@ def _read_master_key(path: Path) -> bytes:
     if len(text) != 2 * MASTER_KEY_BYTES or any(c not in b"0123456789abcdefABCDEF" for c in text):
         raise MasterKeyError(
             f"the master key file {path} must hold exactly {2 * MASTER_KEY_BYTES} hex digits "
-            f"({len(raw)} bytes found); restore it from a backup. It is not regenerated: a new "
-            "master key would invalidate every tenant's access key secret"
+            f"({len(raw)} bytes found); restore it from a backup (or, if no access key was ever "
+            "issued, delete it and a new one is created). It is not regenerated automatically: "
+            "a new master key invalidates every tenant's access key secret"
         )
     try:
         mode = path.stat().st_mode

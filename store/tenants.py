@@ -187,10 +187,10 @@ async def get_tenant(db: Database, tenant_id: str) -> TenantRow | None:
 
 
 async def list_tenants(db: Database) -> list[TenantRow]:
-    """Every tenant, oldest first."""
+    """Every tenant, oldest first (creation order)."""
 
     def fn(conn: sqlite3.Connection) -> list[TenantRow]:
-        rows = conn.execute("SELECT * FROM tenants ORDER BY created_at, id").fetchall()
+        rows = conn.execute("SELECT * FROM tenants ORDER BY created_at, rowid").fetchall()
         return [_tenant(row) for row in rows]
 
     return await db.read(fn)
@@ -209,11 +209,11 @@ async def load_tenant_statuses(db: Database) -> dict[str, TenantStatus]:
 
 
 async def list_api_keys(db: Database, tenant_id: str) -> list[ApiKeyRow]:
-    """The keys of one tenant (active and disabled), oldest first."""
+    """The keys of one tenant (active and disabled), oldest first (creation order)."""
 
     def fn(conn: sqlite3.Connection) -> list[ApiKeyRow]:
         rows = conn.execute(
-            "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, access_key_id",
+            "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, rowid",
             (tenant_id,),
         ).fetchall()
         return [_key(row) for row in rows]
