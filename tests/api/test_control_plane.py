@@ -248,7 +248,7 @@ async def test_list_bindings_by_x_and_by_real_number(api: Api) -> None:
     after = await api.client.get("/v1/bindings", params={"number": "13700137000"})
     assert [b["sub_id"] for b in after.json()["bindings"]] == [three["sub_id"]]
     for params in ({}, {"x": x1, "number": "13700137000"}):
-        bad = await api.client.get(f"/v1/pools/{key}/bindings", params=params)  # type: ignore[arg-type]
+        bad = await api.client.get(f"/v1/pools/{key}/bindings", params=params)
         assert (bad.status_code, bad.json()["code"]) == (400, "PARAMETER_ILLEGAL")
 
 
