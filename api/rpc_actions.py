@@ -141,14 +141,6 @@ _WAY_CONTROL: Final[Mapping[str, BlockDirection]] = {
     "PHONEA_REJECT": BlockDirection.FIRST_TO_SECOND,
     "PHONEB_REJECT": BlockDirection.SECOND_TO_FIRST,
 }
-_VENDORS: Final[Mapping[str, int]] = {
-    "CMCC": 1, "CHINA MOBILE": 1, "移动": 1, "中国移动": 1,
-    "CUCC": 2, "CHINA UNICOM": 2, "联通": 2, "中国联通": 2,
-    "CTCC": 3, "CHINA TELECOM": 3, "电信": 3, "中国电信": 3,
-}  # fmt: skip
-_SECRET_STATUS: Final[Mapping[str, int]] = {
-    "free": 0, "in_pool": 0, "bound": 1, "locked": 2, "frozen": 3,
-}  # fmt: skip
 
 
 class BusinessError(Exception):
@@ -592,27 +584,28 @@ class RpcActions:
         pool_key = call.params.required("PoolKey").strip()
         number = _number(call.params.required("SecretNo"), "SecretNo")
         detail = await self.control.inventory.number_detail(pool_key, number, tenant=call.tenant)
-        status = str(getattr(detail.status, "value", detail.status))
-        verification = str(getattr(detail.verification, "value", detail.verification))
-        purchased_at = detail.purchased_at
         return {
             "SecretNoInfoDTO": {
-                "CertifyStatus": 1 if verification == "verified" else 0,
+                "CertifyStatus": detail.certify_status,
                 "City": detail.city,
                 "Province": detail.province,
-                "PurchaseTime": (
-                    None if purchased_at is None else self.control.local_time(purchased_at)
-                ),
-                "SecretStatus": _SECRET_STATUS.get(status, 0),
-                "Vendor": _VENDORS.get(detail.carrier.strip().upper()),
+                "PurchaseTime": detail.purchased,
+                "SecretStatus": int(detail.status),
+                "Vendor": detail.vendor,
             }
         }
 
     async def query_secret_no_remain(self, call: Call) -> dict[str, Any]:
-        """QuerySecretNoRemain → ``SecretRemainDTO`` (free stock of ``City`` and ``SpecId``)."""
+        """QuerySecretNoRemain → ``SecretRemainDTO``: free stock of ``City`` and ``SpecId``.
+
+        ``SecretNo`` (optional) is a number prefix, as for BuySecretNo.
+        """
         city = call.params.required("City").strip()
         spec = call.params.integer("SpecId", required=True)
-        rows = await self.control.inventory.stock(city=city, spec=spec)
+        prefix = call.params.text("SecretNo")
+        rows = await self.control.inventory.stock(
+            city=city, spec=spec, prefix=None if prefix is None else prefix.strip()
+        )
         per_city: dict[str, int] = {}
         for row in rows:
             per_city[row.city] = per_city.get(row.city, 0) + row.free
