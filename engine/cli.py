@@ -373,8 +373,15 @@ def _add_numbers(commands: Commands) -> None:
 # pool ----------------------------------------------------------------------------
 
 
+_ALLOCATION_MODES: Final = ("default", "strict", "smart")
+_SMS_MODES: Final = ("off", "intercept", "full_intercept", "smart")
+
+
 def _pool_create(args: argparse.Namespace) -> list[dict[str, Any]]:
-    answer = _api(args, "POST", "/v1/pools", json_body={"type": args.type, "name": args.name})
+    body: dict[str, Any] = {"type": args.type, "name": args.name, "tenant_id": args.tenant}
+    if args.mode is not None:
+        body["allocation_mode"] = args.mode
+    answer = _api(args, "POST", "/v1/pools", json_body=body)
     return [{"pool_key": answer["pool_key"]}]
 
 
@@ -383,9 +390,45 @@ def _pool_add_numbers(args: argparse.Namespace) -> list[dict[str, Any]]:
         args,
         "POST",
         f"/v1/pools/{args.pool}/numbers",
-        json_body={"count": args.count, "city": args.city},
+        json_body={"count": args.count, "city": args.city, "tenant_id": args.tenant},
     )
     return [_display({"numbers": answer["numbers"]})]
+
+
+def _pool_list(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return list(_api(args, "GET", "/v1/pools")["pools"])
+
+
+def _pool_show(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return [_api(args, "GET", f"/v1/pools/{args.pool}")]
+
+
+def _ringback_codes(pairs: list[str] | None) -> dict[str, str] | None:
+    """``["AXBRing_A=tone-1", ...]`` → a dict; None when the option was not given."""
+    if pairs is None:
+        return None
+    codes: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, tone = pair.partition("=")
+        if not sep:
+            raise _CliError("USAGE", f"--ringback takes CODE=TONE, got {pair!r}", EXIT_USAGE)
+        codes[name.strip()] = tone.strip()
+    return codes
+
+
+def _pool_configure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "name": args.name,
+        "allocation_mode": args.mode,
+        "sms_mode": args.sms_mode,
+        "recording": args.recording,
+        "ringback": _ringback_codes(args.ringback),
+        "warn_free_numbers": args.warn_free,
+        "warn_utilisation_pct": args.warn_utilisation,
+        "clear_warnings": args.clear_warnings,
+    }
+    changes = {key: value for key, value in body.items() if value not in (None, False)}
+    return [_api(args, "PATCH", f"/v1/pools/{args.pool}", json_body=changes)]
 
 
 def _add_pool(commands: Commands) -> None:
@@ -393,7 +436,40 @@ def _add_pool(commands: Commands) -> None:
     create = _control_parser(group, "create", help_text='create a pool; prints {"pool_key": ...}')
     create.add_argument("--type", required=True, type=str.upper, choices=_BIND_TYPES)
     create.add_argument("--name", required=True)
+    create.add_argument("--tenant", default=None, metavar="ID", help="the tenant owning the pool")
+    create.add_argument(
+        "--mode", default=None, type=str.lower, choices=_ALLOCATION_MODES, help="allocation mode"
+    )
     create.set_defaults(handler=_control(_pool_create))
+    listing = _control_parser(group, "list", help_text="print every pool as a JSON line")
+    listing.set_defaults(handler=_control(_pool_list))
+    show = _control_parser(group, "show", help_text="print a pool with its usage")
+    show.add_argument("--pool", required=True, metavar="KEY")
+    show.set_defaults(handler=_control(_pool_show))
+    configure = _control_parser(
+        group, "configure", help_text="change a pool's settings; prints the pool"
+    )
+    configure.add_argument("--pool", required=True, metavar="KEY")
+    configure.add_argument("--name", default=None)
+    configure.add_argument("--mode", default=None, type=str.lower, choices=_ALLOCATION_MODES)
+    configure.add_argument("--sms-mode", default=None, type=str.lower, choices=_SMS_MODES)
+    configure.add_argument(
+        "--recording",
+        default=None,
+        action=argparse.BooleanOptionalAction,
+        help="default of a binding's record flag",
+    )
+    configure.add_argument(
+        "--ringback",
+        action="append",
+        default=None,
+        metavar="CODE=TONE",
+        help="ringback code (AXBRing_A ...) and tone id; repeat; replaces the pool's map",
+    )
+    configure.add_argument("--warn-free", type=int, default=None, metavar="N")
+    configure.add_argument("--warn-utilisation", type=float, default=None, metavar="PCT")
+    configure.add_argument("--clear-warnings", action="store_true")
+    configure.set_defaults(handler=_control(_pool_configure))
     add = _control_parser(
         group,
         "add-numbers",
@@ -402,6 +478,9 @@ def _add_pool(commands: Commands) -> None:
     add.add_argument("--pool", required=True, metavar="KEY")
     add.add_argument("--count", required=True, type=_positive_int, metavar="N")
     add.add_argument("--city", default=None)
+    add.add_argument(
+        "--tenant", default=None, metavar="ID", help="refuse unless the pool is this tenant's"
+    )
     add.set_defaults(handler=_control(_pool_add_numbers))
 
 
@@ -533,12 +612,67 @@ def _binding_show(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [_display(_api(args, "GET", f"/v1/pools/{args.pool}/bindings/{args.sub_id}"))]
 
 
+def _binding_update(args: argparse.Namespace) -> list[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "a": args.a,
+        "b": args.b,
+        "expires": args.expires,
+        "group_id": args.group,
+        "restriction": args.restriction,
+        "out_id": args.out_id,
+        "record": args.record,
+        "ring_timeout_s": args.ring_timeout,
+        "ringback": _ringback_codes(args.ringback),
+    }
+    changes = {key: value for key, value in body.items() if value is not None}
+    if not changes:
+        raise _CliError("USAGE", "nothing to change: give at least one option", EXIT_USAGE)
+    path = f"/v1/pools/{args.pool}/bindings/{args.sub_id}"
+    return [_display(_api(args, "PATCH", path, json_body=changes))]
+
+
+def _binding_list(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.pool is None:
+        if args.number is None:
+            raise _CliError("USAGE", "without --pool, give --number", EXIT_USAGE)
+        answer = _api(args, "GET", "/v1/bindings", params={"number": args.number})
+    else:
+        params = {"x": args.x} if args.x is not None else {"number": args.number}
+        answer = _api(args, "GET", f"/v1/pools/{args.pool}/bindings", params=params)
+    return [_display(binding) for binding in answer["bindings"]]
+
+
 def _add_binding(commands: Commands) -> None:
     group = _add_group(commands, name="binding", help_text="query bindings", json_errors=True)
     show = _control_parser(group, "show", help_text="print a binding as JSON")
     show.add_argument("--pool", required=True, metavar="KEY")
     show.add_argument("--sub-id", required=True, metavar="ID")
     show.set_defaults(handler=_control(_binding_show))
+    update = _control_parser(
+        group, "update", help_text="change a binding's fields; prints the binding"
+    )
+    update.add_argument("--pool", required=True, metavar="KEY")
+    update.add_argument("--sub-id", required=True, metavar="ID")
+    update.add_argument("--a", default=None, metavar="A")
+    update.add_argument("--b", default=None, metavar="B", help='"" clears a default B')
+    update.add_argument("--expires", default=None, metavar='"YYYY-MM-DD HH:MM:SS"')
+    update.add_argument("--group", default=None, metavar="GID")
+    update.add_argument("--restriction", type=str.upper, choices=_RESTRICTIONS, default=None)
+    update.add_argument("--out-id", default=None)
+    update.add_argument("--record", default=None, action=argparse.BooleanOptionalAction)
+    update.add_argument("--ring-timeout", type=int, default=None, metavar="S")
+    update.add_argument("--ringback", action="append", default=None, metavar="CODE=TONE")
+    update.set_defaults(handler=_control(_binding_update))
+    listing = _control_parser(
+        group,
+        "list",
+        help_text="print the bindings on an X (--pool --x) or of a real number (--number)",
+    )
+    listing.add_argument("--pool", default=None, metavar="KEY")
+    which = listing.add_mutually_exclusive_group(required=True)
+    which.add_argument("--x", default=None, metavar="X")
+    which.add_argument("--number", default=None, metavar="N", help="a real number, A or B")
+    listing.set_defaults(handler=_control(_binding_list))
 
 
 def _calls_tail(args: argparse.Namespace) -> list[dict[str, Any]]:
