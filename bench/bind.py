@@ -291,9 +291,10 @@ def _server_child(db_path: str, variant: str, port_file: str) -> None:
 
     Variants (monkeypatches, measuring what a change in api/ or engine/ would give):
     ``engine`` as shipped (uvicorn's h11 parser: httptools is not a dependency);
-    ``httptools``: uvicorn's httptools parser; ``-fastnum``: the normalize fast path of section 1;
-    ``-quiet``: log level WARNING (no per-bind log line); ``floor``: a minimal ASGI app answering a fixed JSON body on the same
-    uvicorn (httptools) — the HTTP stack's ceiling on this machine.
+    ``httptools``: uvicorn's httptools parser; ``-fastnum``: the normalize fast path of
+    section 1; ``-quiet``: log level WARNING (no per-bind log line); ``floor``: a minimal ASGI
+    app answering a fixed JSON body on the same uvicorn (httptools) — the HTTP stack's ceiling
+    on this machine.
     """
     import uvicorn  # noqa: PLC0415
 
