@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import secrets
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Coroutine, Mapping
@@ -205,3 +206,24 @@ class RpcServer:
             self._server.should_exit = True
         self._thread.join(30)
         self._socket.close()
+
+
+def snapshot(db_path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table (through its own connection): "nothing written" means equal."""
+    conn = sqlite3.connect(db_path)
+    try:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {
+            table: sorted(
+                (tuple(row) for row in conn.execute(f"SELECT * FROM {table}")),
+                key=repr,
+            )
+            for table in tables
+        }
+    finally:
+        conn.close()
