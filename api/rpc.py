@@ -80,6 +80,27 @@ def _api_not_found() -> RpcSignatureError:
     )
 
 
+def _too_large() -> RpcSignatureError:
+    return gateway_error(
+        "InvalidParameter", f"The request body is larger than {MAX_BODY_BYTES} bytes.", 400
+    )
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused past :data:`MAX_BODY_BYTES` without reading it all (chunked too)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def build_rpc_endpoint(control: ControlPlane) -> Callable[[Request], Awaitable[Response]]:
     """The ASGI endpoint for ``/`` (GET and POST)."""
     actions = RpcActions(control)
@@ -126,12 +147,7 @@ def build_rpc_endpoint(control: ControlPlane) -> Callable[[Request], Awaitable[R
         return _json(body, 200, request_id)
 
     async def _dispatch(request: Request, request_id: str) -> dict[str, Any]:
-        content_length = request.headers.get("content-length", "0")
-        if not content_length.isdigit() or int(content_length) > MAX_BODY_BYTES:
-            raise gateway_error("InvalidParameter", "The request body is too large.", 400)
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise gateway_error("InvalidParameter", "The request body is too large.", 400)
+        raw = await _read_body(request)
         now = control.clock()
         raw_path: bytes | None = request.scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else request.url.path
@@ -161,7 +177,7 @@ def build_rpc_endpoint(control: ControlPlane) -> Callable[[Request], Awaitable[R
                     f"{verified.action} belongs to a product maskline does not offer",
                 )
             raise _api_not_found()
-        _log.info(
+        _log.debug(
             "rpc_request",
             request_id=request_id,
             action=verified.action,

@@ -436,3 +436,37 @@ async def test_a_tenant_cannot_reach_another_tenants_resources(api: Api, tenant:
     detail = _ok(await _rpc(api, owner, "QuerySubscriptionDetail",
                             {"PoolKey": axb, "SubsId": sub, "PhoneNoX": x}))  # fmt: skip
     assert detail["SecretBindDetailDTO"]["PhoneNoB"] == "13900000002"
+
+
+async def test_oversized_body_is_refused_as_json(api: Api, tenant: NewTenant) -> None:
+    query = sign_v2(
+        action="QuerySecretNoRemain",
+        params={"City": "北京", "SpecId": "1"},
+        key_id=tenant.access_key_id,
+        secret=tenant.access_key_secret,
+        now=api.clock.now,
+    )
+    big = b"x" * (1024 * 1024 + 1)
+    response = await api.client.post(
+        f"/?{query}", content=big, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    _gateway(response, 400, "InvalidParameter")
+
+    async def chunks() -> Any:
+        for _ in range(3):
+            yield b"y" * (512 * 1024)
+
+    chunked = await api.client.post(f"/?{query}", content=chunks())
+    _gateway(chunked, 400, "InvalidParameter")
+
+
+async def test_bind_axn_on_a_95_pool_binds_95axn(api: Api, tenant: NewTenant) -> None:
+    pool_key = await api.control.create_pool(
+        BindingType.AXN95, "95 pool", tenant_id=tenant.tenant_id
+    )
+    await api.control.add_numbers(pool_key, 1, city="全国")
+    params = {"PoolKey": pool_key, "PhoneNoA": "13800000001", "Expiration": api.expires()}
+    body = _ok(await _rpc(api, tenant, "BindAxn", params))
+    assert body["SecretBindDTO"]["SecretNo"].startswith("950")
+    binding = api.control.index.get(SubId(body["SecretBindDTO"]["SubsId"]))
+    assert binding is not None and binding.type is BindingType.AXN95
