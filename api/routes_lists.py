@@ -46,7 +46,7 @@ class GroupNumbersIn(_Model):
     """Change a group's members: add, delete or overwrite (≤ 200 numbers per call)."""
 
     operation: GroupOperation
-    numbers: list[str] = Field(
+    numbers: list[Annotated[str, Field(max_length=64)]] = Field(
         max_length=MAX_GROUP_NUMBERS,
         description="add/delete: 1..200 numbers; overwrite: 0..200 (empty clears the group)",
     )

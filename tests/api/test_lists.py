@@ -3,6 +3,7 @@ in the binding index, restart, and tenant isolation."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -570,3 +571,38 @@ async def test_tenant_b_cannot_see_or_change_tenant_a_lists(api: Api) -> None:
     # The operator sees everything.
     assert (await lists.get_group(axg, group_id)).numbers == (e164(MEMBER),)
     assert [e.number for e in await lists.list_pool_blacklist(axn)] == [e164(STRANGER)]
+
+
+# ------------------------------------------------------------------------------ concurrency
+
+
+async def test_concurrent_changes_lose_nothing(api: Api, axg: str) -> None:
+    """Concurrent operations on one pool's lists: the database and the index agree afterwards."""
+    control = api.control
+    lists = control.lists
+    group_id = await lists.create_group(axg, "g", [])
+    axn = await control.create_pool(AXN, "p")
+    numbers = [f"1370000{i:04d}" for i in range(30)]
+    await asyncio.gather(
+        *(lists.operate_group(axg, group_id, "add", [n]) for n in numbers),
+        *(lists.add_pool_blacklist(axn, n) for n in numbers),
+        *(lists.add_pair_block(axn, A, n, BlockDirection.FIRST_TO_SECOND) for n in numbers),
+    )
+    await asyncio.gather(
+        *(lists.operate_group(axg, group_id, "delete", [n]) for n in numbers[::2]),
+        *(lists.remove_pool_blacklist(axn, n) for n in numbers[::2]),
+        *(lists.remove_pair_block(axn, n, A, BlockDirection.SECOND_TO_FIRST) for n in numbers[::2]),
+    )
+    kept = {e164(n) for n in numbers[1::2]}
+    rows = snapshot(api.db_path)
+    assert {number for _gid, number in rows["group_members"]} == kept
+    assert control.index.group_members(group_id) == kept
+    assert {row[1] for row in rows["blacklists"]} == kept
+    assert {row[2] for row in rows["blacklist_pairs"]} == kept
+    # The index agrees: kept numbers are refused on an AXN X of the pool, the others are not.
+    await api.import_inventory()
+    await control.add_numbers(axn, 1, city="北京")
+    binding = await bind(control, AXN, axn, a=B)
+    for n in numbers:
+        refused_call = is_intercepted(resolve(api, binding, n), InterceptCause.BLACKLISTED)
+        assert refused_call is (e164(n) in kept)
