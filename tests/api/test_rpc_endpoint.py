@@ -470,3 +470,47 @@ async def test_bind_axn_on_a_95_pool_binds_95axn(api: Api, tenant: NewTenant) ->
     assert body["SecretBindDTO"]["SecretNo"].startswith("950")
     binding = api.control.index.get(SubId(body["SecretBindDTO"]["SubsId"]))
     assert binding is not None and binding.type is BindingType.AXN95
+
+
+async def test_json_types_of_the_answers(api: Api, tenant: NewTenant) -> None:
+    """``:i`` fields are JSON numbers, ``:b`` booleans, times local ``yyyy-MM-dd HH:mm:ss``."""
+    pool_key = await _pool(api, tenant, BindingType.AXG)
+    created = _ok(
+        await _rpc(api, tenant, "CreateAxgGroup", {"PoolKey": pool_key, "Numbers": "13700000001"})
+    )
+    assert type(created["GroupId"]) is int
+    expiration = api.expires(600)
+    bound = _ok(
+        await _rpc(
+            api,
+            tenant,
+            "BindAxg",
+            {
+                "PoolKey": pool_key,
+                "PhoneNoA": "13800000001",
+                "GroupId": str(created["GroupId"]),
+                "Expiration": expiration,
+                "IsRecordingEnabled": "TRUE",
+            },
+        )
+    )["SecretBindDTO"]
+    query = {"PoolKey": pool_key, "SubsId": bound["SubsId"], "PhoneNoX": bound["SecretNo"]}
+    detail = _ok(await _rpc(api, tenant, "QuerySubscriptionDetail", query))["SecretBindDetailDTO"]
+    assert detail == {
+        "ASRModelId": None,
+        "ASRStatus": False,
+        "CallRestrict": None,
+        "ExpireDate": expiration,
+        "Extension": None,
+        "GmtCreate": api.expires(0),
+        "GroupId": created["GroupId"],
+        "NeedRecord": True,
+        "PhoneNoA": "13800000001",
+        "PhoneNoB": None,
+        "PhoneNoX": bound["SecretNo"],
+        "Status": 1,
+        "SubsId": bound["SubsId"],
+    }
+    api.clock.now += 601  # expired, not yet unbound: Status 0
+    expired = _ok(await _rpc(api, tenant, "QuerySubscriptionDetail", query))
+    assert expired["SecretBindDetailDTO"]["Status"] == 0
