@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from routing.model import (
+    NO_RINGBACK,
     Binding,
     BindingType,
     GroupId,
@@ -468,7 +469,9 @@ _EMPTY_JSON = "{}"
 
 def _binding_params(binding: Binding) -> tuple[object, ...]:
     """Values for ``_BINDING_COLUMNS``, in that order."""
-    ringback = json.dumps(binding.ringback, sort_keys=True) if binding.ringback else _EMPTY_JSON
+    ringback = (
+        json.dumps(dict(binding.ringback), sort_keys=True) if binding.ringback else _EMPTY_JSON
+    )
     return (
         binding.sub_id,
         binding.pool_key,
@@ -489,7 +492,7 @@ def _binding_params(binding: Binding) -> tuple[object, ...]:
 
 
 def _binding(row: Sequence[Any]) -> Binding:
-    """A ``Binding`` from a row of ``_BINDING_COLUMNS`` (the hot loop of the start-up load)."""
+    """A ``Binding`` from a row of ``_BINDING_COLUMNS``."""
     ringback = row[14]
     return Binding(
         row[0],
@@ -506,7 +509,7 @@ def _binding(row: Sequence[Any]) -> Binding:
         row[11],
         row[12],
         row[13],
-        {} if ringback == _EMPTY_JSON else json.loads(ringback),
+        NO_RINGBACK if ringback == _EMPTY_JSON else json.loads(ringback),
     )
 
 
@@ -616,7 +619,11 @@ async def load_active_bindings(
         # A plain tuple row factory: sqlite3.Row costs ~30 % more on a million rows.
         cursor = conn.cursor()
         cursor.row_factory = None
-        sql = f"SELECT {_BINDING_COLUMNS} FROM bindings WHERE unbound_at IS NULL"  # noqa: S608
+        # The partial index bindings_active keeps this a read of the active rows only, however
+        # much unbound history the table holds.  The ringback of a binding without one ('{}',
+        # nearly all of them) comes back as NULL: no str is made for it, it maps to NO_RINGBACK.
+        columns = _BINDING_COLUMNS.replace("ringback", "NULLIF(ringback, '{}')")
+        sql = f"SELECT {columns} FROM bindings WHERE unbound_at IS NULL"  # noqa: S608
         if expired_grace_s is None:
             rows = cursor.execute(sql)
         else:
@@ -627,26 +634,43 @@ async def load_active_bindings(
         share = shared.setdefault
         loaded: list[Binding] = []
         append = loaded.append
-        types, restrictions, loads = _TYPES, _RESTRICTIONS, json.loads
-        for r in rows:  # _binding() inlined: ~25 % of the load time on a million rows
-            ringback = r[14]
+        types, restrictions, loads, no_ringback = _TYPES, _RESTRICTIONS, json.loads, NO_RINGBACK
+        # _binding() inlined (~25 % of the load), each row unpacked in one step rather than
+        # indexed 15 times (~8 % more).
+        for (
+            sub_id,
+            pool_key,
+            kind,
+            x,
+            a,
+            expires_at,
+            b,
+            group_id,
+            extension,
+            record,
+            restriction,
+            ring_timeout_s,
+            out_id,
+            created_at,
+            ringback,
+        ) in rows:
             append(
                 Binding(
-                    r[0],
-                    share(r[1], r[1]),
-                    types[r[2]],
-                    share(r[3], r[3]),
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8],
-                    r[9] == 1,
-                    restrictions[r[10]],
-                    r[11],
-                    r[12],
-                    r[13],
-                    {} if ringback == _EMPTY_JSON else loads(ringback),
+                    sub_id,
+                    share(pool_key, pool_key),
+                    types[kind],
+                    share(x, x),
+                    a,
+                    expires_at,
+                    b,
+                    group_id,
+                    extension,
+                    record == 1,
+                    restrictions[restriction],
+                    ring_timeout_s,
+                    out_id,
+                    created_at,
+                    no_ringback if ringback is None else loads(ringback),
                 )
             )
         return loaded
