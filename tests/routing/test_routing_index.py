@@ -16,6 +16,7 @@ from routing.index import (
 )
 from routing.model import (
     AXB_CAPACITY_PER_X,
+    NO_RINGBACK,
     Binding,
     BindingType,
     BlockDirection,
@@ -619,6 +620,23 @@ def test_load_indexes_without_rules_and_refuses_type_clashes(index: BindingIndex
     assert index.get(current.sub_id) is duplicate
     assert route(index.resolve(X, A, now=NOW)).callee == D
     intercepted(index.resolve(X, B, now=NOW), InterceptCause.EXPIRED)
+
+
+def test_x_counts_counts_bindings_per_x_active_or_expired(index: BindingIndex) -> None:
+    expired = bind(expires_at=NOW - 100)
+    index.load([expired, bind(a=C, b=D), bind(BindingType.AXN, x=X2, b=None)])
+    assert index.x_counts() == {X: 2, X2: 1}
+    index.remove(expired.sub_id)
+    assert index.x_counts() == {X: 1, X2: 1}
+
+
+def test_bindings_without_ringback_share_one_read_only_mapping() -> None:
+    first, second = bind(), bind(a=C, b=D)
+    assert first.ringback is NO_RINGBACK and second.ringback is NO_RINGBACK
+    assert first.ringback == {}
+    with pytest.raises(TypeError):
+        first.ringback["AXBRing_A"] = "tone"  # type: ignore[index]
+    assert bind(ringback={"AXBRing_A": "tone"}).ringback == {"AXBRing_A": "tone"}
 
 
 def test_reprs_mask_numbers(index: BindingIndex) -> None:
