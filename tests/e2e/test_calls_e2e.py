@@ -77,8 +77,11 @@ def _provision_expired(db_path: Path) -> None:
         try:
             await import_numbers(
                 db,
-                [NumberRow(PhoneNumber("+86" + X_EXPIRED), "北京", "北京", "CMCC",
-                           NumberSpec.VIRTUAL)],
+                [
+                    NumberRow(
+                        PhoneNumber("+86" + X_EXPIRED), "北京", "北京", "CMCC", NumberSpec.VIRTUAL
+                    )
+                ],
             )
             pool = await create_pool(db, type=BindingType.AXB, name="expired", tenant_id=None)
             await add_numbers_to_pool(db, pool_key=pool, count=1, city=None)
@@ -136,8 +139,12 @@ def _start(config: Path, workdir: Path, sip_port: int) -> MasklineServer:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
     with stderr_path.open("ab") as stderr:
         proc = subprocess.Popen(
-            maskline_command(config), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-            stdout=stderr, stderr=stderr,
+            maskline_command(config),
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
         )
     server = MasklineServer(proc, (LOOPBACK, sip_port), config, stderr_path, workdir)
     try:
@@ -187,19 +194,50 @@ def _provision(api: httpx.Client) -> dict[str, str]:
         pool = str(_ok(api.post("/pools", json={"type": kind, "name": kind}))["pool_key"])
         pools[kind] = pool
         assert _ok(api.post(f"/pools/{pool}/numbers", json={"count": 1}))["numbers"] == ["+86" + x]
-    _ok(api.post(f"/pools/{pools['AXB']}/bindings",
-                 json={"type": "AXB", "a": A, "b": B, "x": X_AXB, "expires": EXPIRES}))
-    _ok(api.post(f"/pools/{pools['AXB']}/bindings",
-                 json={"type": "AXB", "a": D, "b": E, "x": X_AXB, "expires": EXPIRES,
-                       "ring_timeout_s": 5}))
-    _ok(api.post(f"/pools/{pools['AXN']}/bindings",
-                 json={"type": "AXN", "a": A, "b": B, "x": X_AXN, "expires": EXPIRES}))
+    _ok(
+        api.post(
+            f"/pools/{pools['AXB']}/bindings",
+            json={"type": "AXB", "a": A, "b": B, "x": X_AXB, "expires": EXPIRES},
+        )
+    )
+    _ok(
+        api.post(
+            f"/pools/{pools['AXB']}/bindings",
+            json={
+                "type": "AXB",
+                "a": D,
+                "b": E,
+                "x": X_AXB,
+                "expires": EXPIRES,
+                "ring_timeout_s": 5,
+            },
+        )
+    )
+    _ok(
+        api.post(
+            f"/pools/{pools['AXN']}/bindings",
+            json={"type": "AXN", "a": A, "b": B, "x": X_AXN, "expires": EXPIRES},
+        )
+    )
     group = _ok(api.post(f"/pools/{pools['AXG']}/groups", json={"name": "family", "numbers": [N]}))
-    _ok(api.post(f"/pools/{pools['AXG']}/bindings",
-                 json={"type": "AXG", "a": A, "x": X_AXG, "group_id": group["group_id"],
-                       "expires": EXPIRES}))
-    _ok(api.post(f"/pools/{pools['95AXN']}/bindings",
-                 json={"type": "95AXN", "a": A, "x": X_95, "expires": EXPIRES}))
+    _ok(
+        api.post(
+            f"/pools/{pools['AXG']}/bindings",
+            json={
+                "type": "AXG",
+                "a": A,
+                "x": X_AXG,
+                "group_id": group["group_id"],
+                "expires": EXPIRES,
+            },
+        )
+    )
+    _ok(
+        api.post(
+            f"/pools/{pools['95AXN']}/bindings",
+            json={"type": "95AXN", "a": A, "x": X_95, "expires": EXPIRES},
+        )
+    )
     return pools
 
 
@@ -219,9 +257,25 @@ def _sipp(
     trace = workdir / f"{name}.msg"
     port = free_port_udp_and_tcp()
     return (
-        ["sipp", "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", LOOPBACK, "-p", str(port),
-         "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error", "-trace_msg", "-message_file",
-         str(trace), *extra],
+        [
+            "sipp",
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-m",
+            "1",
+            "-i",
+            LOOPBACK,
+            "-p",
+            str(port),
+            "-nostdin",
+            "-timeout",
+            f"{timeout_s}s",
+            "-timeout_error",
+            "-trace_msg",
+            "-message_file",
+            str(trace),
+            *extra,
+        ],
         trace,
     )
 
@@ -250,19 +304,37 @@ def place_call(
     callee_trace = tmp_path / "none"
     if callee_scenario is not None:
         command, callee_trace = _sipp(
-            callee_scenario, tmp_path, "callee", ["-d", "300", *callee_args],
+            callee_scenario,
+            tmp_path,
+            "callee",
+            ["-d", "300", *callee_args],
             timeout_s=sipp_timeout_s,
         )
         command[command.index("-p") + 1] = str(calls.callee_port)
-        callee_proc = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        callee_proc = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         _await_listening(calls.callee_port, callee_proc)
-    command, caller_trace = _sipp(caller_scenario, tmp_path, "caller",
-                                  ["-s", x, "-key", "caller", caller, "-d", "300", *caller_args],
-                                  timeout_s=sipp_timeout_s)
+    command, caller_trace = _sipp(
+        caller_scenario,
+        tmp_path,
+        "caller",
+        ["-s", x, "-key", "caller", caller, "-d", "300", *caller_args],
+        timeout_s=sipp_timeout_s,
+    )
     command.append(f"{calls.server.sip[0]}:{calls.server.sip[1]}")
-    done = subprocess.run(command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=sipp_timeout_s + 30, check=False)
+    done = subprocess.run(
+        command,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=sipp_timeout_s + 30,
+        check=False,
+    )
     callee_code = None
     if callee_proc is not None:
         try:
@@ -296,13 +368,18 @@ def assert_private(result: CallResult, caller: str) -> None:
     if not far or not result.caller_trace:
         return
     lines = result.caller_trace.splitlines()
-    sent_invite = lines[lines.index(next(line for line in lines if line.startswith("INVITE "))):]
-    call_id = next(line.split(":", 1)[1].strip() for line in sent_invite
-                   if line.startswith("Call-ID:"))
-    from_tag = next(line.split("tag=")[1].strip() for line in sent_invite
-                    if line.startswith("From:") and "tag=" in line)
-    via_port = next(line.split(":")[2].split(";")[0] for line in sent_invite
-                    if line.startswith("Via:"))
+    sent_invite = lines[lines.index(next(line for line in lines if line.startswith("INVITE "))) :]
+    call_id = next(
+        line.split(":", 1)[1].strip() for line in sent_invite if line.startswith("Call-ID:")
+    )
+    from_tag = next(
+        line.split("tag=")[1].strip()
+        for line in sent_invite
+        if line.startswith("From:") and "tag=" in line
+    )
+    via_port = next(
+        line.split(":")[2].split(";")[0] for line in sent_invite if line.startswith("Via:")
+    )
     media_port = next(line.split()[1] for line in sent_invite if line.startswith("m=audio"))
     for secret in (caller, call_id, from_tag, f":{via_port}", f"audio {media_port} "):
         assert secret not in far, f"{secret!r} leaked to the far leg"
@@ -328,8 +405,11 @@ def _await_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 def _final_status(trace: str) -> int | None:
     """The last final status line the caller received."""
-    codes = [int(line.split()[1]) for line in trace.splitlines()
-             if line.startswith("SIP/2.0 ") and int(line.split()[1]) >= 200]
+    codes = [
+        int(line.split()[1])
+        for line in trace.splitlines()
+        if line.startswith("SIP/2.0 ") and int(line.split()[1]) >= 200
+    ]
     return codes[-1] if codes else None
 
 
@@ -372,14 +452,24 @@ def test_axb_a_calls_x_rings_b_and_nothing_of_a_leaks(calls: CallServer, tmp_pat
     assert invite.startswith(B), "the far leg must ring B"
     assert f"From: <sip:{X_AXB}@" in far and f"P-Asserted-Identity: <sip:{X_AXB}@" in far
     # Privacy: nothing of the caller reaches the callee's side.
-    caller_call_id = next(line.split(":", 1)[1].strip() for line in result.caller_trace.splitlines()
-                          if line.startswith("Call-ID:"))
-    caller_tag = next(line.split("tag=")[1].strip() for line in result.caller_trace.splitlines()
-                      if line.startswith("From:") and "tag=" in line)
-    caller_port = next(line.split(":")[2].split(";")[0] for line in result.caller_trace.splitlines()
-                       if line.startswith("Via:"))
-    caller_media_port = next(line.split()[1] for line in result.caller_trace.splitlines()
-                             if line.startswith("m=audio"))
+    caller_call_id = next(
+        line.split(":", 1)[1].strip()
+        for line in result.caller_trace.splitlines()
+        if line.startswith("Call-ID:")
+    )
+    caller_tag = next(
+        line.split("tag=")[1].strip()
+        for line in result.caller_trace.splitlines()
+        if line.startswith("From:") and "tag=" in line
+    )
+    caller_port = next(
+        line.split(":")[2].split(";")[0]
+        for line in result.caller_trace.splitlines()
+        if line.startswith("Via:")
+    )
+    caller_media_port = next(
+        line.split()[1] for line in result.caller_trace.splitlines() if line.startswith("m=audio")
+    )
     for secret in (A, caller_call_id, caller_tag, f":{caller_port}", f"audio {caller_media_port} "):
         assert secret not in far, f"{secret!r} leaked to the far leg"
     # …and nothing of B reaches the caller.
@@ -413,8 +503,14 @@ def test_axb_b_calls_x_rings_a(calls: CallServer, tmp_path: Path) -> None:
 def test_intercepted_calls(  # noqa: PLR0917 - parametrized test
     calls: CallServer, tmp_path: Path, x: str, caller: str, status: int, unconnected: int
 ) -> None:
-    result = place_call(calls, tmp_path, x=x, caller=caller,
-                        caller_scenario="uac_call_rejected.xml", callee_scenario=None)
+    result = place_call(
+        calls,
+        tmp_path,
+        x=x,
+        caller=caller,
+        caller_scenario="uac_call_rejected.xml",
+        callee_scenario=None,
+    )
     assert result.caller_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == status
     record = result.record
@@ -442,8 +538,14 @@ def test_other_types_route(
 
 
 def test_callee_busy(calls: CallServer, tmp_path: Path) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        caller_scenario="uac_call_rejected.xml", callee_scenario="uas_busy.xml")
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        caller_scenario="uac_call_rejected.xml",
+        callee_scenario="uas_busy.xml",
+    )
     assert result.caller_code == 0 and result.callee_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == 486
     record = result.record
@@ -451,9 +553,14 @@ def test_callee_busy(calls: CallServer, tmp_path: Path) -> None:
 
 
 def test_callee_hangs_up(calls: CallServer, tmp_path: Path) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        caller_scenario="uac_call_answered_remote_bye.xml",
-                        callee_scenario="uas_hangup.xml")
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        caller_scenario="uac_call_answered_remote_bye.xml",
+        callee_scenario="uas_hangup.xml",
+    )
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0
     record = result.record
@@ -461,8 +568,14 @@ def test_callee_hangs_up(calls: CallServer, tmp_path: Path) -> None:
 
 
 def test_caller_cancels_while_ringing(calls: CallServer, tmp_path: Path) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        caller_scenario="uac_call_cancel.xml", callee_scenario="uas_noanswer.xml")
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        caller_scenario="uac_call_cancel.xml",
+        callee_scenario="uas_noanswer.xml",
+    )
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0, "the far leg must be cancelled too"
     assert "CANCEL sip:" + B in result.callee_trace
@@ -473,8 +586,14 @@ def test_caller_cancels_while_ringing(calls: CallServer, tmp_path: Path) -> None
 
 def test_ringing_timeout_of_the_binding(calls: CallServer, tmp_path: Path) -> None:
     started = time.monotonic()
-    result = place_call(calls, tmp_path, x=X_AXB, caller=D,
-                        caller_scenario="uac_call_rejected.xml", callee_scenario="uas_noanswer.xml")
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=D,
+        caller_scenario="uac_call_rejected.xml",
+        callee_scenario="uas_noanswer.xml",
+    )
     assert result.caller_code == 0 and result.callee_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == 480
     assert time.monotonic() - started >= 5.0, "the binding's 5 s ringing timeout"
@@ -490,8 +609,9 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
     api = _api_client(config, sip_port)
     try:
         pools = _provision(api)
-        first = place_call(CallServer(server, api, callee_port, pools), tmp_path / "before",
-                           x=X_AXB, caller=A)
+        first = place_call(
+            CallServer(server, api, callee_port, pools), tmp_path / "before", x=X_AXB, caller=A
+        )
         assert first.caller_code == 0, first.caller_output
         server.proc.kill()  # SIGKILL: no shutdown, no flush
         server.proc.wait()
@@ -528,17 +648,51 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
     command.remove("-trace_msg")
     index = command.index("-message_file")
     del command[index : index + 2]
-    callee = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    callee = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     _await_listening(calls.callee_port, callee)
     stat_file = tmp_path / "caller_stat.csv"
     caller = subprocess.run(
-        ["sipp", "-sf", str(SCENARIOS / "uac_call_pcap.xml"), "-i", LOOPBACK,
-         "-p", str(free_port_udp_and_tcp()), "-mp", str(free_port_udp_and_tcp()),
-         "-s", X_AXB, "-key", "caller", A, "-m", str(total), "-l", str(total), "-r", "100",
-         "-nostdin", "-timeout", "90s", "-timeout_error", "-trace_stat", "-stf", str(stat_file),
-         f"{calls.server.sip[0]}:{calls.server.sip[1]}"],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False,
+        [
+            "sipp",
+            "-sf",
+            str(SCENARIOS / "uac_call_pcap.xml"),
+            "-i",
+            LOOPBACK,
+            "-p",
+            str(free_port_udp_and_tcp()),
+            "-mp",
+            str(free_port_udp_and_tcp()),
+            "-s",
+            X_AXB,
+            "-key",
+            "caller",
+            A,
+            "-m",
+            str(total),
+            "-l",
+            str(total),
+            "-r",
+            "100",
+            "-nostdin",
+            "-timeout",
+            "90s",
+            "-timeout_error",
+            "-trace_stat",
+            "-stf",
+            str(stat_file),
+            f"{calls.server.sip[0]}:{calls.server.sip[1]}",
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     callee_code = callee.wait(timeout=60)
     output = (caller.stdout + caller.stderr).decode("utf-8", "replace")
@@ -561,9 +715,14 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
 
 
 def test_reinvite_mid_call_is_relayed(calls: CallServer, tmp_path: Path) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        caller_scenario="uac_call_reinvite.xml",
-                        callee_scenario="uas_answer_reinvite.xml")
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        caller_scenario="uac_call_reinvite.xml",
+        callee_scenario="uas_answer_reinvite.xml",
+    )
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0
     far = result.callee_trace
@@ -581,14 +740,19 @@ def test_trunk_digest_challenge_answered_with_configured_credentials(
     result = place_call(calls, tmp_path, x=X_AXB, caller=A, callee_scenario="uas_auth.xml")
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0
-    assert "Authorization: Digest username=\"ml\"" in result.callee_trace
+    assert 'Authorization: Digest username="ml"' in result.callee_trace
     assert "trunk-secret" not in result.callee_trace
 
 
 def test_trunk_refusing_the_credentials_fails_the_call(calls: CallServer, tmp_path: Path) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        callee_scenario="uas_auth_refused.xml",
-                        caller_scenario="uac_call_rejected.xml")
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        callee_scenario="uas_auth_refused.xml",
+        caller_scenario="uac_call_rejected.xml",
+    )
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0, "exactly one authenticated retry"
     assert _final_status(result.caller_trace) == 403
@@ -597,12 +761,19 @@ def test_trunk_refusing_the_credentials_fails_the_call(calls: CallServer, tmp_pa
 
 def test_invite_from_outside_every_trunk_is_refused(calls: CallServer, tmp_path: Path) -> None:
     """The trunk ACL: 127.0.0.2 is loopback too, but not in the trunk's 127.0.0.1/32."""
-    command, trace = _sipp("uac_call_rejected.xml", tmp_path, "stranger",
-                           ["-s", X_AXB, "-key", "caller", A])
+    command, trace = _sipp(
+        "uac_call_rejected.xml", tmp_path, "stranger", ["-s", X_AXB, "-key", "caller", A]
+    )
     command[command.index("-i") + 1] = "127.0.0.2"
     command.append(f"{calls.server.sip[0]}:{calls.server.sip[1]}")
-    done = subprocess.run(command, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        command,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr).decode("utf-8", "replace")
     assert _final_status(trace.read_text("utf-8", "replace")) == 403
 
@@ -617,17 +788,32 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
         _provision(api)
         callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
         callee_cmd[callee_cmd.index("-p") + 1] = str(callee_port)
-        callee = subprocess.Popen(callee_cmd, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        callee = subprocess.Popen(
+            callee_cmd,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         _await_listening(callee_port, callee)
-        caller_cmd, caller_trace = _sipp("uac_call_answered_remote_bye.xml", tmp_path, "caller",
-                                         ["-s", X_AXB, "-key", "caller", A])
+        caller_cmd, caller_trace = _sipp(
+            "uac_call_answered_remote_bye.xml",
+            tmp_path,
+            "caller",
+            ["-s", X_AXB, "-key", "caller", A],
+        )
         caller_cmd.append(f"{LOOPBACK}:{sip_port}")
-        caller = subprocess.Popen(caller_cmd, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        caller = subprocess.Popen(
+            caller_cmd,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 10
-        while "SIP/2.0 200" not in (caller_trace.read_text("utf-8", "replace")
-                                    if caller_trace.exists() else ""):
+        while "SIP/2.0 200" not in (
+            caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else ""
+        ):
             assert time.monotonic() < deadline, "the call was not answered"
             time.sleep(0.05)
         api.close()
@@ -637,9 +823,7 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
         caller_text = caller_trace.read_text("utf-8", "replace")
         callee_text = callee_trace.read_text("utf-8", "replace")
         assert "BYE sip:" in caller_text and "BYE sip:" in callee_text
-        assert_private(
-            CallResult(0, 0, caller_text, callee_text, "", record={}), A
-        )
+        assert_private(CallResult(0, 0, caller_text, callee_text, "", record={}), A)
         server = _start(config, workdir, sip_port)
         api = _api_client(config, sip_port)
         (record,) = _calls(CallServer(server, api, callee_port, {}))
@@ -679,8 +863,14 @@ def _logged_at_s(trace: str, start_line: str) -> float:
 def test_session_timer_caller_refreshes_and_far_leg_gets_ours(
     calls: CallServer, tmp_path: Path
 ) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A, caller_scenario="uac_call_timer.xml",
-                        caller_args=("-key", "se", "1800"))
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        caller_scenario="uac_call_timer.xml",
+        caller_args=("-key", "se", "1800"),
+    )
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0
     ok = _message_block(result.caller_trace, "SIP/2.0 200")
@@ -691,20 +881,26 @@ def test_session_timer_caller_refreshes_and_far_leg_gets_ours(
     assert "Session-Expires: 1800" in far_invite and "Min-SE: 90" in far_invite, far_invite
 
 
-def test_session_interval_too_brief_gets_422_with_min_se(
-    calls: CallServer, tmp_path: Path
-) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        caller_scenario="uac_call_timer_too_brief.xml", callee_scenario=None,
-                        caller_args=("-key", "se", "30"), expect_record=False)
+def test_session_interval_too_brief_gets_422_with_min_se(calls: CallServer, tmp_path: Path) -> None:
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        caller_scenario="uac_call_timer_too_brief.xml",
+        callee_scenario=None,
+        caller_args=("-key", "se", "30"),
+        expect_record=False,
+    )
     assert result.caller_code == 0, result.caller_output
     assert _final_status(result.caller_trace) == 422
     assert "Min-SE: 90" in _message_block(result.caller_trace, "SIP/2.0 422")
 
 
 def test_trunk_422_is_retried_once_with_its_min_se(calls: CallServer, tmp_path: Path) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        callee_scenario="uas_timer_too_brief.xml")
+    result = place_call(
+        calls, tmp_path, x=X_AXB, caller=A, callee_scenario="uas_timer_too_brief.xml"
+    )
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0, result.callee_trace[-2000:]
     invites = result.callee_trace.split("INVITE sip:")[1:]
@@ -725,10 +921,16 @@ def test_session_expiry_releases_the_call_while_maskline_refreshes_the_far_leg(
     answered 90 s with refresher=uac, so maskline refreshes the far leg with an UPDATE at 45 s.
     """
     started = time.monotonic()
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        caller_scenario="uac_call_timer_expires.xml",
-                        callee_scenario="uas_answer_timer_refresh.xml",
-                        caller_args=("-key", "se", "90"), sipp_timeout_s=120)
+    result = place_call(
+        calls,
+        tmp_path,
+        x=X_AXB,
+        caller=A,
+        caller_scenario="uac_call_timer_expires.xml",
+        callee_scenario="uas_answer_timer_refresh.xml",
+        caller_args=("-key", "se", "90"),
+        sipp_timeout_s=120,
+    )
     elapsed_s = time.monotonic() - started
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0, result.callee_trace[-2000:]
@@ -756,14 +958,18 @@ def test_caller_requiring_100rel_gets_a_reliable_180_and_the_200_after_its_prack
     assert result.callee_code == 0, result.callee_trace[-2000:]
     ringing = _message_block(result.caller_trace, "SIP/2.0 180")
     assert "Require: 100rel" in ringing, ringing
-    rseq = int(next(line.split(":", 1)[1] for line in ringing.splitlines()
-                    if line.startswith("RSeq:")))
+    rseq = int(
+        next(line.split(":", 1)[1] for line in ringing.splitlines() if line.startswith("RSeq:"))
+    )
     assert 1 <= rseq < 2**31
     assert f"RAck: {rseq} 1 INVITE" in _message_block(result.caller_trace, "PRACK sip:")
     # §3: the 200 to the INVITE only after the 200 to the PRACK.
     messages = result.caller_trace.split("-----------------------------------------------")
-    oks = [next(line for line in m.splitlines() if line.startswith("CSeq:"))
-           for m in messages if "\nSIP/2.0 200" in m]
+    oks = [
+        next(line for line in m.splitlines() if line.startswith("CSeq:"))
+        for m in messages
+        if "\nSIP/2.0 200" in m
+    ]
     assert oks[:2] == ["CSeq: 2 PRACK", "CSeq: 1 INVITE"], oks
     # The far leg stays an ordinary call: it saw no 100rel requirement and no PRACK.
     far_invite = _message_block(result.callee_trace, "INVITE sip:")
@@ -775,8 +981,7 @@ def test_caller_requiring_100rel_gets_a_reliable_180_and_the_200_after_its_prack
 def test_callee_reliable_180_is_pracked_and_the_call_connects(
     calls: CallServer, tmp_path: Path
 ) -> None:
-    result = place_call(calls, tmp_path, x=X_AXB, caller=A,
-                        callee_scenario="uas_answer_100rel.xml")
+    result = place_call(calls, tmp_path, x=X_AXB, caller=A, callee_scenario="uas_answer_100rel.xml")
     assert result.caller_code == 0, result.caller_output
     assert result.callee_code == 0, result.callee_trace[-2000:]
     pracks = [block for block in result.callee_trace.split("\n\n") if "PRACK sip:" in block]
@@ -786,3 +991,54 @@ def test_callee_reliable_180_is_pracked_and_the_call_connects(
     # The caller did not ask for 100rel: its 180 is an ordinary one.
     assert "RSeq:" not in _message_block(result.caller_trace, "SIP/2.0 180")
     assert result.record["start_time"] is not None
+
+
+X_SDK = {None: "17000000009", "v2": "17000000010"}  # per signature scheme
+F = "13200132000"  # the pair bound through the reference SDK
+G = "13100131000"
+
+
+@pytest.mark.parametrize("signature", [None, "v2"])
+def test_bind_axb_through_the_reference_sdk_routes_the_next_call(
+    calls: CallServer, tmp_path: Path, signature: str | None
+) -> None:
+    """Acceptance 5 of issue 4: a tenant's BindAxb via the official SDK routes a call at once."""
+    from alibabacloud_dyplsapi20170525 import models as dm
+    from alibabacloud_dyplsapi20170525.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    tenant = _ok(calls.api.post("/tenants", json={"name": f"sdk {signature}"}))
+    pool = str(_ok(calls.api.post(
+        "/pools", json={"type": "AXB", "name": "sdk", "tenant_id": tenant["tenant_id"]}
+    ))["pool_key"])  # fmt: skip
+    # One number in stock at a time, so the random pick is this X; tenants never share an X.
+    x = X_SDK[signature]
+    csv_rows = f"number,city,province,carrier,spec\n{x},北京,北京,CMCC,1\n"
+    _ok(calls.api.post("/numbers/import", content=csv_rows, headers={"Content-Type": "text/csv"}))
+    assert _ok(calls.api.post(f"/pools/{pool}/numbers", json={"count": 1}))["numbers"] == [
+        "+86" + x
+    ]
+    config = Config(
+        access_key_id=str(tenant["access_key_id"]),
+        access_key_secret=str(tenant["access_key_secret"]),
+        endpoint=_api_listen(calls.server.config_path, calls.server.sip[1]),
+        protocol="http",
+    )
+    if signature is not None:
+        config.signature_algorithm = signature
+    answer = Client(config).bind_axb(
+        dm.BindAxbRequest(pool_key=pool, phone_no_a=F, phone_no_b=G, expiration=EXPIRES)
+    )
+    assert answer.status_code == 200 and answer.body.code == "OK", answer.body
+    assert answer.body.secret_bind_dto.secret_no == x
+    result = place_call(calls, tmp_path, x=x, caller=F)
+    assert result.caller_code == 0, result.caller_output
+    assert result.callee_trace.split("INVITE sip:", 1)[1].startswith(G)
+    assert result.record["sub_id"] == answer.body.secret_bind_dto.subs_id
+    assert result.record["pool_key"] == pool
+    unbound = Client(config).unbind_subscription(
+        dm.UnbindSubscriptionRequest(
+            pool_key=pool, secret_no=x, subs_id=answer.body.secret_bind_dto.subs_id
+        )
+    )
+    assert unbound.body.code == "OK"
