@@ -733,3 +733,135 @@ async def test_rest_tenant_isolation(
         )
         assert owner is None or owner.status_code == 200, path
     assert snapshot(db_path) == before
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+_CLI_CASES: list[tuple[list[str], tuple[str, str, object]]] = [
+    (["inventory", "stock", "--city", "北京", "--spec", "1"], ("GET", "/v1/stock", None)),
+    (["inventory", "cities", "--spec", "3"], ("GET", "/v1/stock/cities", None)),
+    (
+        ["inventory", "buy", "--pool", "P1", "--count", "2", "--city", "北京", "--prefix", "170"],
+        ("POST", "/v1/pools/P1/purchase", {"count": 2, "city": "北京", "prefix": "170"}),
+    ),
+    (["inventory", "list", "--pool", "P1"], ("GET", "/v1/pools/P1/numbers", None)),
+    (["inventory", "usage", "--pool", "P1"], ("GET", "/v1/pools/P1/usage", None)),
+    (
+        ["inventory", "show", "--pool", "P1", "+86 170 0001 0000"],
+        ("GET", "/v1/pools/P1/numbers/%2B86%20170%200001%200000", None),
+    ),
+    (
+        ["inventory", "release", "--pool", "P1", "17000010000"],
+        ("POST", "/v1/pools/P1/numbers/17000010000/release", None),
+    ),
+    (
+        ["inventory", "lock", "--pool", "P1", "17000010000"],
+        ("POST", "/v1/pools/P1/numbers/17000010000/lock", None),
+    ),
+    (
+        ["inventory", "unlock", "--pool", "P1", "17000010000"],
+        ("POST", "/v1/pools/P1/numbers/17000010000/unlock", None),
+    ),
+    (
+        ["inventory", "verify-request", "--pool", "P1", "17000010000"],
+        ("POST", "/v1/pools/P1/numbers/17000010000/verification-request", None),
+    ),
+    (
+        ["inventory", "verify", "17000010000", "--reject"],
+        ("POST", "/v1/numbers/17000010000/verification", {"approved": False}),
+    ),
+    (
+        ["inventory", "policy", "axb", "--required", "--grace", "60"],
+        ("PUT", "/v1/verification-policy/AXB", {"required": True, "grace_s": 60.0}),
+    ),
+    (["inventory", "policies"], ("GET", "/v1/verification-policy", None)),
+    (
+        ["migration", "start", "--from", "P1", "--to", "P2", "--city", "北京", "--count", "3"],
+        (
+            "POST",
+            "/v1/migrations",
+            {"from_pool": "P1", "to_pool": "P2", "city": "北京", "count": 3},
+        ),
+    ),
+    (
+        ["migration", "start", "--from", "P1", "--to", "P2", "--numbers", "170 1, 170 2"],
+        (
+            "POST",
+            "/v1/migrations",
+            {"from_pool": "P1", "to_pool": "P2", "numbers": ["170 1", "170 2"]},
+        ),
+    ),
+    (["migration", "show", "123"], ("GET", "/v1/migrations/123", None)),
+    (["balance", "show", TENANT_A], ("GET", f"/v1/tenants/{TENANT_A}/balance", None)),
+    (
+        ["balance", "topup", TENANT_A, "12.50"],
+        ("POST", f"/v1/tenants/{TENANT_A}/topup", {"amount": "12.50"}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), _CLI_CASES)
+async def test_cli_commands_call_their_rest_route(
+    control: ControlPlane,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: tuple[str, str, object],
+) -> None:
+    import json
+    from urllib.parse import unquote
+
+    from starlette.routing import Match
+
+    from engine import cli, cli_inventory
+
+    sent: list[tuple[str, str, object]] = []
+
+    def fake_api(
+        _args: object, method: str, path: str, *, json_body: object = None, **_: object
+    ) -> dict[str, object]:
+        sent.append((method, path, json_body))
+        row = {"number": "+8617000010000"}
+        return {"numbers": [row["number"]], **row, "results": [row], "stock": [row]} | {
+            "items": [row],
+            "policies": [row],
+        }
+
+    monkeypatch.setattr(cli_inventory, "_api", fake_api)
+    assert cli.main(argv) == 0, capsys.readouterr()
+    assert sent == [expected]
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed and all(isinstance(line, dict) for line in printed)
+    # Parity: the request lands on a REST route of the app (not the catch-all RPC endpoint).
+    app = create_app(control, operator_token=TOKEN)
+    method, path, _body = expected
+    scope = {"type": "http", "method": method, "path": unquote(path), "root_path": ""}
+    matched = [
+        route
+        for route in app.router.routes
+        if route.matches(scope)[0] is Match.FULL and getattr(route, "path", None) != "/"
+    ]
+    assert matched, path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["inventory", "buy", "--pool", "P", "--count", "0", "--city", "x"],
+        ["inventory", "buy", "--pool", "P", "--count", "1"],
+        ["inventory", "stock", "--spec", "4"],
+        ["inventory", "verify", "17000010000"],
+        ["inventory", "policy", "AXB", "--required"],
+        ["migration", "start", "--from", "P1", "--to", "P2"],
+        ["migration", "start", "--from", "P1", "--to", "P2", "--numbers", "1", "--city", "x"],
+        ["balance", "topup", TENANT_A],
+    ],
+)
+def test_cli_usage_errors_are_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from engine import cli
+
+    assert cli.main(argv) == 2
+    assert json.loads(capsys.readouterr().out)["code"] == "USAGE"
