@@ -45,6 +45,7 @@ class ErrorCode:
     GROUP_NOT_EXIST: Final = "GROUP_NOT_EXIST"
     TENANT_NOT_EXIST: Final = "TENANT_NOT_EXIST"
     CALL_NOT_EXIST: Final = "CALL_NOT_EXIST"
+    ACCESS_KEY_NOT_EXIST: Final = "ACCESS_KEY_NOT_EXIST"
     # 409: the request is fine but the state of the system refuses it.
     BIND_CONFLICT: Final = "BIND_CONFLICT"
     NO_AVAILABLE_NUMBER: Final = "NO_AVAILABLE_NUMBER"

@@ -133,10 +133,14 @@ def _serve(args: argparse.Namespace) -> int:
         api_listen=str(settings.api.listen),
         version=_version(),
     )
+    from api.tenants import MasterKeyError  # noqa: PLC0415
     from engine import server  # noqa: PLC0415
 
     try:
         return server.run(settings)
+    except MasterKeyError as err:  # refuses to start rather than invalidate every tenant key
+        _print_json({"ok": False, "error": str(err)}, stream=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

@@ -18,6 +18,7 @@ ZONE = ZoneInfo("Asia/Shanghai")
 START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=ZONE).timestamp()
 TABLES = (
     "numbers", "pools", "number_tenancies", "groups", "group_members", "bindings", "call_records",
+    "tenants", "api_keys", "ledger", "blacklists", "blacklist_pairs",
 )  # fmt: skip
 
 # Inventory: ten 170 virtual numbers in Beijing, five carrier numbers in Shenzhen, two 950s.
