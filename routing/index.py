@@ -518,15 +518,28 @@ class BindingIndex:
             slot = entry.parties.get(caller)
             if slot is None:
                 return _NO_BINDING
-            binding = slot if type(slot) is not list else _pick(slot)
-            assert isinstance(binding, Binding)
+            binding: Binding = slot if type(slot) is not list else _pick(slot)  # type: ignore[assignment]
             if binding.expires_at <= now:
                 return Intercept(_EXPIRED, binding)
             if caller == binding.a:
-                callee = binding.b
-                assert callee is not None
-                return self._finish(binding, caller, callee, CALL_TYPE_A_TO_PEER)
-            return self._finish(binding, caller, binding.a, CALL_TYPE_PEER_TO_A)
+                callee: PhoneNumber = binding.b  # type: ignore[assignment]  # AXB: never None
+                call_type = CALL_TYPE_A_TO_PEER
+            else:
+                callee = binding.a
+                call_type = CALL_TYPE_PEER_TO_A
+            if (
+                self._pool_blacklists or self._pair_blocks
+                or binding.restriction is not _UNRESTRICTED
+            ):  # fmt: skip
+                return self._finish(binding, caller, callee, call_type)
+            # The common case, _finish and _route inlined (≈ 0.2 µs of ≈ 1 µs).
+            route = _RouteBuilder()
+            route.binding = binding
+            route.callee = callee
+            route.caller = caller
+            route.call_type = call_type
+            route.__class__ = Route  # type: ignore[assignment]
+            return route  # type: ignore[return-value]
         if kind is _AXN_EXT:
             return self._resolve_extension(entry, x=x, caller=caller, now=now, extension=extension)
         # Exclusive: AXN, 95AXN, AXG.
