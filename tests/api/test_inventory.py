@@ -823,10 +823,10 @@ async def test_cli_commands_call_their_rest_route(
     ) -> dict[str, object]:
         sent.append((method, path, json_body))
         row = {"number": "+8617000010000"}
-        return {"numbers": [row["number"]], **row, "results": [row], "stock": [row]} | {
-            "items": [row],
-            "policies": [row],
-        }
+        answer: dict[str, object] = {"numbers": [row["number"]], **row}
+        for key in ("results", "stock", "items", "policies"):
+            answer[key] = [row]
+        return answer
 
     monkeypatch.setattr(cli_inventory, "_api", fake_api)
     assert cli.main(argv) == 0, capsys.readouterr()
