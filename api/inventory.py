@@ -307,7 +307,8 @@ class Inventory:
     async def topup(self, tenant_id: str, amount: Decimal) -> Decimal:
         """Credit ``amount`` (> 0, at most 2 decimals) to a tenant; returns the new balance."""
         value = parse_amount(amount)
-        if value <= 0 or value != value.quantize(_CENT) or value > MAX_TOPUP:
+        # The cap first: quantize() of a huge value raises instead of answering.
+        if value <= 0 or value > MAX_TOPUP or value != value.quantize(_CENT):
             raise InvalidInput(
                 InventoryCode.AMOUNT_ILLEGAL,
                 f"a top-up is more than 0 and at most {MAX_TOPUP}, with at most 2 decimals; "
@@ -646,7 +647,9 @@ class Inventory:
         wanted_city: str | None = None
         candidates: list[tuple[str, str | None]]
         if numbers is not None:
-            listed = [line.strip() for line in numbers if line.strip()]
+            # One number per line when given as text (the reference console's form).
+            lines = numbers.splitlines() if isinstance(numbers, str) else numbers
+            listed = [line.strip() for line in lines if line.strip()]
             if not 1 <= len(listed) <= MAX_MIGRATION_NUMBERS:
                 raise InvalidInput(
                     ErrorCode.PARAMETER_ILLEGAL,

@@ -167,6 +167,13 @@ async def test_bad_requests_write_nothing(
     assert snapshot(db_path) == before
 
 
+async def test_numbers_as_text_one_per_line(stocked: ControlPlane) -> None:
+    source, target, bought = await two_pools(stocked, count=2)
+    text = f"{bought[0]}\r\n\n {bought[1].removeprefix('+86')} \n"
+    job = await stocked.inventory.migrate(source, target, numbers=text)
+    assert [(r.number, r.ok) for r in job.results] == [(bought[0], True), (bought[1], True)]
+
+
 async def test_500_numbers_are_accepted(stocked: ControlPlane) -> None:
     source, target, _bought = await two_pools(stocked, count=1)
     numbers = [f"170{i:08d}" for i in range(500)]
