@@ -3,6 +3,7 @@ verification, number views — the service directly and its REST routes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -91,7 +92,9 @@ async def test_balance_counts_discounts_as_credits(stocked: ControlPlane) -> Non
     assert await stocked.inventory.balance(TENANT_A) == Decimal("9.77")
 
 
-@pytest.mark.parametrize("amount", ["0", "-1", "0.001", "NaN", "Infinity", "100000000.01", "1e999999"])
+@pytest.mark.parametrize(
+    "amount", ["0", "-1", "0.001", "NaN", "Infinity", "100000000.01", "1e999999"]
+)
 async def test_bad_topups_write_nothing(stocked: ControlPlane, db_path: Path, amount: str) -> None:
     before = snapshot(db_path)
     with pytest.raises(InvalidInput) as refused:
@@ -465,6 +468,41 @@ async def test_verification_grace_period(stocked: ControlPlane, clock: Clock) ->
     assert not inventory.is_bindable(y, clock.now + 3601)
     # A rejected number may be submitted again.
     assert (await inventory.submit_verification(pool, y)).verification is Verification.PENDING
+
+
+async def test_overdue_number_cannot_bind_until_verified(
+    stocked: ControlPlane, clock: Clock
+) -> None:
+    inventory = stocked.inventory
+    await inventory.set_verification_policy(BindingType.AXN, required=True, grace_s=600)
+    pool = await tenant_pool(stocked, BindingType.AXN, tenant=None)
+    [x] = await inventory.buy(pool, count=1, city="北京")
+    clock.now += 601
+    expires = local(clock.now + 3600)
+    with pytest.raises(Conflict) as explicit:
+        await stocked.bind(BindingType.AXN, pool, A, x=x, expires=expires)
+    assert explicit.value.code == "NUMBER_UNVERIFIED"
+    with pytest.raises(Conflict) as allocated:
+        await stocked.bind(BindingType.AXN, pool, A, expires=expires)
+    assert allocated.value.code == "NO_AVAILABLE_NUMBER"
+    await inventory.submit_verification(pool, x)
+    await inventory.decide_verification(x, approved=True)
+    assert (await stocked.bind(BindingType.AXN, pool, A, expires=expires)).x == x
+
+
+async def test_concurrent_purchases_share_one_balance(stocked: ControlPlane) -> None:
+    pool = await tenant_pool(stocked)
+    await funded(stocked, TENANT_A, "5.00")
+    outcomes = await asyncio.gather(
+        *(stocked.inventory.buy(pool, count=1, city="北京") for _ in range(3)),
+        return_exceptions=True,
+    )
+    bought = [o for o in outcomes if isinstance(o, list)]
+    refused = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(bought) == 1 and len(refused) == 2
+    assert {r.code for r in refused} == {"NOT_ENOUGH_BALANCE"}
+    assert await stocked.inventory.balance(TENANT_A) == Decimal("0.00")
+    assert stocked.pool_numbers(pool) == bought[0]
 
 
 async def test_verification_transitions(stocked: ControlPlane, db_path: Path) -> None:
