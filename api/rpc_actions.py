@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from api.control import ControlPlane
 from api.errors import ControlError, ErrorCode
+from api.inventory import InventoryCode
 from api.rpc_signing import RpcSignatureError
 from routing.model import Binding, BindingType, BlockDirection, PhoneNumber, Restriction
 from routing.numbers import InvalidNumberError, national, normalize
@@ -77,15 +78,13 @@ REFERENCE_CODES: Final[Mapping[str, str]] = {
     ErrorCode.POOL_TYPE_MISMATCH: INVALID_PARAMETERS,
     ErrorCode.CSV_ILLEGAL: INVALID_PARAMETERS,
     ErrorCode.NUMBER_NOT_IN_POOL: NO_NOT_EXIST,
-    "NUMBER_NOT_EXIST": NO_NOT_EXIST,
+    InventoryCode.NUMBER_NOT_EXIST: NO_NOT_EXIST,
     # A group of another pool answers as a group that does not exist (no existence leak).
     ErrorCode.GROUP_NOT_IN_POOL: "isv.GROUP_NOT_EXIST",
     ErrorCode.GROUP_NOT_EXIST: "isv.GROUP_NOT_EXIST",
-    "CALL_NOT_EXIST": "isv.CALL_NOT_EXIST",
-    "OPERATOR_ONLY": FORBIDDEN_ACTION,
+    ErrorCode.CALL_NOT_EXIST: "isv.CALL_NOT_EXIST",
+    # Operator-only use cases (api.tenants.OperatorOnly).
     ErrorCode.FORBIDDEN: FORBIDDEN_ACTION,
-    "PURCHASE_LIMIT": "isv.BUY_NUM_OVER_LIMIT",
-    "UPDATE_CONFLICT": "isv.UPDATE_CONFLICT",
 }
 # Messages replaced because the control plane's would reveal another pool's resource.
 _NOT_FOUND_MESSAGES: Final[Mapping[str, str]] = {

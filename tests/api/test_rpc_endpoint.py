@@ -514,3 +514,17 @@ async def test_json_types_of_the_answers(api: Api, tenant: NewTenant) -> None:
     api.clock.now += 601  # expired, not yet unbound: Status 0
     expired = _ok(await _rpc(api, tenant, "QuerySubscriptionDetail", query))
     assert expired["SecretBindDetailDTO"]["Status"] == 0
+
+
+async def test_control_errors_keep_their_meaning(api: Api, tenant: NewTenant) -> None:
+    """Codes without a reference name become ``isv.<CODE>``; nothing is bought without money."""
+    pool_key = await _pool(api, tenant, BindingType.AXB, count=0)
+    before = snapshot(api.db_path)
+    params = {"PoolKey": pool_key, "City": "北京", "SpecId": "1"}
+    _business(await _rpc(api, tenant, "BuySecretNo", params), "isv.NOT_ENOUGH_BALANCE")
+    wrong_spec = await _rpc(api, tenant, "BuySecretNo", params | {"SpecId": "3"})
+    _business(wrong_spec, "isv.INVALID_PARAMETERS")
+    assert snapshot(api.db_path) == before
+    await api.control.inventory.topup(tenant.tenant_id, Decimal("100"))
+    body = _ok(await _rpc(api, tenant, "BuySecretNo", params))
+    assert body["SecretBuyInfoDTO"]["SecretNo"].startswith("170")
