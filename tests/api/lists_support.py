@@ -13,9 +13,8 @@ from routing.index import Intercept, Resolution, Route
 from routing.model import Binding, BindingType, InterceptCause, PhoneNumber
 from routing.numbers import normalize
 
-#: Every table the control plane writes, the lists' own included (api_support's TABLES lacks
-#: ``blacklists`` and ``blacklist_pairs``).
-LIST_TABLES = (*TABLES, "blacklists", "blacklist_pairs")
+#: Every table the control plane writes, the lists' own sure to be among them.
+LIST_TABLES = tuple(dict.fromkeys((*TABLES, "blacklists", "blacklist_pairs")))
 
 A = "13800138000"
 B = "13900139000"
