@@ -290,6 +290,10 @@ class Inventory:
             verification_deadline=self._local(info.verification_deadline),
         )
 
+    def _remember(self, pool_key: PoolKey, info: NumberInfo) -> None:
+        """Make a pool number allocatable (its city and province feed the allocation modes)."""
+        self.control._remember_number(pool_key, info.number, info.city, info.province)
+
     async def _pool_number(
         self, pool_key: str, number: str, tenant: str | None
     ) -> tuple[store.Pool, NumberInfo]:
@@ -445,7 +449,7 @@ class Inventory:
                 f"{error.balance}; top up first (nothing was bought)",
             ) from None
         for info in bought:
-            self.control._remember_number(pool.pool_key, info.number, info.city)
+            self._remember(pool.pool_key, info)
             if info.verification_deadline is not None:
                 self._deadlines[info.number] = info.verification_deadline
         _log.info("numbers_bought", pool_key=pool.pool_key, count=len(bought))
@@ -462,7 +466,8 @@ class Inventory:
         """
         pool, info = await self._pool_number(pool_key, number, tenant)
         x = info.number
-        # Under X's lock no bind on X is between its check and its index add.
+        # Under X's lock no bind on X is between its check and its index add.  X leaves the
+        # allocatable set before the write, so no bind starting meanwhile can pick it.
         await self.control._x_locks.acquire(x)
         try:
             if self._is_bound(x):
@@ -470,15 +475,20 @@ class Inventory:
                     InventoryCode.NUMBER_IN_USE,
                     f"number {x} still has a binding; unbind it before releasing the number",
                 )
+            allocatable = self.control._number_pool.get(x) == pool.pool_key
+            self.control._forget_number(x)
             try:
                 await inventory_store.release(
                     self.control.db, pool.pool_key, x, now=self.control.clock()
                 )
-            except inventory_store.NumberNotInPoolError:
-                raise _not_in_pool(x, pool.pool_key) from None
-            except inventory_store.NumberInUseError as error:
-                raise Conflict(InventoryCode.NUMBER_IN_USE, str(error)) from None
-            self.control._forget_number(x)
+            except BaseException as error:  # back in the pool, whatever refused the write
+                if allocatable:
+                    self._remember(pool.pool_key, info)
+                if isinstance(error, inventory_store.NumberInUseError):
+                    raise Conflict(InventoryCode.NUMBER_IN_USE, str(error)) from None
+                if isinstance(error, inventory_store.NumberNotInPoolError):
+                    raise _not_in_pool(x, pool.pool_key) from None
+                raise
             self._deadlines.pop(x, None)
         finally:
             self.control._x_locks.release(x)
@@ -501,8 +511,7 @@ class Inventory:
         pool, info = await self._pool_number(pool_key, number, tenant)
         if info.status is NumberStatus.LOCKED:
             await inventory_store.unlock(self.control.db, pool.pool_key, info.number)
-            if info.number not in self.control._number_pool:
-                self.control._remember_number(pool.pool_key, info.number, info.city)
+            self._remember(pool.pool_key, info)
             _log.info("number_unlocked", pool_key=pool.pool_key, number=info.number)
         return await self.number_detail(pool.pool_key, info.number, tenant=tenant)
 
@@ -722,11 +731,12 @@ class Inventory:
         candidates: list[tuple[str, str | None]],
     ) -> MigrationJob:
         moving = sorted({PhoneNumber(n) for n, reason in candidates if reason is None})
-        cities = {
-            info.number: info.city
+        infos = {
+            info.number: info
             for info in await inventory_store.pool_numbers_info(self.control.db, source)
         }
         locked: list[PhoneNumber] = []
+        allocatable: list[PhoneNumber] = []
         try:
             # Sorted acquisition: two migrations never wait on each other in a cycle.
             for number in moving:
@@ -734,25 +744,34 @@ class Inventory:
                 locked.append(number)
             rechecked = [
                 (n, "NUMBER_IN_USE: the number has a binding")
-                if reason is None and n in cities and self._is_bound(PhoneNumber(n))
+                if reason is None and n in infos and self._is_bound(PhoneNumber(n))
                 else (n, reason)
                 for n, reason in candidates
             ]
-            row = await inventory_store.migrate(
-                self.control.db,
-                tenant_id=tenant_id,
-                from_pool=source,
-                to_pool=target,
-                city=city,
-                requested=requested,
-                candidates=rechecked,
-                now=self.control.clock(),
-            )
-            for outcome in row.results:
-                number = PhoneNumber(outcome.number)
-                if outcome.ok and self.control._number_pool.get(number) == source:
+            # Out of the source's allocatable set before the write (as in release), back in
+            # the pool it ends up in after it.
+            for number in moving:
+                if self.control._number_pool.get(number) == source and number in infos:
+                    allocatable.append(number)
                     self.control._forget_number(number)
-                    self.control._remember_number(target, number, cities.get(number, ""))
+            try:
+                row = await inventory_store.migrate(
+                    self.control.db,
+                    tenant_id=tenant_id,
+                    from_pool=source,
+                    to_pool=target,
+                    city=city,
+                    requested=requested,
+                    candidates=rechecked,
+                    now=self.control.clock(),
+                )
+            except BaseException:
+                for number in allocatable:
+                    self._remember(source, infos[number])
+                raise
+            moved = {PhoneNumber(o.number) for o in row.results if o.ok}
+            for number in allocatable:
+                self._remember(target if number in moved else source, infos[number])
         finally:
             for number in locked:
                 self.control._x_locks.release(number)

@@ -345,6 +345,22 @@ async def test_release_refused_while_bound(stocked: ControlPlane, db_path: Path)
     assert await stocked.inventory.release(pool, x.removeprefix("+86"), tenant=TENANT_A) == x
 
 
+async def test_release_refused_by_the_store_keeps_the_number_allocatable(
+    stocked: ControlPlane, db_path: Path, clock: Clock
+) -> None:
+    pool = await tenant_pool(stocked, tenant=None)
+    [x] = await stocked.inventory.buy(pool, count=1, city="北京")
+    # A binding the database holds but the index does not (the store's backstop decides).
+    written = await stocked.bind(BindingType.AXB, pool, A, B, x, expires=local(clock.now + 3600))
+    stocked.index.remove(written.sub_id)
+    before = snapshot(db_path)
+    with pytest.raises(Conflict) as refused:
+        await stocked.inventory.release(pool, x)
+    assert refused.value.code == "NUMBER_IN_USE"
+    assert snapshot(db_path) == before
+    assert stocked.pool_numbers(pool) == [x]
+
+
 async def test_release_returns_to_stock_without_refund(
     stocked: ControlPlane, db_path: Path, clock: Clock
 ) -> None:
