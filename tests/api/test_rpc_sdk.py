@@ -676,3 +676,10 @@ def test_gateway_refusals(
     server.run(server.control.tenants.set_key_status(tenant.access_key_id, False))
     disabled = _refused(lambda: _query_remain(client))
     assert (disabled.code, disabled.status_code) == ("InvalidAccessKeyId.Inactive", 400)
+
+
+def test_other_v3_algorithms_are_refused(server: RpcServer, tenant: NewTenant) -> None:
+    """§1: ACS3-HMAC-SM3 is a v3 variant maskline does not verify: 400 IncompleteSignature."""
+    client = _client(server, tenant.access_key_id, tenant.access_key_secret, "ACS3-HMAC-SM3")
+    refused = _refused(lambda: _query_remain(client))
+    assert (refused.code, refused.status_code) == ("IncompleteSignature", 400)
