@@ -16,7 +16,9 @@ UUID4, also in the ``x-acs-request-id`` header):
 - business error: 200 ``{"Code":"isv.…","Message","RequestId"}``;
 - gateway error: 4xx ``{"RequestId","HostId","Code","Message","Recommend"}`` (signature, time,
   nonce, key, ``InvalidApi.NotFound`` for an unknown action, ``InvalidVersion``,
-  ``Missing<Name>``);
+  ``Missing<Name>``, ``InvalidParameter`` for a body over 1 MiB);
+- an action of a product maskline does not offer (700, fixed line, work numbers, courier, KYC…):
+  business error ``isv.FORBIDDEN_ACTION`` (see :data:`api.rpc_actions.UNSUPPORTED_ACTIONS`);
 - anything unexpected: 500 with code ``isp.SYSTEM_ERROR`` (logged), never a non-JSON body.
 """
 

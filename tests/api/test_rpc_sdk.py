@@ -84,7 +84,9 @@ def _ok(resp: Any) -> Any:
     assert resp.status_code == 200
     assert resp.body.code == "OK", (resp.body.code, resp.body.message)
     assert resp.body.message == "OK"
-    assert len(resp.body.request_id) == 36 and resp.body.request_id.isupper() is not False
+    assert len(resp.body.request_id) == 36
+    assert resp.body.request_id == resp.body.request_id.upper()
+    assert resp.headers["x-acs-request-id"] == resp.body.request_id
     return resp.body
 
 
