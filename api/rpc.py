@@ -169,6 +169,16 @@ def build_rpc_endpoint(control: ControlPlane) -> Callable[[Request], Awaitable[R
                 "InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404
             )
         nonces.use(verified.access_key_id, verified.nonce, now)
+        # STS credentials (v2 ``SecurityToken``, v3 ``x-acs-security-token``) come from the
+        # vendor's token service; maskline issues none, so a request carrying one is refused
+        # rather than served as if the token were not there.
+        if "SecurityToken" in verified.params or "x-acs-security-token" in request.headers:
+            raise gateway_error(
+                "InvalidSecurityToken.Malformed",
+                "Specified SecurityToken is malformed: maskline issues no security tokens; "
+                "sign with a tenant's access key.",
+                400,
+            )
         if verified.version != API_VERSION:
             raise gateway_error("InvalidVersion", "Specified parameter Version is not valid.", 400)
         handler = actions.handlers.get(verified.action)

@@ -528,3 +528,18 @@ async def test_control_errors_keep_their_meaning(api: Api, tenant: NewTenant) ->
     await api.control.inventory.topup(tenant.tenant_id, Decimal("100"))
     body = _ok(await _rpc(api, tenant, "BuySecretNo", params))
     assert body["SecretBuyInfoDTO"]["SecretNo"].startswith("170")
+
+
+async def test_security_tokens_are_refused(api: Api, tenant: NewTenant) -> None:
+    params = {"City": "北京", "SpecId": "1", "SecurityToken": "sts-token"}
+    v2 = await _rpc(api, tenant, "QuerySecretNoRemain", params)
+    _gateway(v2, 400, "InvalidSecurityToken.Malformed")
+    query, headers = sign_v3(
+        action="QuerySecretNoRemain",
+        params={"City": "北京", "SpecId": "1"},
+        key_id=tenant.access_key_id,
+        secret=tenant.access_key_secret,
+        now=api.clock.now,
+    )
+    v3 = await api.client.post(f"/?{query}", headers={**headers, "x-acs-security-token": "t"})
+    _gateway(v3, 400, "InvalidSecurityToken.Malformed")
