@@ -527,7 +527,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         summary="Create an AXG number group",
     )
     async def create_group(pool_key: str, body: GroupIn, who: Who) -> GroupOut:
-        group_id = await control.create_group(
+        group_id = await control.lists.create_group(
             pool_key, body.name, body.numbers, remark=body.remark, tenant=who.tenant_id
         )
         return GroupOut(group_id=group_id)

@@ -26,7 +26,7 @@ import gc
 import io
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -81,7 +81,6 @@ MIN_EXPIRY_AHEAD_S: Final = 60.0
 #: CSV columns of a number import, in order (header row required).
 IMPORT_COLUMNS: Final = ("number", "city", "province", "carrier", "spec")
 MAX_PURCHASE: Final = 1000
-MAX_GROUP_NUMBERS: Final = 200
 MAX_NAME_CHARS: Final = 128
 MAX_OUT_ID_CHARS: Final = 128
 MAX_CALLS_LIMIT: Final = 1000
@@ -684,8 +683,7 @@ class ControlPlane:
 
     def _bindable(self, x: PhoneNumber, now: float) -> bool:
         """False for an X whose user's real-person verification is overdue (SPEC §3)."""
-        check = getattr(self.inventory, "is_bindable", None)
-        return True if check is None else bool(check(x, now))
+        return self.inventory.is_bindable(x, now)
 
     def _city_groups(
         self, pool: Pool, city: str | None, province: str | None
@@ -946,52 +944,6 @@ class ControlPlane:
         else:
             scope = None
         return await store_pools.bindings_by_number(self.db, real, scope)
-
-    # ------------------------------------------------------------------------- groups
-
-    async def create_group(
-        self,
-        pool_key: str,
-        name: str,
-        numbers: Iterable[str],
-        remark: str | None = None,
-        *,
-        tenant: str | None = None,
-    ) -> GroupId:
-        """Create an AXG number group (≤ 200 numbers) in an AXG pool."""
-        pool = await self.get_pool(pool_key, tenant=tenant)
-        if pool.type is not BindingType.AXG:
-            raise InvalidInput(
-                ErrorCode.POOL_TYPE_MISMATCH,
-                f"groups belong to AXG pools; pool {pool.pool_key} is {pool.type.value}",
-            )
-        group_name = _name(name, "name")
-        raw = list(numbers)
-        if not raw:
-            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "a group needs at least one number")
-        if len(raw) > MAX_GROUP_NUMBERS:
-            raise InvalidInput(
-                ErrorCode.PARAMETER_ILLEGAL,
-                f"a group holds at most {MAX_GROUP_NUMBERS} numbers, got {len(raw)}",
-            )
-        if remark is not None and len(remark) > 256:
-            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "remark is at most 256 characters")
-        members = sorted({_number(n, f"numbers[{i}]") for i, n in enumerate(raw)})
-        try:
-            group_id = await store.create_group(
-                self.db,
-                pool_key=pool.pool_key,
-                name=group_name,
-                numbers=members,
-                remark=remark,
-                now=self.clock(),
-            )
-        except store.PoolNotFoundError:
-            raise NotFound(ErrorCode.POOL_NOT_EXIST, f"no pool {pool_key!r}") from None
-        self._group_pool[group_id] = pool.pool_key
-        self.index.set_group(group_id, members)
-        _log.info("group_created", group_id=group_id, pool_key=pool.pool_key, size=len(members))
-        return group_id
 
     # ------------------------------------------------------------------------- call records
 

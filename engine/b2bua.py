@@ -159,9 +159,13 @@ class B2bua:
         flush: Callable[[], None],
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
+        x_usable: Callable[[PhoneNumber, float], bool] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._index = index
+        # False for an X whose user's real-person verification is overdue (SPEC §3): its calls
+        # are intercepted. None: every X is usable.
+        self._x_usable = x_usable
         self._relay = relay
         self._settings = settings
         self._record_sink = record_sink
@@ -234,6 +238,12 @@ class B2bua:
         if isinstance(decision, NeedsExtension):
             # The extension IVR comes with the media issue; until then say so.
             decision = Intercept(cause=InterceptCause.NO_BINDING, binding=None)
+        if (
+            isinstance(decision, Route)
+            and self._x_usable is not None
+            and not self._x_usable(decision.binding.x, now)
+        ):
+            decision = Intercept(cause=InterceptCause.UNVERIFIED, binding=decision.binding)
         if isinstance(decision, Intercept):
             self._intercept(call, decision)
             return

@@ -93,6 +93,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             flush=transport.flush,
             clock=loop.time,
             wall_clock=time.time,
+            x_usable=control.inventory.is_bindable,
         )
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])

@@ -45,7 +45,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RpcServer]
             if kind is BindingType.AXB:
                 await control.bind(kind, key, "13800138000", "13900139000", expires=expires)
             if kind is BindingType.AXG:
-                group = await control.create_group(key, "g", ["13700137000"])
+                group = await control.lists.create_group(key, "g", ["13700137000"])
                 await control.bind(kind, key, "13800138000", expires=expires, group_id=group)
 
     server.run(populate())
