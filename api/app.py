@@ -230,7 +230,7 @@ class GroupIn(_Model):
     """A new AXG number group."""
 
     name: str = Field(max_length=128)
-    numbers: list[str] = Field(min_length=1, max_length=200)
+    numbers: list[str] = Field(default_factory=list, max_length=200)
     remark: str | None = Field(default=None, max_length=256)
 
 

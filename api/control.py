@@ -536,7 +536,7 @@ class ControlPlane:
             )
         if ringback:
             _check_ringback(ringback)
-        group = self._check_group(type, pool.pool_key, group_id)
+        group = await self._check_group(type, pool.pool_key, group_id)
         ext = self._check_extension(type, extension)
         number_x: PhoneNumber | None = None
         if x is not None and x.strip():
@@ -587,9 +587,14 @@ class ControlPlane:
         )
         return binding
 
-    def _check_group(
+    async def _check_group(
         self, type: BindingType, pool_key: PoolKey, group_id: str | None
     ) -> GroupId | None:
+        """The AXG group of a binding in ``pool_key``: it must exist in that very pool.
+
+        A group of another pool of the same owner is named as such; a group of another
+        tenant's pool answers exactly as a group that does not exist.
+        """
         if type is not BindingType.AXG:
             if group_id:
                 raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "group_id is only for AXG bindings")
@@ -597,9 +602,13 @@ class ControlPlane:
         if not group_id:
             raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "group_id is required for AXG")
         owner = self._group_pool.get(GroupId(group_id))
+        missing = NotFound(ErrorCode.GROUP_NOT_EXIST, f"no group {group_id!r}")
         if owner is None:
-            raise NotFound(ErrorCode.GROUP_NOT_EXIST, f"no group {group_id!r}")
+            raise missing
         if owner != pool_key:
+            owners = {(await self.get_pool(key)).tenant_id for key in (owner, pool_key)}
+            if len(owners) != 1:
+                raise missing
             raise InvalidInput(
                 ErrorCode.GROUP_NOT_IN_POOL, f"group {group_id} belongs to another pool"
             )
@@ -670,6 +679,9 @@ class ControlPlane:
 
     async def _commit(self, binding: Binding, now: float) -> None:
         """Durable write, then the index; the caller holds the lock of ``binding.x``."""
+        if binding.group_id is not None and binding.group_id not in self._group_pool:
+            # Deleted while this bind waited for the lock of X.
+            raise NotFound(ErrorCode.GROUP_NOT_EXIST, f"no group {binding.group_id!r}")
         try:
             await store.insert_binding(self.db, binding)
         except store.ConflictError as error:
@@ -866,7 +878,7 @@ class ControlPlane:
         if expires is not None:
             changes["expires_at"] = parse_expires(expires, zone=self.zone, now=now)
         if group_id is not None:
-            changes["group_id"] = self._check_group(current.type, current.pool_key, group_id)
+            changes["group_id"] = await self._check_group(current.type, current.pool_key, group_id)
         if restriction is not None:
             changes["restriction"] = restriction
         if out_id is not None:

@@ -10,7 +10,7 @@ import httpx
 from api_support import CSV_HEADER, Api
 
 import store
-from api.errors import NotFound
+from api.errors import InvalidInput, NotFound
 from routing.index import Intercept, Route
 from routing.model import BindingType, InterceptCause, PhoneNumber, PoolKey
 
@@ -290,3 +290,37 @@ async def test_a_tenant_sees_only_its_own_pools_and_bindings(api: Api) -> None:
         binding.sub_id
     ]
     assert api.snapshot() == before
+
+
+async def test_a_group_of_another_tenant_answers_as_missing(api: Api) -> None:
+    control = api.control
+    for tenant in ("TA", "TB"):
+        await store.create_tenant(control.db, tenant_id=tenant, name=tenant, now=api.clock.now)
+    await api.import_inventory()
+    pool_a = await control.create_pool(BindingType.AXG, "a", "TA")
+    other_a = await control.create_pool(BindingType.AXG, "a2", "TA")
+    pool_b = await control.create_pool(BindingType.AXG, "b", "TB")
+    await control.add_numbers(pool_b, 1, city="北京")
+    group_a = await control.lists.create_group(pool_a, "g", ["13600136000"], tenant="TA")
+    group_a2 = await control.lists.create_group(other_a, "g", ["13600136000"], tenant="TA")
+    before = api.snapshot()
+    for group in (group_a, "424242"):
+        try:
+            await control.bind(
+                BindingType.AXG, pool_b, "13800138000", expires=api.expires(),
+                group_id=group, tenant="TB",
+            )  # fmt: skip
+        except NotFound as error:
+            assert error.code == "GROUP_NOT_EXIST"
+        else:
+            raise AssertionError("bound on another tenant's group")
+    assert api.snapshot() == before
+    # Within one owner, the other pool's group is named as such.
+    try:
+        await control.bind(
+            BindingType.AXG, pool_a, "13800138000", expires=api.expires(), group_id=group_a2
+        )
+    except InvalidInput as error:
+        assert error.code == "GROUP_NOT_IN_POOL"
+    else:
+        raise AssertionError("bound on another pool's group")
