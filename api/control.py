@@ -329,7 +329,10 @@ class ControlPlane:
         self._x_weight.pop(number, None)
 
     def _add_weight(self, x: PhoneNumber, delta: int) -> None:
-        self._x_weight[x] = self._x_weight.get(x, 0) + delta
+        weight = self._x_weight.get(x)
+        if weight is None and delta < 0:
+            return  # x left its pool (released, locked, migrated) while a bind was in flight
+        self._x_weight[x] = (weight or 0) + delta
 
     async def close(self) -> None:
         """Commit queued writes and close the database."""
@@ -570,6 +573,10 @@ class ControlPlane:
         if number_x is not None:
             await self._x_locks.acquire(number_x)
             try:
+                if self._number_pool.get(number_x) != pool.pool_key:  # left while we waited
+                    raise InvalidInput(
+                        ErrorCode.NUMBER_NOT_IN_POOL, f"x is not a number of pool {pool.pool_key}"
+                    )
                 binding = self._checked(template, number_x, now)
                 if binding is None:
                     raise self._conflict(template, number_x, now)
@@ -773,6 +780,8 @@ class ControlPlane:
             try:
                 await self._x_locks.acquire(x)
                 try:
+                    if self._number_pool.get(x) != pool.pool_key:
+                        continue  # released, locked or migrated while we waited for its lock
                     binding = self._checked(template, x, now)
                     if binding is None:
                         continue

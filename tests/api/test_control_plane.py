@@ -6,11 +6,14 @@ for tenant scoping. Real SQLite file, fake clock.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+import pytest
 from api_support import CSV_HEADER, Api
 
 import store
-from api.errors import InvalidInput, NotFound
+from api.errors import Conflict, InvalidInput, NotFound
 from routing.index import Intercept, Route
 from routing.model import BindingType, InterceptCause, PhoneNumber, PoolKey
 
@@ -324,3 +327,29 @@ async def test_a_group_of_another_tenant_answers_as_missing(api: Api) -> None:
         assert error.code == "GROUP_NOT_IN_POOL"
     else:
         raise AssertionError("bound on another pool's group")
+
+
+async def test_a_bind_waiting_for_x_does_not_commit_once_x_left_the_pool(api: Api) -> None:
+    """Release, lock and migration take X out of its pool under X's lock: a bind that waited
+    for that lock must find X gone, not write a binding on a number no longer in the pool."""
+    key = await _pool_with_cities(api, "default", {"北京": 1})
+    [x] = api.control.pool_numbers(PoolKey(key))
+    before = api.snapshot()
+    await api.control._x_locks.acquire(x)
+    explicit = asyncio.create_task(
+        api.control.bind(BindingType.AXB, key, "13800138000", B, x, expires=api.expires())
+    )
+    allocated = asyncio.create_task(
+        api.control.bind(BindingType.AXB, key, "13800138001", B, expires=api.expires())
+    )
+    await asyncio.sleep(0.05)  # both wait for the lock of x
+    api.control._forget_number(x)  # what release/lock/migration do while holding it
+    api.control._x_locks.release(x)
+    with pytest.raises(InvalidInput) as refused:
+        await explicit
+    assert refused.value.code == "NUMBER_NOT_IN_POOL"
+    with pytest.raises(Conflict) as none_left:
+        await allocated
+    assert none_left.value.code == "NO_AVAILABLE_NUMBER"
+    assert api.snapshot() == before
+    assert x not in api.control._x_weight  # no stale load figure left behind
