@@ -543,8 +543,8 @@ class BindingIndex:
         if kind is _AXN_EXT:
             return self._resolve_extension(entry, x=x, caller=caller, now=now, extension=extension)
         # Exclusive: AXN, 95AXN, AXG.
-        assert entry.single is not None
-        binding = _pick(entry.single)
+        single = entry.single
+        binding = single if type(single) is not list else _pick(single)  # type: ignore[assignment]
         if binding.expires_at <= now:
             return Intercept(_EXPIRED, binding)
         if caller is not None and caller == binding.a:
@@ -554,7 +554,18 @@ class BindingIndex:
             or caller not in self._groups.get(binding.group_id, ())
         ):  # fmt: skip
             return Intercept(_NOT_IN_GROUP, binding)
-        return self._finish(binding, caller, binding.a, CALL_TYPE_PEER_TO_A)
+        if (
+            self._pool_blacklists or self._pair_blocks
+            or binding.restriction is not _UNRESTRICTED
+        ):  # fmt: skip
+            return self._finish(binding, caller, binding.a, CALL_TYPE_PEER_TO_A)
+        route = _RouteBuilder()  # as in the AXB branch: _finish and _route inlined
+        route.binding = binding
+        route.callee = binding.a
+        route.caller = caller
+        route.call_type = CALL_TYPE_PEER_TO_A
+        route.__class__ = Route  # type: ignore[assignment]
+        return route  # type: ignore[return-value]
 
     def _resolve_extension(
         self,
