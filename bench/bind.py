@@ -358,6 +358,8 @@ def _server_child(db_path: str, variant: str, port_file: str) -> None:
                 await send({"type": "http.response.body", "body": body})
 
             app = floor
+        elif variant.startswith("asgi"):
+            app = _plain_bind_app(control)
         else:
             app = create_app(control, operator_token=TOKEN)
         server = await start_api(app, "127.0.0.1", 0)
@@ -369,6 +371,71 @@ def _server_child(db_path: str, variant: str, port_file: str) -> None:
         await control.close()
 
     _uvloop_run(serve())
+
+
+def _plain_bind_app(control: Any) -> Any:
+    """What-if for api/app.py: the bind route as a bare ASGI app, without FastAPI.
+
+    Same work as the FastAPI route (bearer check, ``BindIn`` validated by pydantic from the
+    raw JSON, ``control.bind``, the same JSON answer built from ``binding_view``), none of the
+    framework's routing, dependency solving and middleware. Other paths answer 404.
+    """
+    from api.app import BindIn  # noqa: PLC0415
+
+    expected = f"Bearer {TOKEN}".encode()
+    prefix, suffix = "/v1/pools/", "/bindings"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        path: str = scope["path"]
+        status, payload = 404, {"code": "NOT_FOUND", "message": "no such route"}
+        if scope["method"] == "POST" and path.startswith(prefix) and path.endswith(suffix):
+            headers = dict(scope["headers"])
+            if headers.get(b"authorization") != expected:
+                status, payload = 401, {"code": "UNAUTHENTICATED", "message": "token"}
+            else:
+                body = BindIn.model_validate_json(b"".join(chunks))
+                binding = await control.bind(
+                    body.type,
+                    path[len(prefix) : -len(suffix)],
+                    body.a,
+                    body.b,
+                    body.x,
+                    expires=body.expires,
+                    record=body.record,
+                    group_id=body.group_id,
+                    extension=body.extension,
+                    restriction=body.restriction,
+                    ring_timeout_s=body.ring_timeout_s,
+                    out_id=body.out_id,
+                    expect_city=body.expect_city,
+                )
+                status = 201
+                payload = {
+                    "sub_id": binding.sub_id,
+                    "secret_no": binding.x,
+                    "extension": binding.extension,
+                    "binding": control.binding_view(binding),
+                }
+        data = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+    return app
 
 
 async def _client(
@@ -547,8 +614,10 @@ def section_http(options: argparse.Namespace, workdir: Path, store_rate: float |
         "  variants: engine = as shipped (uvicorn h11); httptools = uvicorn http='httptools';\n"
         "  -fastnum = normalize fast path (section 1); -quiet = log level warning (no per-bind\n"
         "  line); floor = fixed-body ASGI app on the same uvicorn+httptools (the HTTP stack\n"
-        "  alone). '/ store' = against the in-process store reference of section 1. Server CPU\n"
-        "  µs per request is the figure least sensitive to other load on the machine."
+        "  alone); asgi- = the bind route as a bare ASGI app (pydantic BindIn, control.bind,\n"
+        "  same JSON), no FastAPI. '/ store' = against the in-process store reference of\n"
+        "  section 1. Server CPU µs per request is the figure least sensitive to other load\n"
+        "  on the machine."
     )
     best = max(r["rate"] for v, r in results.items() if not v.startswith("floor"))
     return [f"HTTP binds/s (best app variant) {best:,.0f}  target ≥ 5,000"]
@@ -983,7 +1052,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-binds", type=int, help="HTTP binds per variant")
     parser.add_argument("--clients", type=int, default=2, help="HTTP client processes")
     parser.add_argument("--connections", type=int, default=32, help="per client process")
-    parser.add_argument("--http-variants", default="floor,engine,httptools,httptools-fastnum-quiet")
+    parser.add_argument(
+        "--http-variants",
+        default="floor,engine,httptools,asgi-httptools,httptools-fastnum-quiet,asgi-httptools-fastnum-quiet",
+    )
     parser.add_argument("--bindings", type=int, help="bindings of the memory/lookup/load parts")
     parser.add_argument("--probes", type=int, default=200_000)
     options = parser.parse_args(args)
