@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import random
@@ -570,6 +571,11 @@ def section_http(options: argparse.Namespace, workdir: Path, store_rate: float |
     _quiet_logging()
     # All variants bind into one pool: size it so no X nears its capacity of 200.
     variants = options.http_variants.split(",")
+    if importlib.util.find_spec("httptools") is None:
+        # uvicorn's httptools parser is not a dependency of maskline (pip install httptools).
+        skipped = [v for v in variants if v != "engine" and not v.endswith("h11")]
+        variants = [v for v in variants if v not in skipped]
+        print(f"\n  httptools is not installed: skipping the variants {', '.join(skipped)}")
     numbers = max(500, options.http_binds * len(variants) // 50)
     pool_key = _uvloop_run(_prepare_http_db(workdir / "http.sqlite3", numbers))
     results = {}
