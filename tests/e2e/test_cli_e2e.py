@@ -182,7 +182,7 @@ def test_cli_contract(served: tuple[MasklineServer, Path], tmp_path: Path) -> No
         "sub_id": bound.one["sub_id"], "pool_key": pools["AXB"], "type": "AXB", "secret_no": x,
         "a": "13800138000", "b": "13900139000", "group_id": None, "extension": None,
         "expires": EXPIRES, "record": True, "restriction": "NONE", "ring_timeout_s": 60,
-        "out_id": None, "created": shown.one["created"],
+        "out_id": None, "ringback": {}, "created": shown.one["created"],
     }  # fmt: skip
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", shown.one["created"])
 
