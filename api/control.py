@@ -46,6 +46,7 @@ from routing.model import (
     DEFAULT_RING_TIMEOUT_S,
     MAX_RING_TIMEOUT_S,
     MIN_RING_TIMEOUT_S,
+    NO_RINGBACK,
     Binding,
     BindingType,
     GroupId,
@@ -283,9 +284,7 @@ class ControlPlane:
         now = self.clock()
         bindings = await store.load_active_bindings(self.db, now)
         refused = {b.sub_id for b in self.index.load(bindings)}
-        for binding in bindings:
-            if binding.sub_id not in refused:
-                self._add_weight(binding.x, 1)
+        self._x_weight.update(self.index.x_counts())  # one entry per X, not one call per binding
         if refused:
             _log.error("bindings_not_indexed", count=len(refused), sub_ids=sorted(refused)[:20])
         groups = await store.load_groups(self.db)
@@ -568,7 +567,7 @@ class ControlPlane:
             ring_timeout_s=timeout_s,
             out_id=out_id,
             created_at=now,
-            ringback=dict(ringback) if ringback else {},
+            ringback=dict(ringback) if ringback else NO_RINGBACK,
         )
         if number_x is not None:
             await self._x_locks.acquire(number_x)

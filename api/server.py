@@ -120,6 +120,8 @@ async def start_api(app: FastAPI, host: str, port: int) -> ApiServer:
         host=host,
         port=port,
         log_config=None,
+        # httptools: ~10 % less CPU per request than h11 (bench/bind.py, HTTP section).
+        http="httptools",
         lifespan="off",
         access_log=False,
         timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),

@@ -4,9 +4,10 @@ import time
 
 import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from routing import numbers
 from routing.model import PhoneNumber
 from routing.numbers import (
     MOBILE_NUMBER_ILLEGAL,
@@ -271,3 +272,18 @@ def test_from_sip_user_speed() -> None:
 )
 def test_home_location(number: str, location: Location) -> None:
     assert home_location(PhoneNumber(number)) == location
+
+
+@settings(max_examples=1000)  # the pattern itself is covered by the from_sip_user test above
+@given(st.from_regex(r"(\+86|86)?1[0-9]{10}", fullmatch=True))
+def test_normalize_fast_path_agrees_with_the_full_parse(raw: str) -> None:
+    """normalize's shortcut for plain mobiles answers as the full phonenumbers parse does."""
+    try:
+        expected: str | None = numbers._parse(raw, "CN", need_trunk_prefix=True)
+    except InvalidNumberError:
+        expected = None
+    try:
+        got: str | None = normalize(raw)
+    except InvalidNumberError:
+        got = None
+    assert got == expected
