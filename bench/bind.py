@@ -306,15 +306,16 @@ def _server_child(db_path: str, variant: str, port_file: str) -> None:
     """Serve the operator API on 127.0.0.1 (port written to ``port_file``) until stdin closes.
 
     Variants (monkeypatches, measuring what a change in api/ or engine/ would give):
-    ``engine`` as shipped (uvicorn's h11 parser: httptools is not a dependency);
-    ``httptools``: uvicorn's httptools parser; ``-fastnum``: the normalize fast path of
-    section 1; ``-quiet``: log level WARNING (no per-bind log line); ``floor``: a minimal ASGI
-    app answering a fixed JSON body on the same uvicorn (httptools) — the HTTP stack's ceiling
-    on this machine.
+    ``engine`` as shipped (uvicorn's httptools parser); ``h11``: the shipped app on uvicorn's
+    pure-Python h11 parser (what maskline used before); ``httptools``: the same as ``engine``
+    (kept for older command lines); ``-fastnum``: the normalize fast path of section 1 (now
+    shipped, so a no-op); ``-quiet``: log level WARNING (no per-bind log line); ``floor``: a
+    minimal ASGI app answering a fixed JSON body on the same uvicorn (httptools) — the HTTP
+    stack's ceiling on this machine.
     """
     import uvicorn  # noqa: PLC0415
 
-    http = "h11" if variant in ("engine", "floor-h11") else "httptools"
+    http = "h11" if variant in ("h11", "floor-h11") else "httptools"
     base_config = uvicorn.Config
 
     class _Config(base_config):  # type: ignore[misc, valid-type]
@@ -572,8 +573,8 @@ def section_http(options: argparse.Namespace, workdir: Path, store_rate: float |
     # All variants bind into one pool: size it so no X nears its capacity of 200.
     variants = options.http_variants.split(",")
     if importlib.util.find_spec("httptools") is None:
-        # uvicorn's httptools parser is not a dependency of maskline (pip install httptools).
-        skipped = [v for v in variants if v != "engine" and not v.endswith("h11")]
+        # A tree installed before httptools became a dependency: only h11 runs.
+        skipped = [v for v in variants if not v.endswith("h11")]
         variants = [v for v in variants if v not in skipped]
         print(f"\n  httptools is not installed: skipping the variants {', '.join(skipped)}")
     numbers = max(500, options.http_binds * len(variants) // 50)
@@ -617,7 +618,7 @@ def section_http(options: argparse.Namespace, workdir: Path, store_rate: float |
         rows,
     )
     print(
-        "  variants: engine = as shipped (uvicorn h11); httptools = uvicorn http='httptools';\n"
+        "  variants: engine = as shipped (uvicorn httptools); h11 = uvicorn http='h11' (before);\n"
         "  -fastnum = normalize fast path (section 1); -quiet = log level warning (no per-bind\n"
         "  line); floor = fixed-body ASGI app on the same uvicorn+httptools (the HTTP stack\n"
         "  alone); asgi- = the bind route as a bare ASGI app (pydantic BindIn, control.bind,\n"
@@ -1060,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="per client process")
     parser.add_argument(
         "--http-variants",
-        default="floor,engine,httptools,asgi-httptools,httptools-fastnum-quiet,asgi-httptools-fastnum-quiet",
+        default="floor,h11,engine,asgi-httptools,httptools-fastnum-quiet,asgi-httptools-fastnum-quiet",
     )
     parser.add_argument("--bindings", type=int, help="bindings of the memory/lookup/load parts")
     parser.add_argument("--probes", type=int, default=200_000)
