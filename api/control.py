@@ -24,6 +24,7 @@ import dataclasses
 import datetime as dt
 import gc
 import io
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +78,9 @@ _log = get_logger("api.control")
 
 #: Local-time format of ``expires`` (the reference service's ``Expiration``).
 EXPIRES_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+_EXPIRES_RE: Final = re.compile(
+    r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2}) ([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})"
+)
 #: SPEC §2: an expiry must lie more than this far in the future.
 MIN_EXPIRY_AHEAD_S: Final = 60.0
 #: CSV columns of a number import, in order (header row required).
@@ -160,8 +164,14 @@ def parse_expires(text: str, *, zone: ZoneInfo, now: float) -> float:
 
     Raises ``InvalidInput(EXPIRE_DATE_ILLEGAL)`` for another format or a time too early.
     """
+    # A regex and the datetime constructor instead of strptime (~10x faster on the bind path);
+    # the same strings are accepted (1- or 2-digit fields, as strptime's %m %d %H %M %S).
+    match = _EXPIRES_RE.fullmatch(text.strip())
     try:
-        naive = dt.datetime.strptime(text.strip(), EXPIRES_FORMAT)
+        if match is None:
+            raise ValueError(text)
+        year, month, day, hour, minute, second = map(int, match.groups())
+        naive = dt.datetime(year, month, day, hour, minute, second)
     except ValueError:
         raise InvalidInput(
             ErrorCode.EXPIRE_DATE_ILLEGAL,
@@ -645,7 +655,10 @@ class ControlPlane:
             extension = self._free_extension(x)
             if extension is None:
                 return None
-        binding = dataclasses.replace(template, x=x, extension=extension)
+        if template.x == x and template.extension == extension:
+            binding = template  # an explicit X: built complete, nothing to copy
+        else:
+            binding = dataclasses.replace(template, x=x, extension=extension)
         try:
             self.index.check(binding, now)
         except BindConflictError:
@@ -696,7 +709,7 @@ class ControlPlane:
             raise Conflict(
                 ErrorCode.BIND_CONFLICT, "x already holds a conflicting binding"
             ) from None
-        self.index.add(binding, now)
+        self.index.add(binding, now, checked=True)  # _checked ran index.check under X's lock
         self._add_weight(binding.x, 1)
 
     def _bindable(self, x: PhoneNumber, now: float) -> bool:

@@ -358,12 +358,18 @@ class BindingIndex:
         check_shape(binding)
         self._check_sharing(binding, now=now, exclude=self._by_sub.get(binding.sub_id))
 
-    def add(self, binding: Binding, now: float) -> None:
-        """Validate (as :meth:`check`) and index a new binding."""
+    def add(self, binding: Binding, now: float, *, checked: bool = False) -> None:
+        """Validate (as :meth:`check`) and index a new binding.
+
+        ``checked``: the caller ran :meth:`check` on this binding and nothing changed on its X
+        since (the control plane holds X's lock from the check to the add), so the shape and
+        sharing rules are not evaluated twice; a duplicate sub_id is still refused.
+        """
         if binding.sub_id in self._by_sub:
             raise _conflict("DUPLICATE_SUB_ID", f"binding {binding.sub_id} already exists")
-        check_shape(binding)
-        self._check_sharing(binding, now=now, exclude=None)
+        if not checked:
+            check_shape(binding)
+            self._check_sharing(binding, now=now, exclude=None)
         self._link(binding)
 
     def replace(self, binding: Binding, now: float) -> Binding:

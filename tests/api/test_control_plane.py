@@ -7,12 +7,17 @@ for tenant scoping. Real SQLite file, fake clock.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from api_support import CSV_HEADER, Api
+from hypothesis import given
+from hypothesis import strategies as st
 
 import store
+from api.control import EXPIRES_FORMAT, parse_expires
 from api.errors import Conflict, InvalidInput, NotFound
 from routing.index import Intercept, Route
 from routing.model import BindingType, InterceptCause, PhoneNumber, PoolKey
@@ -353,3 +358,29 @@ async def test_a_bind_waiting_for_x_does_not_commit_once_x_left_the_pool(api: Ap
     assert none_left.value.code == "NO_AVAILABLE_NUMBER"
     assert api.snapshot() == before
     assert x not in api.control._x_weight  # no stale load figure left behind
+
+
+@given(
+    st.text(alphabet="0123456789-: T", min_size=10, max_size=22)
+    | st.datetimes(min_value=dt.datetime(2031, 1, 1), max_value=dt.datetime(9999, 1, 1)).map(
+        lambda moment: (
+            f"{moment.year}-{moment.month}-{moment.day:02d} "
+            f"{moment.hour}:{moment.minute:02d}:{moment.second}"
+        )
+    )
+)
+def test_parse_expires_accepts_what_strptime_accepts(text: str) -> None:
+    """The fast expiry parser agrees with strptime('%Y-%m-%d %H:%M:%S') on ASCII input."""
+    zone = ZoneInfo("Asia/Shanghai")
+    try:
+        expected: float | None = (
+            dt.datetime.strptime(text.strip(), EXPIRES_FORMAT).replace(tzinfo=zone).timestamp()
+        )
+    except ValueError:
+        expected = None
+    try:
+        got: float | None = parse_expires(text, zone=zone, now=0.0)
+    except InvalidInput as error:
+        assert error.code == "EXPIRE_DATE_ILLEGAL"
+        got = None
+    assert got == expected
