@@ -259,6 +259,11 @@ def from_sip_user(user: str | None) -> PhoneNumber | None:
 
 
 def _parse_e164(number: PhoneNumber) -> phonenumbers.PhoneNumber:
+    # A Chinese mobile in E.164 (+86 and 11 digits from 1): build the library's object
+    # directly, ~40x cheaper than parse() (allocation geocodes A on every bind without X).
+    nsn = number[3:]
+    if number[:3] == _CN_PREFIX and len(nsn) == 11 and nsn[0] == "1" and nsn.isdigit():
+        return phonenumbers.PhoneNumber(country_code=86, national_number=int(nsn))
     return phonenumbers.parse(number, None)
 
 
