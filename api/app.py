@@ -159,7 +159,7 @@ class BindIn(_Model):
         description="local time YYYY-MM-DD HH:MM:SS in the configured zone, > 60 s ahead",
         examples=["2030-01-01 12:00:00"],
     )
-    record: bool = False
+    record: bool | None = Field(default=None, description="omitted: the pool's default")
     group_id: str | None = Field(default=None, description="AXG: the number group")
     extension: str | None = Field(default=None, description="AXN_EXT: 1-3 digits or allocated")
     restriction: Restriction = Restriction.NONE

@@ -505,7 +505,7 @@ class ControlPlane:
         x: str | None = None,
         *,
         expires: str,
-        record: bool = False,
+        record: bool | None = None,
         group_id: str | None = None,
         extension: str | None = None,
         restriction: Restriction = Restriction.NONE,
@@ -572,7 +572,7 @@ class ControlPlane:
             b=number_b,
             group_id=group,
             extension=ext,
-            record=record,
+            record=pool.recording if record is None else record,  # the pool's default
             restriction=restriction,
             ring_timeout_s=timeout_s,
             out_id=out_id,

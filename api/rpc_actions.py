@@ -406,7 +406,7 @@ class RpcActions:
             params.text("PhoneNoB"),
             params.text("PhoneNoX"),
             expires=params.required("Expiration"),
-            record=bool(params.boolean("IsRecordingEnabled")),
+            record=params.boolean("IsRecordingEnabled"),  # absent: the pool's default
             group_id=params.text("GroupId") if type_ is BindingType.AXG else None,
             extension=params.text("Extension") if type_ is BindingType.AXN_EXT else None,
             restriction=_restriction(params),

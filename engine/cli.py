@@ -554,7 +554,12 @@ def _add_bind(commands: Commands) -> None:
         parser.add_argument(
             "--expires", required=True, metavar='"YYYY-MM-DD HH:MM:SS"', help="local time"
         )
-        parser.add_argument("--record", action="store_true", help="record the calls")
+        parser.add_argument(
+            "--record",
+            default=None,
+            action=argparse.BooleanOptionalAction,
+            help="record the calls (default: the pool's setting)",
+        )
         parser.add_argument("--restriction", type=str.upper, choices=_RESTRICTIONS, default="NONE")
         parser.add_argument(
             "--ring-timeout", type=int, default=None, metavar="S", help="5..180 s (default 60)"

@@ -384,3 +384,12 @@ def test_parse_expires_accepts_what_strptime_accepts(text: str) -> None:
         assert error.code == "EXPIRE_DATE_ILLEGAL"
         got = None
     assert got == expected
+
+
+async def test_the_pool_recording_default_applies_when_a_bind_omits_record(api: Api) -> None:
+    key = await _pool_with_cities(api, "default", {"北京": 2})
+    assert (await api.client.patch(f"/v1/pools/{key}", json={"recording": True})).status_code == 200
+    default = await _bind(api, key, "13800138000")
+    assert default.json()["binding"]["record"] is True
+    explicit = await _bind(api, key, "13800138001", b="13700137000", record=False)
+    assert explicit.json()["binding"]["record"] is False
