@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_support import START, TOKEN, ZONE, Api, Clock
+from cli_support import Cli, serve_cli
 
 from api.app import create_app
 from api.control import ControlPlane
@@ -42,3 +43,10 @@ async def api(control: ControlPlane, clock: Clock, tmp_path: Path) -> AsyncItera
         headers={"authorization": f"Bearer {TOKEN}"},
     ) as client:
         yield Api(client, control, clock, tmp_path / "maskline.sqlite3")
+
+
+@pytest.fixture
+async def cli(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Cli]:
+    """``maskline`` control commands against a real API server over ``api.control``."""
+    async with serve_cli(api, tmp_path, capsys) as runner:
+        yield runner

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from api_support import Api
-from cli_support import Cli, serve_cli
+from cli_support import Cli
 
 import store
-
-
-@pytest.fixture
-async def cli(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Cli]:
-    async with serve_cli(api, tmp_path, capsys) as runner:
-        yield runner
 
 
 async def test_pool_commands(api: Api, cli: Cli) -> None:
