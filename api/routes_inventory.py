@@ -228,12 +228,13 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
 
     # --------------------------------------------------------------------- operator
 
-    @router.get("/stock", response_model=StockOut, summary="Remaining free stock (operator)")
+    # Stock is not tenant data: tenants read it too (as the RPC API's QuerySecretNoRemain).
+    @router.get("/stock", response_model=StockOut, summary="Remaining free stock")
     async def stock(
         city: Annotated[str | None, Query()] = None,
         spec: Annotated[int | None, Query()] = None,
         prefix: Annotated[str | None, Query()] = None,
-        _who: Principal = operator,
+        _who: Principal = caller,
     ) -> StockOut:
         rows = await inventory.stock(city=city, spec=spec, prefix=prefix)
         return StockOut(
@@ -244,10 +245,10 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
         )
 
     @router.get(
-        "/stock/cities", response_model=CitiesOut, summary="Cities with free stock (operator)"
+        "/stock/cities", response_model=CitiesOut, summary="Cities with free stock (covered cities)"
     )
     async def covered_cities(
-        spec: Annotated[int | None, Query()] = None, _who: Principal = operator
+        spec: Annotated[int | None, Query()] = None, _who: Principal = caller
     ) -> CitiesOut:
         return CitiesOut(cities=await inventory.covered_cities(spec=spec))
 

@@ -731,8 +731,6 @@ async def test_rest_pool_routes(rest: httpx.AsyncClient, stocked: ControlPlane) 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
-        ("GET", "/v1/stock", None),
-        ("GET", "/v1/stock/cities", None),
         ("POST", f"/v1/tenants/{TENANT_B}/topup", {"amount": "1"}),
         ("GET", "/v1/verification-policy", None),
         ("PUT", "/v1/verification-policy/AXB", {"required": True, "grace_s": 1}),
@@ -747,6 +745,17 @@ async def test_rest_operator_only_routes_refuse_tenants(
     response = await rest.request(method, path, json=body, headers=_basic(TENANT_B))
     assert (response.status_code, response.json()["code"]) == (403, "FORBIDDEN")
     assert snapshot(db_path) == before
+
+
+async def test_rest_tenants_read_the_stock_like_the_operator(
+    rest: httpx.AsyncClient, stocked: ControlPlane
+) -> None:
+    for path in ("/v1/stock", "/v1/stock/cities"):
+        as_operator = await rest.get(path)
+        as_tenant = await rest.get(path, headers=_basic(TENANT_B))
+        assert as_operator.status_code == as_tenant.status_code == 200, as_tenant.text
+        assert as_tenant.json() == as_operator.json()
+        assert all(as_tenant.json().values())  # the stocked inventory shows (not empty lists)
 
 
 async def test_rest_tenant_isolation(
