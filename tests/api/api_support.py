@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,6 +35,33 @@ INVENTORY_CSV = (
 )
 
 
+Snapshot = dict[str, list[tuple[object, ...]]]
+
+
+def snapshot_tables(db_path: Path, tables: Iterable[str] | None = None) -> Snapshot:
+    """Every row of ``tables`` (None: every table of the database), sorted, read through a
+    separate connection: "nothing written" means two equal snapshots."""
+    conn = sqlite3.connect(db_path)
+    try:
+        if tables is None:
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+        return {
+            table: sorted(
+                (tuple(row) for row in conn.execute(f"SELECT * FROM {table}")),
+                key=repr,
+            )
+            for table in tables
+        }
+    finally:
+        conn.close()
+
+
 class Clock:
     """A settable clock."""
 
@@ -62,19 +90,9 @@ class Api:
         """Row counts of every table the control plane writes (through a separate connection)."""
         return {table: len(rows) for table, rows in self.snapshot().items()}
 
-    def snapshot(self) -> dict[str, list[tuple[object, ...]]]:
+    def snapshot(self) -> Snapshot:
         """Every row of every table the control plane writes: "nothing written" means equal."""
-        conn = sqlite3.connect(self.db_path)
-        try:
-            return {
-                table: sorted(
-                    (tuple(row) for row in conn.execute(f"SELECT * FROM {table}")),
-                    key=repr,
-                )
-                for table in TABLES
-            }
-        finally:
-            conn.close()
+        return snapshot_tables(self.db_path, TABLES)
 
     async def import_inventory(self) -> None:
         response = await self.client.post(

@@ -6,6 +6,8 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+from api_support import Snapshot, snapshot_tables
+
 from api.control import ControlPlane, ImportRow
 from routing.model import BindingType, PhoneNumber, PoolKey
 from store import create_tenant
@@ -61,16 +63,9 @@ async def funded(control: ControlPlane, tenant: str, amount: str) -> None:
     await control.inventory.topup(tenant, Decimal(amount))
 
 
-def snapshot(db_path: Path) -> dict[str, list[tuple[object, ...]]]:
+def snapshot(db_path: Path) -> Snapshot:
     """Every row of every inventory table: "nothing written" means equal snapshots."""
-    conn = sqlite3.connect(db_path)
-    try:
-        return {
-            table: sorted((tuple(r) for r in conn.execute(f"SELECT * FROM {table}")), key=repr)
-            for table in INVENTORY_TABLES
-        }
-    finally:
-        conn.close()
+    return snapshot_tables(db_path, INVENTORY_TABLES)
 
 
 def rows(db_path: Path, query: str, *params: object) -> list[tuple[object, ...]]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from api_support import START, TABLES, Api, local
+from api_support import START, TABLES, Api, Snapshot, local, snapshot_tables
 
 from api.control import ControlPlane
 from api.errors import ControlError
@@ -27,16 +26,9 @@ def e164(number: str) -> PhoneNumber:
     return normalize(number)
 
 
-def snapshot(db_path: Path) -> dict[str, list[tuple[object, ...]]]:
+def snapshot(db_path: Path) -> Snapshot:
     """Every row of every table the control plane writes (separate connection)."""
-    conn = sqlite3.connect(db_path)
-    try:
-        return {
-            table: sorted((tuple(r) for r in conn.execute(f"SELECT * FROM {table}")), key=repr)
-            for table in LIST_TABLES
-        }
-    finally:
-        conn.close()
+    return snapshot_tables(db_path, LIST_TABLES)
 
 
 def expires(ahead_s: float = 3600) -> str:

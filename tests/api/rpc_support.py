@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import secrets
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Coroutine, Mapping
@@ -26,6 +25,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import uvicorn
+from api_support import Snapshot, snapshot_tables
 
 from api.app import create_app
 from api.control import ControlPlane, ImportRow
@@ -208,22 +208,6 @@ class RpcServer:
         self._socket.close()
 
 
-def snapshot(db_path: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table (through its own connection): "nothing written" means equal."""
-    conn = sqlite3.connect(db_path)
-    try:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        ]
-        return {
-            table: sorted(
-                (tuple(row) for row in conn.execute(f"SELECT * FROM {table}")),
-                key=repr,
-            )
-            for table in tables
-        }
-    finally:
-        conn.close()
+def snapshot(db_path: Path) -> Snapshot:
+    """Every row of every table: "nothing written" means equal."""
+    return snapshot_tables(db_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_support import ZONE, Api, Clock
+from api_support import ZONE, Api, Clock, Snapshot, snapshot_tables
 
 from api.control import ControlPlane
 from routing.index import BindingIndex
@@ -23,16 +23,9 @@ def basic(access_key_id: str, secret: str) -> dict[str, str]:
     return {"authorization": f"Basic {token}"}
 
 
-def tenant_rows(db_path: Path) -> dict[str, list[tuple[object, ...]]]:
+def tenant_rows(db_path: Path) -> Snapshot:
     """Every row of the tenants and api_keys tables (a separate connection)."""
-    conn = sqlite3.connect(db_path)
-    try:
-        return {
-            table: sorted((tuple(r) for r in conn.execute(f"SELECT * FROM {table}")), key=repr)
-            for table in TENANT_TABLES
-        }
-    finally:
-        conn.close()
+    return snapshot_tables(db_path, TENANT_TABLES)
 
 
 def every_text_value(db_path: Path) -> list[str]:
