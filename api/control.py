@@ -973,7 +973,7 @@ class ControlPlane:
         if pool_key is not None:
             scope: list[PoolKey] | None = [(await self.get_pool(pool_key, tenant=tenant)).pool_key]
         elif tenant is not None:
-            scope = [pool.pool_key for pool in await self.list_pools(tenant=tenant)]
+            scope = await self._pool_keys_of(tenant)
         else:
             scope = None
         return await store_pools.bindings_by_number(self.db, real, scope)
@@ -986,17 +986,26 @@ class ControlPlane:
             raise InvalidInput(
                 ErrorCode.PARAMETER_ILLEGAL, f"limit must be 1..{MAX_CALLS_LIMIT}, got {limit}"
             )
-        if tenant is None:
-            return await store.recent_call_records(self.db, limit)
-        pools = [pool.pool_key for pool in await self.list_pools(tenant=tenant)]
-        return await store_pools.recent_call_records_of_pools(self.db, pools, limit)
+        pools = None if tenant is None else await self._pool_keys_of(tenant)
+        return await store.recent_call_records(self.db, limit, pool_keys=pools)
+
+    async def _pool_keys_of(self, tenant: str) -> list[PoolKey]:
+        return [pool.pool_key for pool in await self.list_pools(tenant=tenant)]
+
+    async def calls_of_binding(
+        self, pool_key: str | None, sub_id: str, *, tenant: str | None = None, limit: int = 200
+    ) -> list[CallRecord]:
+        """The latest call records of a binding ``tenant`` sees, newest first."""
+        binding = await self.get_binding(pool_key, sub_id, tenant=tenant)
+        return await store.recent_call_records(self.db, limit, sub_id=binding.sub_id)
 
     async def get_call_record(
         self, call_id: str, *, tenant: str | None = None, pool_key: str | None = None
     ) -> CallRecord:
         """The record of call ``call_id`` (of ``pool_key`` when given) ``tenant`` may see."""
         scope = None if pool_key is None else await self.get_pool(pool_key, tenant=tenant)
-        for record in await store_pools.call_records_by_call_id(self.db, call_id.strip()):
+        records = await store.recent_call_records(self.db, MAX_CALLS_LIMIT, call_id=call_id.strip())
+        for record in records:
             if record.pool_key is None:
                 if tenant is None and scope is None:
                     return record

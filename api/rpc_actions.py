@@ -24,7 +24,6 @@ Choices made where DYPLSAPI.md is silent are marked "choice:" below.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +34,7 @@ from api.inventory import InventoryCode
 from api.rpc_signing import RpcSignatureError
 from routing.model import Binding, BindingType, BlockDirection, PhoneNumber, Restriction
 from routing.numbers import InvalidNumberError, national, normalize
+from store import CallType
 
 __all__ = [
     "API_VERSION",
@@ -332,15 +332,6 @@ def _item_params(item: object, index: int) -> Params:
         return _invalid(f"AxgBindList[{index}].{name}", "is required")
 
     return Params(values, missing=missing)
-
-
-def _latest_calls_sql(conn: sqlite3.Connection, sub_id: str) -> list[tuple[Any, ...]]:
-    """The binding's call records, newest first (for QueryCallStatus)."""
-    return conn.execute(
-        "SELECT call_type, phone_no, peer_no, start_time, unconnected_cause"
-        " FROM call_records WHERE sub_id = ? ORDER BY call_time DESC, rowid DESC LIMIT 200",
-        (sub_id,),
-    ).fetchall()
 
 
 class RpcActions:
@@ -780,26 +771,20 @@ class RpcActions:
         sub_id = params.text("SubsId")
         if sub_id is None:
             raise _invalid("SubsId", "is required")
-        binding = await self.control.get_binding(pool_key, sub_id.strip(), tenant=call.tenant)
+        records = await self.control.calls_of_binding(pool_key, sub_id.strip(), tenant=call.tenant)
         raw_caller = params.text("CallNo")
         caller = None if raw_caller is None else _number(raw_caller, "CallNo")
-        rows = await self.control.db.read(lambda conn: _latest_calls_sql(conn, binding.sub_id))
-        for call_type, phone_no, peer_no, start_time, unconnected in rows:
-            from_a = call_type == 0
-            calling = phone_no if from_a else peer_no
+        for record in records:
+            from_a = record.call_type is CallType.A_TO_PEER
+            calling = record.phone_no if from_a else record.peer_no
             if caller is not None and calling != caller:
                 continue
-            called = peer_no if from_a else phone_no
-            if unconnected:
+            called = record.peer_no if from_a else record.phone_no
+            if record.unconnected_cause:
                 status = 3
-            elif start_time is not None:
+            elif record.start_time is not None:
                 status = 1
             else:
                 status = 2
-            return {
-                "SecretCallStatusDTO": {
-                    "Status": status,
-                    "CalledNo": _display(None if called is None else PhoneNumber(called)),
-                }
-            }
+            return {"SecretCallStatusDTO": {"Status": status, "CalledNo": _display(called)}}
         return {"SecretCallStatusDTO": {"Status": 0, "CalledNo": None}}

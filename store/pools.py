@@ -13,21 +13,16 @@ from dataclasses import dataclass
 
 from routing.model import Binding, PhoneNumber, PoolKey
 from store.db import Database
-from store.records import CallRecord
 from store.repositories import (
     _BINDING_COLUMNS,
-    _CALL_COLUMNS,
     AllocationMode,
     SmsMode,
     _binding,
-    _call_record,
 )
 
 __all__ = [
     "PoolSettings",
     "bindings_by_number",
-    "call_records_by_call_id",
-    "recent_call_records_of_pools",
     "update_pool",
 ]
 
@@ -102,38 +97,5 @@ async def bindings_by_number(
             params,
         ).fetchall()
         return [_binding(tuple(row)) for row in rows]
-
-    return await db.read(fn)
-
-
-async def recent_call_records_of_pools(
-    db: Database, pool_keys: Sequence[PoolKey], limit: int
-) -> list[CallRecord]:
-    """The latest ``limit`` call records of these pools, newest first."""
-    if not pool_keys:
-        return []
-    marks = ", ".join("?" * len(pool_keys))
-
-    def fn(conn: sqlite3.Connection) -> list[CallRecord]:
-        rows = conn.execute(
-            f"SELECT {', '.join(_CALL_COLUMNS)} FROM call_records"  # noqa: S608
-            f" WHERE pool_key IN ({marks}) ORDER BY rowid DESC LIMIT ?",
-            (*pool_keys, limit),
-        ).fetchall()
-        return [_call_record(row) for row in rows]
-
-    return await db.read(fn)
-
-
-async def call_records_by_call_id(db: Database, call_id: str) -> list[CallRecord]:
-    """The records of one call (normally one), newest first."""
-
-    def fn(conn: sqlite3.Connection) -> list[CallRecord]:
-        rows = conn.execute(
-            f"SELECT {', '.join(_CALL_COLUMNS)} FROM call_records"  # noqa: S608
-            " WHERE call_id = ? ORDER BY rowid DESC",
-            (call_id,),
-        ).fetchall()
-        return [_call_record(row) for row in rows]
 
     return await db.read(fn)

@@ -819,14 +819,38 @@ async def insert_call_record(db: Database, record: CallRecord) -> None:
     await db.write(op)
 
 
-async def recent_call_records(db: Database, limit: int) -> list[CallRecord]:
-    """The latest ``limit`` call records, newest (last written) first."""
+async def recent_call_records(
+    db: Database,
+    limit: int,
+    *,
+    pool_keys: Sequence[PoolKey] | None = None,
+    call_id: str | None = None,
+    sub_id: SubId | None = None,
+) -> list[CallRecord]:
+    """The latest ``limit`` call records, newest (last written) first.
+
+    Optionally only those of ``pool_keys`` (a tenant's pools), of one call, of one binding.
+    """
+    conditions: list[str] = []
+    params: list[object] = []
+    if pool_keys is not None:
+        if not pool_keys:
+            return []
+        conditions.append(f"pool_key IN ({', '.join('?' * len(pool_keys))})")
+        params += pool_keys
+    if call_id is not None:
+        conditions.append("call_id = ?")
+        params.append(call_id)
+    if sub_id is not None:
+        conditions.append("sub_id = ?")
+        params.append(sub_id)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
     def fn(conn: sqlite3.Connection) -> list[CallRecord]:
         rows = conn.execute(
-            f"SELECT {', '.join(_CALL_COLUMNS)} FROM call_records"  # noqa: S608
+            f"SELECT {', '.join(_CALL_COLUMNS)} FROM call_records{where}"  # noqa: S608
             " ORDER BY rowid DESC LIMIT ?",
-            (limit,),
+            (*params, limit),
         ).fetchall()
         return [_call_record(r) for r in rows]
 
