@@ -18,7 +18,6 @@ deleted and never change type).
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import dataclasses
 import datetime as dt
@@ -37,6 +36,7 @@ import store
 from api.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from api.inventory import Inventory
 from api.lists import Lists
+from api.locks import KeyedLocks
 from api.principal import visible_to
 from api.tenants import Tenants
 from config import Settings
@@ -209,39 +209,6 @@ def _name(raw: str, field: str) -> str:
     return name
 
 
-class _KeyedLocks:
-    """One ``asyncio.Lock`` per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
-
-    async def acquire(self, key: str) -> None:
-        """Acquire the lock of ``key`` (returns without yielding when it is free)."""
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            await lock.acquire()
-        except BaseException:
-            self._drop(key)
-            raise
-
-    def release(self, key: str) -> None:
-        """Release the lock of ``key``."""
-        self._locks[key].release()
-        self._drop(key)
-
-    def _drop(self, key: str) -> None:
-        users = self._users[key] - 1
-        if users:
-            self._users[key] = users
-        else:
-            del self._users[key]
-            del self._locks[key]
-
-
 class ControlPlane:
     """Use cases of the operator API over the database and the in-memory binding index."""
 
@@ -273,7 +240,7 @@ class ControlPlane:
         self._group_pool: dict[GroupId, PoolKey] = {}
         # City (without 市) → its province (short form), from the inventory: smart allocation.
         self._city_province: dict[str, str] = {}
-        self._x_locks = _KeyedLocks()
+        self._x_locks = KeyedLocks()
         # The allocator's load figure per X: bindings indexed on it (active or expired, until
         # unbound) plus binds in flight on it (trying, holding or waiting for its lock), so that
         # concurrent binds spread over the pool instead of queueing on one X. Every pool number

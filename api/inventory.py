@@ -468,8 +468,7 @@ class Inventory:
         x = info.number
         # Under X's lock no bind on X is between its check and its index add.  X leaves the
         # allocatable set before the write, so no bind starting meanwhile can pick it.
-        await self.control._x_locks.acquire(x)
-        try:
+        async with self.control._x_locks.hold(x):
             if self._is_bound(x):
                 raise Conflict(
                     InventoryCode.NUMBER_IN_USE,
@@ -490,8 +489,6 @@ class Inventory:
                     raise _not_in_pool(x, pool.pool_key) from None
                 raise
             self._deadlines.pop(x, None)
-        finally:
-            self.control._x_locks.release(x)
         _log.info("number_released", pool_key=pool.pool_key, number=x)
         return x
 

@@ -36,13 +36,13 @@ AddSecretBlacklist / DeleteSecretBlacklist ``WayControl`` → :data:`WAY_CONTROL
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
 import store
 from api.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from api.locks import KeyedLocks
 from engine.logging import get_logger
 from routing.model import BindingType, BlockDirection, GroupId, PhoneNumber, PoolKey
 from routing.numbers import InvalidNumberError, normalize
@@ -166,7 +166,7 @@ class Lists:
 
     def __init__(self, control: ControlPlane) -> None:
         self.control = control
-        self._locks: dict[PoolKey, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # one per pool: a pool's lists change one at a time
         # Mirrors of the durable lists, kept to rebuild the index's view after each change.
         self._blacklists: dict[PoolKey, dict[PhoneNumber, float]] = {}
         self._pairs: dict[PoolKey, dict[tuple[PhoneNumber, PhoneNumber], PairBlockRow]] = {}
@@ -193,12 +193,6 @@ class Lists:
             blacklisted=sum(len(numbers) for numbers in self._blacklists.values()),
             pair_blocks=len(pairs),
         )
-
-    def _lock(self, pool_key: PoolKey) -> asyncio.Lock:
-        lock = self._locks.get(pool_key)
-        if lock is None:
-            lock = self._locks[pool_key] = asyncio.Lock()
-        return lock
 
     # ------------------------------------------------------------------------- groups
 
@@ -246,7 +240,7 @@ class Lists:
                 f"remark is at most {MAX_GROUP_REMARK_CHARS} characters",
             )
         members = sorted(_numbers(numbers, "numbers", least=0))
-        async with self._lock(pool.pool_key):
+        async with self._locks.hold(pool.pool_key):
             try:
                 group_id = await store.create_group(
                     self.control.db,
@@ -306,7 +300,7 @@ class Lists:
         least = 0 if action is GroupOperation.OVERWRITE else 1
         given = _numbers(numbers, "numbers", least=least)
         db = self.control.db
-        async with self._lock(pool.pool_key):
+        async with self._locks.hold(pool.pool_key):
             try:
                 if action is GroupOperation.ADD:
                     members = await store_lists.add_group_members(db, gid, given)
@@ -339,7 +333,7 @@ class Lists:
         """Delete (softly) a group no binding uses; ``Conflict(GROUP_IN_USE)`` otherwise."""
         pool = await self._axg_pool(pool_key, tenant)
         gid = self._group_of(pool, group_id)
-        async with self._lock(pool.pool_key):
+        async with self._locks.hold(pool.pool_key):
             # Out of the group → pool map first, so no new bind can name the group while the
             # delete is being written; put back if the delete is refused.
             self.control._group_pool.pop(gid, None)
@@ -374,7 +368,7 @@ class Lists:
         """Blacklist a caller for every X of the pool; idempotent (returns the entry)."""
         pool = await self._blacklist_pool(pool_key, tenant)
         caller = _number(number, "number")
-        async with self._lock(pool.pool_key):
+        async with self._locks.hold(pool.pool_key):
             entries = self._blacklists.setdefault(pool.pool_key, {})
             created = entries.get(caller)
             if created is None:
@@ -393,7 +387,7 @@ class Lists:
         """Lift a pool blacklist entry; ``NotFound(BLACKLIST_NOT_EXIST)`` when there is none."""
         pool = await self._blacklist_pool(pool_key, tenant)
         caller = _number(number, "number")
-        async with self._lock(pool.pool_key):
+        async with self._locks.hold(pool.pool_key):
             entries = self._blacklists.get(pool.pool_key, {})
             if caller not in entries:
                 raise NotFound(
@@ -451,7 +445,7 @@ class Lists:
         one, other = self._pair_numbers(first, second)
         wanted = self._direction_of(direction)
         key = _pair_key(one, other)
-        async with self._lock(pool.pool_key):
+        async with self._locks.hold(pool.pool_key):
             pairs = self._pairs.setdefault(pool.pool_key, {})
             existing = pairs.get(key)
             if existing is None:
@@ -509,7 +503,7 @@ class Lists:
         one, other = self._pair_numbers(first, second)
         lifted_direction = self._direction_of(direction)
         key = _pair_key(one, other)
-        async with self._lock(pool.pool_key):
+        async with self._locks.hold(pool.pool_key):
             pairs = self._pairs.get(pool.pool_key, {})
             existing = pairs.get(key)
             edges = (
