@@ -365,12 +365,12 @@ async def test_port_taken_by_another_program_is_skipped(occupied: list[socket.so
 
 async def test_ipv6_relay(allocator: PortAllocator) -> None:
     if not socket.has_ipv6:
-        pytest.skip("no IPv6")
+        pytest.skip("this Python was built without IPv6 support: the IPv6 relay path cannot run")
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
             probe.bind(("::1", 0))
     except OSError:
-        pytest.skip("no ::1")
+        pytest.skip("this host has no IPv6 loopback (::1) to bind: the IPv6 relay path cannot run")
     relay = MediaRelay("::1", allocator, loop=asyncio.get_running_loop())
     session = await relay.open_session()
     a, b = await endpoint("::1"), await endpoint("::1")
