@@ -448,27 +448,32 @@ def stop_server(server: MasklineServer) -> None:
     )
 
 
-@pytest.fixture
-def maskline(tmp_path: Path) -> Iterator[MasklineServer]:
-    """The real ``maskline serve`` on free loopback ports; SIGTERM must end it with 0."""
-    sip_port = free_port_udp_and_tcp()
-    config = write_config(tmp_path, sip_port)
-    stderr_path = tmp_path / "maskline.stderr"
-    env = dict(os.environ)
+def server_env() -> dict[str, str]:
+    """The environment of a maskline child: the test's config file, not the developer's
+    ``MASKLINE_*`` overrides, and no PYTHONPATH (the installed package is what runs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
     env.pop("PYTHONPATH", None)
-    for key in list(env):
-        if key.startswith("MASKLINE_"):
-            del env[key]  # the test's config file, not the developer's overrides
-    with stderr_path.open("wb") as stderr:
+    return env
+
+
+def start_server(
+    config: Path, workdir: Path, sip_port: int, log_name: str = "maskline.stderr"
+) -> MasklineServer:
+    """``maskline serve`` on ``config`` in ``workdir``, returned once it answers OPTIONS.
+
+    Its output goes to ``workdir/log_name``, appended (a restarted server keeps one log).
+    """
+    stderr_path = workdir / log_name
+    with stderr_path.open("ab") as stderr:
         proc = subprocess.Popen(
             maskline_command(config),
-            cwd=tmp_path,
-            env=env,
+            cwd=workdir,
+            env=server_env(),
             stdin=subprocess.DEVNULL,
             stdout=stderr,
             stderr=stderr,
         )
-    server = MasklineServer(proc, (LOOPBACK, sip_port), config, stderr_path, tmp_path)
+    server = MasklineServer(proc, (LOOPBACK, sip_port), config, stderr_path, workdir)
     try:
         wait_until_ready(server)
     except BaseException:
@@ -476,6 +481,14 @@ def maskline(tmp_path: Path) -> Iterator[MasklineServer]:
             proc.kill()
             proc.wait()
         raise
+    return server
+
+
+@pytest.fixture
+def maskline(tmp_path: Path) -> Iterator[MasklineServer]:
+    """The real ``maskline serve`` on free loopback ports; SIGTERM must end it with 0."""
+    sip_port = free_port_udp_and_tcp()
+    server = start_server(write_config(tmp_path, sip_port), tmp_path, sip_port)
     yield server
     stop_server(server)
 

@@ -12,7 +12,6 @@ import asyncio
 import csv
 import itertools
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,9 +26,8 @@ from e2e_support import (
     SCENARIOS,
     MasklineServer,
     free_port_udp_and_tcp,
-    maskline_command,
+    start_server,
     stop_server,
-    wait_until_ready,
     write_config,
 )
 
@@ -134,28 +132,6 @@ def _api_client(config: Path, sip_port: int) -> httpx.Client:
     )
 
 
-def _start(config: Path, workdir: Path, sip_port: int) -> MasklineServer:
-    stderr_path = workdir / "maskline.stderr"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
-    with stderr_path.open("ab") as stderr:
-        proc = subprocess.Popen(
-            maskline_command(config),
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
-    server = MasklineServer(proc, (LOOPBACK, sip_port), config, stderr_path, workdir)
-    try:
-        wait_until_ready(server)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return server
-
-
 def _configured(workdir: Path) -> tuple[Path, int, int]:
     sip_port = free_port_udp_and_tcp()
     callee_port = free_port_udp_and_tcp()
@@ -169,7 +145,7 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallServer]:
     workdir = tmp_path_factory.mktemp("calls")
     config, sip_port, callee_port = _configured(workdir)
     _provision_expired(workdir / "maskline.sqlite3")
-    server = _start(config, workdir, sip_port)
+    server = start_server(config, workdir, sip_port)
     api = _api_client(config, sip_port)
     pools = _provision(api)
     yield CallServer(server, api, callee_port, pools)
@@ -605,7 +581,7 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
     workdir = tmp_path / "server"
     workdir.mkdir()
     config, sip_port, callee_port = _configured(workdir)
-    server = _start(config, workdir, sip_port)
+    server = start_server(config, workdir, sip_port)
     api = _api_client(config, sip_port)
     try:
         pools = _provision(api)
@@ -615,7 +591,7 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
         assert first.caller_code == 0, first.caller_output
         server.proc.kill()  # SIGKILL: no shutdown, no flush
         server.proc.wait()
-        server = _start(config, workdir, sip_port)
+        server = start_server(config, workdir, sip_port)
         restarted = CallServer(server, api, callee_port, pools)
         assert len(_calls(restarted)) == 1, "the completed call's record survived the crash"
         for caller, callee in ((A, B), (N, A)):
@@ -782,7 +758,7 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
     workdir = tmp_path / "server"
     workdir.mkdir()
     config, sip_port, callee_port = _configured(workdir)
-    server = _start(config, workdir, sip_port)
+    server = start_server(config, workdir, sip_port)
     api = _api_client(config, sip_port)
     try:
         _provision(api)
@@ -824,7 +800,7 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
         callee_text = callee_trace.read_text("utf-8", "replace")
         assert "BYE sip:" in caller_text and "BYE sip:" in callee_text
         assert_private(CallResult(0, 0, caller_text, callee_text, "", record={}), A)
-        server = _start(config, workdir, sip_port)
+        server = start_server(config, workdir, sip_port)
         api = _api_client(config, sip_port)
         (record,) = _calls(CallServer(server, api, callee_port, {}))
         assert record["release_dir"] == 0 and record["start_time"] is not None

@@ -7,7 +7,6 @@ check would run it, and talks to the server's operator API named in the config.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -22,9 +21,9 @@ import pytest
 from e2e_support import (
     MasklineServer,
     free_port_udp_and_tcp,
-    maskline_command,
+    server_env,
+    start_server,
     stop_server,
-    wait_until_ready,
     write_config,
 )
 
@@ -42,12 +41,6 @@ INVENTORY = (
     "17100000001,深圳,广东,CUCC,2\n"
     "95013000001,全国,全国,CTCC,3\n"
 )
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
-    env.pop("PYTHONPATH", None)
-    return env
 
 
 @dataclass
@@ -75,7 +68,7 @@ def cli(config: Path, *args: str, cwd: Path | None = None) -> CliResult:
     done = subprocess.run(
         command,
         cwd=cwd,
-        env=_env(),
+        env=server_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=CLI_DEADLINE_S,
@@ -84,28 +77,6 @@ def cli(config: Path, *args: str, cwd: Path | None = None) -> CliResult:
     )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     return CliResult(done.returncode, lines, done.stderr)
-
-
-def start_server(config: Path, workdir: Path, sip_port: int, log_name: str) -> MasklineServer:
-    """``maskline serve`` on ``config``, ready when it answers OPTIONS."""
-    stderr_path = workdir / log_name
-    with stderr_path.open("wb") as stderr:
-        proc = subprocess.Popen(
-            maskline_command(config),
-            cwd=workdir,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
-    server = MasklineServer(proc, ("127.0.0.1", sip_port), config, stderr_path, workdir)
-    try:
-        wait_until_ready(server)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return server
 
 
 @pytest.fixture
@@ -304,7 +275,7 @@ def test_acknowledged_bindings_survive_kill_9(tmp_path: Path) -> None:
             subprocess.Popen(
                 [*cli_command(config), "bind", "axb", "--pool", pools["AXB"],
                  "--a", f"1380013{i:04d}", "--b", f"1390013{i:04d}", "--expires", EXPIRES],
-                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             for i in range(BINDS)
         ]  # fmt: skip
@@ -326,7 +297,7 @@ def test_acknowledged_bindings_survive_kill_9(tmp_path: Path) -> None:
             sub_id: subprocess.Popen(
                 [*cli_command(config), "binding", "show", "--pool", pools["AXB"],
                  "--sub-id", sub_id],
-                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             for sub_id in acknowledged
         }  # fmt: skip
