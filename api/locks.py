@@ -41,6 +41,10 @@ class KeyedLocks:
             del self._users[key]
             del self._locks[key]
 
+    def users(self, key: str) -> int:
+        """How many hold or wait for the lock of ``key`` (0: no lock exists for it)."""
+        return self._users.get(key, 0)
+
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         """``async with locks.hold(key):`` — acquire and release around a block."""
