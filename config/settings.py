@@ -26,9 +26,11 @@ __all__ = [
     "ENV_PREFIX",
     "EXAMPLE_CONFIG_PATH",
     "ApiSettings",
+    "AudioSettings",
     "CdrSettings",
     "ConfigError",
     "HostPort",
+    "IvrSettings",
     "LogFormat",
     "LogLevel",
     "LogSettings",
@@ -228,6 +230,8 @@ class MediaSettings:
     address: str = "127.0.0.1"
     port_min: int = 20000
     port_max: int = 29999
+    # A call with no RTP from either side for this long is released on both legs (dead media).
+    inactivity_timeout_s: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +246,33 @@ class RecordingSettings:
     """``[recording]``: where call recordings (WAV) are written."""
 
     dir: Path = Path("var/recordings")
+    # Recordings older than this are deleted by a periodic job.
+    retention_days: int = 90
+    # Lifetime of a signed download URL (SPEC §4: default 2 h).
+    url_ttl_s: int = 7200
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSettings:
+    """``[audio]``: announcement prompts, enterprise ringback tones and text-to-speech."""
+
+    # Announcements per intercept cause (8 kHz WAV), made with espeak-ng when missing;
+    # the operator may replace any file.
+    prompts_dir: Path = Path("var/prompts")
+    # Uploaded and synthesised ringback tones, stored as 8 kHz 16-bit mono WAV.
+    ringback_dir: Path = Path("var/ringback")
+    # espeak-ng voice for prompts and ringback from text.
+    tts_voice: str = "cmn-latn-pinyin"
+
+
+@dataclass(frozen=True, slots=True)
+class IvrSettings:
+    """``[ivr]``: the AXN-extension prompt ("enter the extension followed by #")."""
+
+    # Seconds allowed between two digits (and before the first) before the entry ends.
+    inter_digit_timeout_s: int = 5
+    # Attempts at a valid extension before the not-found prompt and hang-up.
+    max_tries: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +327,8 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     cdr: CdrSettings = field(default_factory=CdrSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    ivr: IvrSettings = field(default_factory=IvrSettings)
     log: LogSettings = field(default_factory=LogSettings)
     time: TimeSettings = field(default_factory=TimeSettings)
     trunks: tuple[TrunkSettings, ...] = ()
@@ -512,8 +545,47 @@ def _read_media(table: _Table) -> MediaSettings:
         raise ConfigError(
             table.key("port_min"), f"must not exceed port_max ({port_max}), got {port_min}"
         )
+    inactivity = table.integer(
+        "inactivity_timeout_s", d.inactivity_timeout_s, low=1, high=24 * 3600
+    )
     table.finish()
-    return MediaSettings(address=address, port_min=port_min, port_max=port_max)
+    return MediaSettings(
+        address=address, port_min=port_min, port_max=port_max, inactivity_timeout_s=inactivity
+    )
+
+
+def _read_recording(table: _Table) -> RecordingSettings:
+    d = RecordingSettings()
+    settings = RecordingSettings(
+        dir=table.converted("dir", d.dir, _path),
+        retention_days=table.integer("retention_days", d.retention_days, low=1, high=36500),
+        url_ttl_s=table.integer("url_ttl_s", d.url_ttl_s, low=10, high=7 * 86400),
+    )
+    table.finish()
+    return settings
+
+
+def _read_audio(table: _Table) -> AudioSettings:
+    d = AudioSettings()
+    settings = AudioSettings(
+        prompts_dir=table.converted("prompts_dir", d.prompts_dir, _path),
+        ringback_dir=table.converted("ringback_dir", d.ringback_dir, _path),
+        tts_voice=table.converted("tts_voice", d.tts_voice, _non_empty),
+    )
+    table.finish()
+    return settings
+
+
+def _read_ivr(table: _Table) -> IvrSettings:
+    d = IvrSettings()
+    settings = IvrSettings(
+        inter_digit_timeout_s=table.integer(
+            "inter_digit_timeout_s", d.inter_digit_timeout_s, low=1, high=60
+        ),
+        max_tries=table.integer("max_tries", d.max_tries, low=1, high=10),
+    )
+    table.finish()
+    return settings
 
 
 def _read_log(table: _Table) -> LogSettings:
@@ -593,7 +665,7 @@ def _read_trunks(data: Mapping[str, object]) -> tuple[TrunkSettings, ...]:
 
 
 _SECTIONS: Final = (
-    "sip", "api", "store", "media", "cdr", "recording", "log", "time", "trunks",
+    "sip", "api", "store", "media", "cdr", "recording", "audio", "ivr", "log", "time", "trunks",
 )  # fmt: skip
 
 
@@ -613,9 +685,9 @@ def _build(data: Mapping[str, object]) -> Settings:
     cdr_table = _section(data, "cdr")
     cdr = CdrSettings(dir=cdr_table.converted("dir", CdrSettings().dir, _path))
     cdr_table.finish()
-    rec_table = _section(data, "recording")
-    recording = RecordingSettings(dir=rec_table.converted("dir", RecordingSettings().dir, _path))
-    rec_table.finish()
+    recording = _read_recording(_section(data, "recording"))
+    audio = _read_audio(_section(data, "audio"))
+    ivr = _read_ivr(_section(data, "ivr"))
     log = _read_log(_section(data, "log"))
     time_table = _section(data, "time")
     time = TimeSettings(zone=time_table.converted("zone", TimeSettings().zone, _zone))
@@ -627,6 +699,8 @@ def _build(data: Mapping[str, object]) -> Settings:
         media=media,
         cdr=cdr,
         recording=recording,
+        audio=audio,
+        ivr=ivr,
         log=log,
         time=time,
         trunks=_read_trunks(data),

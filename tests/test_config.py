@@ -111,13 +111,23 @@ def test_example_config_loads() -> None:
 def test_example_config_sets_and_documents_every_key() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     expected = {
-        "sip": {"listen", "t1_ms", "t2_ms", "t4_ms", "max_message_bytes", "max_call_duration_s",
-                "session_expires_s", "min_se_s"},
+        "sip": {
+            "listen",
+            "t1_ms",
+            "t2_ms",
+            "t4_ms",
+            "max_message_bytes",
+            "max_call_duration_s",
+            "session_expires_s",
+            "min_se_s",
+        },
         "api": {"listen", "operator_token", "master_key_file"},
         "store": {"path"},
-        "media": {"address", "port_min", "port_max"},
+        "media": {"address", "port_min", "port_max", "inactivity_timeout_s"},
         "cdr": {"dir"},
-        "recording": {"dir"},
+        "recording": {"dir", "retention_days", "url_ttl_s"},
+        "audio": {"prompts_dir", "ringback_dir", "tts_voice"},
+        "ivr": {"inter_digit_timeout_s", "max_tries"},
         "log": {"level", "format"},
         "time": {"zone"},
     }
@@ -623,3 +633,39 @@ def test_session_timer_keys_defaults_and_bounds(tmp_path: Path) -> None:
     above = error_of(tmp_path, "[sip]\nsession_expires_s = 120\nmin_se_s = 121\n")
     assert above.startswith("sip.min_se_s:") and "session_expires_s" in above
     assert error_of(tmp_path, '[sip]\nmin_se_s = "90"\n').startswith("sip.min_se_s:")
+
+
+# --------------------------------------------------------------------------- media sections
+
+
+def test_media_recording_audio_and_ivr_keys_are_read(tmp_path: Path) -> None:
+    text = (
+        "[media]\ninactivity_timeout_s = 7\n"
+        "[recording]\nretention_days = 30\nurl_ttl_s = 600\n"
+        '[audio]\nprompts_dir = "p"\nringback_dir = "r"\ntts_voice = "en-us"\n'
+        "[ivr]\ninter_digit_timeout_s = 3\nmax_tries = 2\n"
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert settings.media.inactivity_timeout_s == 7
+    assert (settings.recording.retention_days, settings.recording.url_ttl_s) == (30, 600)
+    assert settings.audio.prompts_dir == Path("p")
+    assert settings.audio.ringback_dir == Path("r")
+    assert settings.audio.tts_voice == "en-us"
+    assert (settings.ivr.inter_digit_timeout_s, settings.ivr.max_tries) == (3, 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[media]\ninactivity_timeout_s = 0", "media.inactivity_timeout_s"),
+        ("[recording]\nretention_days = 0", "recording.retention_days"),
+        ("[recording]\nurl_ttl_s = 5", "recording.url_ttl_s"),
+        ('[audio]\ntts_voice = ""', "audio.tts_voice"),
+        ("[ivr]\nmax_tries = 0", "ivr.max_tries"),
+        ("[ivr]\ninter_digit_timeout_s = 61", "ivr.inter_digit_timeout_s"),
+        ("[ivr]\nprompt = 1", "ivr.prompt"),
+    ],
+)
+def test_media_section_errors_name_their_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_settings(write(tmp_path, text))
