@@ -6,8 +6,9 @@ leaves the process has the same shape and goes through the same masking.
 
 Masking applies to the event and to every string inside the values (nested dicts, lists and
 tuples included, and exception tracebacks once rendered). Objects of other types are logged as
-their masked ``str()``; ints and floats are left alone, so phone numbers must be logged as
-strings, which they are everywhere in this project.
+their masked ``str()``. Ints of seven or more digits are masked like a run of digits in text
+(a phone number passed as an int must not slip through; a large counter pays in readability);
+floats are left alone (timestamps and durations), so phone numbers are never logged as floats.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ _FORMATS: Final = ("json", "console")
 # Keys that lead every line, in this order, so lines read the same from left to right.
 _LEADING_KEYS: Final = ("timestamp", "level", "event", "logger")
 _HANDLER_MARK: Final = "_maskline_handler"
+_SEVEN_DIGITS: Final = 1_000_000
 
 
 def _mask_value(value: object) -> object:
     if isinstance(value, str):
         return mask_numbers_in_text(value)
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | float):
         return value
+    if isinstance(value, int):
+        return value if -_SEVEN_DIGITS < value < _SEVEN_DIGITS else mask_numbers_in_text(str(value))
     if isinstance(value, Mapping):
         return {_mask_value(k): _mask_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

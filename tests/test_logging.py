@@ -66,6 +66,24 @@ def test_numbers_masked_in_event_values_and_nested(stream: io.StringIO) -> None:
     assert line["path"] == "/var/rec/138****8000.wav"
 
 
+def test_numbers_logged_as_ints_are_masked_small_ints_and_floats_are_not(
+    stream: io.StringIO,
+) -> None:
+    configure_logging("info", "json", stream=stream)
+    get_logger("test.ints").info(
+        "counters", caller=13800138000, nested={"b": [8613912345678]}, packets=999_999,
+        started=1_900_000_000.25, legs=2, ok=True,
+    )  # fmt: skip
+    raw = stream.getvalue()
+    assert "13800138000" not in raw and "8613912345678" not in raw
+    [line] = lines(stream)
+    assert line["caller"] == "138****8000"
+    assert line["nested"] == {"b": ["861******5678"]}
+    assert (line["packets"], line["started"], line["legs"], line["ok"]) == (
+        999_999, 1_900_000_000.25, 2, True,
+    )  # fmt: skip
+
+
 def test_exception_text_masked(stream: io.StringIO) -> None:
     configure_logging("info", "json", stream=stream)
     try:
