@@ -19,16 +19,10 @@ import secrets
 import struct
 from typing import Final
 
-import numpy as np
-
-from media.g711 import encode
-
 __all__ = [
     "RTP_HEADER_BYTES",
     "SAMPLES_PER_G711_FRAME",
     "RtpStreamWriter",
-    "silence_frames",
-    "split_frames",
 ]
 
 RTP_HEADER_BYTES: Final = 12
@@ -148,29 +142,3 @@ def _field(value: int | None, modulo: int, name: str) -> int:
     if not 0 <= value < modulo:
         raise ValueError(f"{name} must be 0..{modulo - 1}, not {value}")
     return value
-
-
-def silence_frames(count: int, *, payload_type: int, frame_bytes: int = 160) -> list[bytes]:
-    """``count`` frames of G.711 silence (``payload_type`` 0 PCMU or 8 PCMA).
-
-    The silence code differs per law (0xFF in µ-law, 0xD5 in A-law), so it comes from the
-    encoder rather than a constant. ``ValueError`` for a payload type that is not G.711.
-    """
-    if count < 0:
-        raise ValueError("count cannot be negative")
-    frame = encode(payload_type, np.zeros(frame_bytes, dtype=np.int16))
-    return [frame] * count
-
-
-def split_frames(encoded: bytes, *, payload_type: int, frame_bytes: int = 160) -> list[bytes]:
-    """Cut G.711 bytes (one byte per sample) into frames for ``RtpPlayer``.
-
-    The last frame is completed with silence so every packet carries the same duration.
-    """
-    if frame_bytes <= 0:
-        raise ValueError("frame_bytes must be positive")
-    frames = [encoded[i : i + frame_bytes] for i in range(0, len(encoded), frame_bytes)]
-    if frames and len(frames[-1]) < frame_bytes:
-        missing = frame_bytes - len(frames[-1])
-        frames[-1] += silence_frames(1, payload_type=payload_type, frame_bytes=missing)[0]
-    return frames

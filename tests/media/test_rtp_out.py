@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media.g711 import decode
-from media.rtp_out import RtpStreamWriter, silence_frames, split_frames
+from media.rtp_out import RtpStreamWriter
 
 
 def test_header_fields_and_first_packet_marker() -> None:
@@ -113,28 +111,3 @@ def test_stream_property(pt: int, seq: int, ts: int, ssrc: int, payloads: list[b
         assert packet.sequence_number == (seq + index) % (1 << 16)
         assert packet.timestamp == (ts + 160 * index) % (1 << 32)
         assert packet.marker == (1 if index == 0 else 0)
-
-
-@pytest.mark.parametrize("payload_type", [0, 8])
-def test_silence_frames_decode_to_silence(payload_type: int) -> None:
-    frames = silence_frames(3, payload_type=payload_type)
-    assert len(frames) == 3
-    assert all(len(f) == 160 for f in frames)
-    # µ-law silence decodes to 0; A-law has no zero code, its quietest decodes to ±8.
-    assert np.abs(decode(payload_type, b"".join(frames))).max() <= 8
-
-
-def test_silence_code_differs_per_law() -> None:
-    assert silence_frames(1, payload_type=0)[0] != silence_frames(1, payload_type=8)[0]
-    with pytest.raises(ValueError):
-        silence_frames(1, payload_type=18)
-
-
-def test_split_frames_pads_the_last_frame_with_silence() -> None:
-    encoded = bytes(range(256)) + bytes(range(100))  # 356 bytes: 2 full frames + 36
-    frames = split_frames(encoded, payload_type=0)
-    assert [len(f) for f in frames] == [160, 160, 160]
-    assert b"".join(frames)[: len(encoded)] == encoded
-    assert frames[-1][36:] == silence_frames(1, payload_type=0, frame_bytes=124)[0]
-    assert split_frames(b"", payload_type=0) == []
-    assert split_frames(bytes(320), payload_type=8) == [bytes(160), bytes(160)]
