@@ -35,6 +35,8 @@ from typing import Final, Literal
 
 from aiortc.rtp import RtpPacket
 
+from media.sdp import MediaDescription
+
 __all__ = [
     "DEFAULT_EVENT_PAYLOAD_TYPE",
     "DTMF_DIGITS",
@@ -48,6 +50,7 @@ __all__ = [
     "parse_info_body",
     "parse_telephone_event",
     "telephone_event_packets",
+    "telephone_event_payload_type",
 ]
 
 # RFC 4733 §3.2 table 3: events 0-15 are the DTMF keys, in this order.
@@ -135,6 +138,20 @@ class DtmfDigit:
 
     def __repr__(self) -> str:
         return f"DtmfDigit(digit={_mask(self.digit)!r}, source={self.source!r})"
+
+
+def telephone_event_payload_type(media: MediaDescription) -> int | None:
+    """The payload type an SDP media section gives ``telephone-event/8000``, or None.
+
+    The rate must be the audio's (8 kHz for G.711): RFC 4733 §2.1 ties the event clock to the
+    audio clock. With no such format the far party sends no RFC 4733 digits (INFO may still).
+    """
+    for mapping in media.rtpmaps:
+        if mapping.encoding.lower() == "telephone-event" and mapping.clock_rate == 8000:
+            payload_type = int(mapping.payload_type)
+            if 0 <= payload_type <= 0x7F:
+                return payload_type
+    return None
 
 
 def parse_telephone_event(data: bytes) -> TelephoneEvent:

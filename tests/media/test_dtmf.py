@@ -20,7 +20,9 @@ from media.dtmf import (
     parse_info_body,
     parse_telephone_event,
     telephone_event_packets,
+    telephone_event_payload_type,
 )
+from media.sdp import parse_sdp
 
 SSRC = 0xCAFE
 
@@ -268,6 +270,39 @@ def test_any_loss_keeping_one_packet_per_press_gives_each_key_once(
         stream += [p for p in kept for _ in range(repeat)]
     assert digits_of(detector, stream) == "".join(keys)
     assert detector.digits == len(keys)
+
+
+# --- the payload type from the SDP ---
+
+
+def offer(formats: str, *rtpmaps: str) -> bytes:
+    lines = [
+        "v=0",
+        "o=- 1 1 IN IP4 192.0.2.1",
+        "s=-",
+        "c=IN IP4 192.0.2.1",
+        "t=0 0",
+        f"m=audio 4000 RTP/AVP {formats}",
+        *(f"a=rtpmap:{m}" for m in rtpmaps),
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (offer("0 101", "0 PCMU/8000", "101 telephone-event/8000"), 101),
+        (offer("8 96", "96 TELEPHONE-EVENT/8000"), 96),
+        # A wideband event clock does not go with 8 kHz G.711; the 8 kHz one is chosen.
+        (offer("0 97 101", "97 telephone-event/16000", "101 telephone-event/8000"), 101),
+        (offer("0 97", "97 telephone-event/16000"), None),
+        (offer("0 8", "0 PCMU/8000"), None),
+        # Listed in a=rtpmap but not offered on the m= line: not negotiated.
+        (offer("0", "101 telephone-event/8000"), None),
+    ],
+)
+def test_event_payload_type_from_sdp(body: bytes, expected: int | None) -> None:
+    assert telephone_event_payload_type(parse_sdp(body).media[0]) == expected
 
 
 # --- SIP INFO bodies ---
