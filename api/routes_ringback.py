@@ -25,7 +25,7 @@ from api.auth import PrincipalDependency
 from api.control import ControlPlane
 from api.errors import ControlError, ErrorCode, InvalidInput
 from api.principal import Principal
-from api.ringback import ToneView, ringback_service
+from api.ringback import RingbackTones, ToneView, ringback_service
 from media.audio import MAX_INPUT_BYTES, MAX_TEXT_CHARS, AudioErrorCode
 
 __all__ = ["build_router"]
@@ -116,8 +116,12 @@ async def _audio_body(request: Request) -> bytes:
 def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRouter:
     """The area's routes; each takes ``Depends(principal)`` and passes it on."""
     router = APIRouter(tags=["ringback"])
-    tones = ringback_service(control)
     caller = Depends(principal)
+
+    def tones() -> RingbackTones:
+        # Looked up per request: the server may attach its [audio] settings after the app is
+        # built.
+        return ringback_service(control)
 
     @router.put(
         "/tenants/{tenant_id}/ringback/{tone_id:path}",
@@ -136,9 +140,9 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
     async def upload(
         tenant_id: str, tone_id: str, request: Request, who: Principal = caller
     ) -> ToneOut:
-        await tones.visible_tenant(who, tenant_id)  # before reading a foreign upload
+        await tones().visible_tenant(who, tenant_id)  # before reading a foreign upload
         data = await _audio_body(request)
-        return _out(await tones.add_from_audio(who, tenant_id, tone_id, data))
+        return _out(await tones().add_from_audio(who, tenant_id, tone_id, data))
 
     @router.post(
         "/tenants/{tenant_id}/ringback/{tone_id:path}/tts",
@@ -148,13 +152,13 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
     async def from_text(
         tenant_id: str, tone_id: str, body: TtsIn, who: Principal = caller
     ) -> ToneOut:
-        return _out(await tones.add_from_text(who, tenant_id, tone_id, body.text, body.voice))
+        return _out(await tones().add_from_text(who, tenant_id, tone_id, body.text, body.voice))
 
     @router.get(
         "/tenants/{tenant_id}/ringback", response_model=TonesOut, summary="List ringback tones"
     )
     async def list_tones(tenant_id: str, who: Principal = caller) -> TonesOut:
-        return TonesOut(tones=[_out(view) for view in await tones.list_tones(who, tenant_id)])
+        return TonesOut(tones=[_out(view) for view in await tones().list_tones(who, tenant_id)])
 
     @router.get(
         "/tenants/{tenant_id}/ringback/{tone_id:path}",
@@ -162,7 +166,7 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
         summary="Show a ringback tone",
     )
     async def get_tone(tenant_id: str, tone_id: str, who: Principal = caller) -> ToneOut:
-        return _out(await tones.get_tone(who, tenant_id, tone_id))
+        return _out(await tones().get_tone(who, tenant_id, tone_id))
 
     @router.delete(
         "/tenants/{tenant_id}/ringback/{tone_id:path}",
@@ -170,7 +174,7 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
         summary="Delete a ringback tone",
     )
     async def delete_tone(tenant_id: str, tone_id: str, who: Principal = caller) -> OkOut:
-        await tones.delete_tone(who, tenant_id, tone_id)
+        await tones().delete_tone(who, tenant_id, tone_id)
         return OkOut()
 
     return router

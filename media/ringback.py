@@ -126,14 +126,17 @@ class RingbackLibrary:
         """The file of a tenant's tone (which may not exist)."""
         return self.ringback_dir / tone_file_name(tenant_id, tone_id)
 
-    def frames(self, tenant_id: str, tone_id: str, payload_type: int) -> Sequence[bytes]:
+    def frames(self, tenant_id: str | None, tone_id: str, payload_type: int) -> Sequence[bytes]:
         """The tone's payloads for ``payload_type`` (0 PCMU, 8 PCMA); empty when there is no
         such tone or its file is unusable (logged), so the call goes on without ringback.
+        Tones belong to tenants: ``tenant_id`` None (a pool of the operator's) has none.
 
         ``ValueError`` for a payload type that is not G.711.
         """
         if payload_type not in (0, 8):
             raise ValueError(f"not a G.711 payload type: {payload_type}")
+        if tenant_id is None:
+            return ()
         key = (tenant_id, tone_id, payload_type)
         path = self.path_for(tenant_id, tone_id)
         try:

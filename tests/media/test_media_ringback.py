@@ -178,8 +178,9 @@ def test_library_serves_frames_and_notices_a_replaced_tone(tmp_path: Path) -> No
     second = library.frames("T1", "tone-7", 0)
     assert len(second) == 15
     assert dominant_hz(g711.decode(0, b"".join(second))) == pytest.approx(1000, abs=2)
-    # Another tenant's tone of the same id is another file.
+    # Another tenant's tone of the same id is another file; a pool without tenant has none.
     assert library.frames("T2", "tone-7", 0) == ()
+    assert library.frames(None, "tone-7", 0) == ()
 
 
 def test_library_drops_a_deleted_tone_and_survives_a_bad_file(
