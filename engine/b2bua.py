@@ -19,6 +19,7 @@ from typing import Literal
 
 from config import Settings, TrunkSettings
 from engine.calls import (
+    Q850_MEDIA_TIMEOUT,
     Q850_NO_ANSWER,
     Q850_NORMAL_CLEARING,
     Q850_RECOVERY_ON_TIMER_EXPIRY,
@@ -31,7 +32,18 @@ from engine.calls import (
 )
 from engine.logging import get_logger
 from media.relay import MediaRelay, MediaSession
-from media.sdp import SdpError, media_endpoint, parse_sdp, rewrite_for_leg
+from media.sdp import (
+    Direction,
+    NotRelayable,
+    SdpError,
+    SessionDescription,
+    keep_relayable_formats,
+    media_endpoint,
+    parse_sdp,
+    ports_for_stream,
+    relayable_stream,
+    rewrite_for_leg,
+)
 from routing.index import BindingIndex, Intercept, NeedsExtension, Route
 from routing.model import InterceptCause, PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
@@ -111,6 +123,7 @@ class _Reinvite:
     # that leg when the other leg's 2xx is relayed back.
     session: Negotiated | None = None
     offer: bytes = b""  # the SDP sent on the other leg with the relayed request
+    offer_sendrecv: bool = True  # the relayed stream of that offer is sendrecv
 
 
 @dataclass(slots=True)
@@ -141,8 +154,23 @@ class _ReliableUas:
 
 @dataclass(slots=True)
 class _MediaState:
+    """The relayed media of one call."""
+
     session: MediaSession | None = None
     sdp_version: int = 0
+    stream: int = 0  # index of the m= section relayed (media.sdp.relayable_stream)
+    # The latest offer and answer both leave the relayed stream sendrecv: RTP is expected from
+    # both parties, so the dead-media sweep watches the call (answered calls only). A hold
+    # (sendonly/recvonly/inactive) pauses the watch: many phones send nothing while holding.
+    offer_sendrecv: bool = True
+    sendrecv: bool = True
+
+
+# Reason header (RFC 3326) of the BYEs that release a call whose media died.
+_MEDIA_TIMEOUT_REASON = f'Q.850;cause={Q850_MEDIA_TIMEOUT};text="media timeout"'
+# Longest pause between two dead-media sweeps: a call is released at most this long after its
+# timeout ran out. One timer for all calls; each sweep reads two counters per watched call.
+_MEDIA_SWEEP_MAX_PERIOD_S = 1.0
 
 
 class B2bua:
@@ -184,6 +212,7 @@ class B2bua:
         self._outbound_rseq: dict[str, int] = {}  # last in-order RSeq PRACKed on the outbound leg
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: dict[str, Call] = {}  # calls not yet released
+        self._media_sweep: asyncio.TimerHandle | None = None  # the dead-media sweep, when armed
 
     @property
     def active_calls(self) -> int:
@@ -318,18 +347,28 @@ class B2bua:
         if session is False:
             return  # a refresh asking for less than our Min-SE: 422 (RFC 4028 §9)
         body = b""
+        offer_sendrecv = True
         if request.body:
             try:
-                offer = parse_sdp(request.body)
+                offer = self._relayable_offer(request.body, stream=media.stream)
+            except NotRelayable as error:
+                # RFC 3261 §14.2: the re-INVITE fails, the session goes on as it was.
+                self._answer(event.tx_key, request, 488, extra=[("Warning", self._warning(error))])
+                return
             except SdpError:
                 self._answer(event.tx_key, request, 488, "Not Acceptable Here (unreadable SDP)")
                 return
-            media.session.expect("a" if from_caller else "b", media_endpoint(offer))
+            media.session.expect("a" if from_caller else "b", media_endpoint(offer, media.stream))
+            offer_sendrecv = _sendrecv(offer, media.stream)
             media.sdp_version += 1
             body = rewrite_for_leg(
                 offer,
                 address=self._settings.media.address,
-                ports=[media.session.port_b if from_caller else media.session.port_a],
+                ports=ports_for_stream(
+                    offer,
+                    media.stream,
+                    media.session.port_b if from_caller else media.session.port_a,
+                ),
                 session_id=int(call.call_time) + (0 if from_caller else 1),
                 version=media.sdp_version,
             )
@@ -352,6 +391,7 @@ class B2bua:
             method=request.method,
             session=session,
             offer=body,
+            offer_sendrecv=offer_sendrecv,
         )
 
     def _on_reinvite_response(self, call: Call, pending: _Reinvite, response: Response) -> None:
@@ -384,22 +424,32 @@ class B2bua:
                 except SdpError:
                     answer = None
                 if answer is not None:
-                    media.session.expect("b" if pending.from_caller else "a",
-                                         media_endpoint(answer))
+                    media.session.expect(
+                        "b" if pending.from_caller else "a", media_endpoint(answer, media.stream)
+                    )
                     media.sdp_version += 1
                     body = rewrite_for_leg(
                         answer,
                         address=self._settings.media.address,
-                        ports=[media.session.port_a if pending.from_caller
-                               else media.session.port_b],
+                        ports=ports_for_stream(
+                            answer,
+                            media.stream,
+                            media.session.port_a if pending.from_caller else media.session.port_b,
+                        ),
                         session_id=int(call.call_time) + (1 if pending.from_caller else 0),
                         version=media.sdp_version,
                     )
+                    media.sendrecv = pending.offer_sendrecv and _sendrecv(answer, media.stream)
+                    self._update_media_watch(call)
         contact = [("Contact", str(self._local_contact(call)))] if status < 300 else []
         if body and this is not None:
             this.local_sdp = body
         reply = make_response(
-            pending.request, status, response.reason or None, extra=contact + extra, body=body,
+            pending.request,
+            status,
+            response.reason or None,
+            extra=contact + extra,
+            body=body,
             content_type=SDP if body else None,
         )
         with contextlib.suppress(SipUsageError):
@@ -478,6 +528,9 @@ class B2bua:
                 call.fire(CallInput.FAILED)
             self._finish(call)
         self._flush()
+        if self._media_sweep is not None:
+            self._media_sweep.cancel()
+            self._media_sweep = None
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             _, late = await asyncio.wait(pending, timeout=timeout_s)
@@ -497,40 +550,44 @@ class B2bua:
         call.callee = route.callee
         inbound_request = call.inbound.request
         assert inbound_request is not None
-        offer = None
-        if inbound_request.body:
-            try:
-                offer = parse_sdp(inbound_request.body)
-            except SdpError:
-                self._fail_setup(call, 488, "Not Acceptable Here (unreadable SDP)")
-                return
-        if offer is None:
+        if not inbound_request.body:
             # Late offer (INVITE without SDP) is not relayed yet.
             self._fail_setup(call, 488, "Not Acceptable Here (offer required)")
             return
+        try:
+            offer = self._relayable_offer(inbound_request.body)
+        except NotRelayable as error:
+            # Refused before any port is taken or any outbound leg exists.
+            _log.info("offer_not_relayable", call=call.call_id, warning=error.warning_code)
+            self._fail_setup(call, 488, extra=[("Warning", self._warning(error))])
+            return
+        except SdpError:
+            self._fail_setup(call, 488, "Not Acceptable Here (unreadable SDP)")
+            return
+        stream = relayable_stream(offer)
         try:
             session = await self._relay.open_session(call.call_id)
         except Exception:
             _log.exception("media_session_failed", call=call.call_id)
             self._fail_setup(call, 503, "Service Unavailable (no media ports)")
             return
-        media = self._media[call.call_id] = _MediaState(session=session)
+        media = self._media[call.call_id] = _MediaState(
+            session=session, stream=stream, offer_sendrecv=_sendrecv(offer, stream)
+        )
         if call.state is not CallState.ROUTING:  # cancelled while the ports were opened
             await self._close_media(call)
             return
-        session.expect("a", media_endpoint(offer))
+        session.expect("a", media_endpoint(offer, stream))
         media.sdp_version += 1
         body = rewrite_for_leg(
             offer,
             address=self._settings.media.address,
-            ports=[session.port_b],
+            ports=ports_for_stream(offer, stream, session.port_b),
             session_id=int(call.call_time),
             version=media.sdp_version,
         )
         outbound_request = self._build_outbound_invite(call, route, trunk, inbound_request, body)
-        outbound_peer = Peer(
-            trunk.transport.upper(), trunk.outbound.host, trunk.outbound.port
-        )
+        outbound_peer = Peer(trunk.transport.upper(), trunk.outbound.host, trunk.outbound.port)
         outbound = Leg(
             peer=outbound_peer,
             call_id=outbound_request.call_id,
@@ -651,9 +708,7 @@ class B2bua:
             return
         self._send_reliable(call, reliable, status, body)
 
-    def _send_reliable(
-        self, call: Call, reliable: _ReliableUas, status: int, body: bytes
-    ) -> None:
+    def _send_reliable(self, call: Call, reliable: _ReliableUas, status: int, body: bytes) -> None:
         """Send one reliable 18x (Require: 100rel, RSeq, §3) and start its retransmission."""
         inbound = call.inbound
         request = inbound.request
@@ -740,8 +795,9 @@ class B2bua:
             or rack != RAck(reliable.unacked_rseq, inbound_request.cseq.seq, "INVITE")
         ):
             # §3: a PRACK matching no unacknowledged reliable provisional gets 481.
-            self._answer(event.tx_key, request, 481,
-                         "Call/Transaction Does Not Exist (RAck matches nothing)")
+            self._answer(
+                event.tx_key, request, 481, "Call/Transaction Does Not Exist (RAck matches nothing)"
+            )
             return
         self._answer(event.tx_key, request, 200)
         if reliable.handle is not None:
@@ -800,6 +856,7 @@ class B2bua:
         call.start_time = self._wall_clock()
         call.fire(CallInput.ANSWERED)
         self._cancel_timers(call)
+        self._update_media_watch(call)
         loop = asyncio.get_running_loop()
         max_duration_s = self._settings.sip.max_call_duration_s
         call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
@@ -912,15 +969,32 @@ class B2bua:
             answer = parse_sdp(response.body)
         except SdpError:
             return b""
-        media.session.expect("b", media_endpoint(answer))
+        media.session.expect("b", media_endpoint(answer, media.stream))
+        media.sendrecv = media.offer_sendrecv and _sendrecv(answer, media.stream)
         media.sdp_version += 1
         return rewrite_for_leg(
             answer,
             address=self._settings.media.address,
-            ports=[media.session.port_a],
+            ports=ports_for_stream(answer, media.stream, media.session.port_a),
             session_id=int(call.call_time) + 1,
             version=media.sdp_version,
         )
+
+    def _relayable_offer(self, body: bytes, *, stream: int | None = None) -> SessionDescription:
+        """The offer in ``body`` with its relayed stream reduced to what we handle (G.711,
+        telephone-event, CN; see media.sdp). ``stream``: the stream a re-offer must keep
+        relayable (m= lines never move, RFC 3264 §8). Raises ``NotRelayable`` or ``SdpError``.
+        """
+        offer = parse_sdp(body)
+        index = relayable_stream(offer)
+        if stream is not None and index != stream:
+            raise NotRelayable(305, "the relayed stream is no longer G.711 audio")
+        return keep_relayable_formats(offer, index)
+
+    def _warning(self, error: NotRelayable) -> str:
+        """RFC 3261 §20.43 Warning value, our SIP address as the warn-agent."""
+        sip = self._settings.sip
+        return error.warning(f"{sip.listen_host}:{sip.listen_port}")
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -940,6 +1014,67 @@ class B2bua:
             return
         self._release_answered(call, CallInput.MAX_DURATION, cause=Q850_NORMAL_CLEARING)
         self._flush()
+
+    # -- dead media ---------------------------------------------------------------------------
+    #
+    # Answered calls only: before the answer a call is bounded by its ringing timeout, and a
+    # callee that rings without early media (a plain 180) sends no RTP at all. The clock starts
+    # at the answer (media that never starts is dead media too) and runs while the relayed
+    # stream is sendrecv both ways. The relay counts packets per call anyway; one timer for all
+    # calls compares the counters sweep to sweep (MediaRelay.sweep_idle), so the per-packet
+    # path reads no clock.
+
+    def _update_media_watch(self, call: Call) -> None:
+        """Start or pause the dead-media watch of an answered call after an offer/answer."""
+        media = self._media.get(call.call_id)
+        if media is None or media.session is None or call.state is not CallState.ANSWERED:
+            return
+        session = media.session
+        if not media.sendrecv:
+            session.stop_watching()
+        elif not session.watched:
+            # Already watched (a refresh, a move): the clock goes on, so a peer re-INVITEing
+            # more often than the timeout cannot keep a dead call up.
+            session.watch_inactivity(self._clock())
+            self._arm_media_sweep()
+
+    def _arm_media_sweep(self) -> None:
+        if self._media_sweep is not None:
+            return
+        timeout_s = self._settings.media.inactivity_timeout_s
+        period_s = min(_MEDIA_SWEEP_MAX_PERIOD_S, timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        self._media_sweep = loop.call_later(period_s, self._sweep_media)
+
+    def _sweep_media(self) -> None:
+        """Release every answered call whose media has been silent for the timeout."""
+        self._media_sweep = None
+        timeout_s = self._settings.media.inactivity_timeout_s
+        released = False
+        for session in self._relay.sweep_idle(self._clock(), timeout_s):
+            call = self._active.get(session.label)
+            if call is None or not call.can(CallInput.MEDIA_TIMEOUT):
+                session.stop_watching()  # closing already, or not ours to release
+                continue
+            _log.info(
+                "media_timeout",
+                call=call.call_id,
+                timeout_s=timeout_s,
+                packets_a_to_b=session.packets_a_to_b,
+                packets_b_to_a=session.packets_b_to_a,
+            )
+            session.stop_watching()
+            self._release_answered(
+                call,
+                CallInput.MEDIA_TIMEOUT,
+                cause=Q850_MEDIA_TIMEOUT,
+                reason=_MEDIA_TIMEOUT_REASON,
+            )
+            released = True
+        if released:
+            self._flush()
+        if self._relay.watched_sessions:
+            self._arm_media_sweep()
 
     # -- session timers (RFC 4028) -------------------------------------------------------------
 
@@ -1029,12 +1164,9 @@ class B2bua:
             body=body,
             content_type=SDP if body else None,
         )
-        tx_key = self._endpoint.send_request(
-            request, _target_peer(dialog, leg.peer), self._clock()
-        )
+        tx_key = self._endpoint.send_request(request, _target_peer(dialog, leg.peer), self._clock())
         self._calls_by_tx[tx_key] = call
-        self._refreshes[tx_key] = _Refresh(call=call, leg=leg, method=method,
-                                           seq=request.cseq.seq)
+        self._refreshes[tx_key] = _Refresh(call=call, leg=leg, method=method, seq=request.cseq.seq)
         _log.debug("session_refresh_sent", call=call.call_id, method=method)
         self._flush()
 
@@ -1079,13 +1211,16 @@ class B2bua:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _release_answered(self, call: Call, call_input: CallInput, *, cause: int) -> None:
-        """The platform ends an answered call: BYE on both legs, then the usual release."""
+    def _release_answered(
+        self, call: Call, call_input: CallInput, *, cause: int, reason: str | None = None
+    ) -> None:
+        """The platform ends an answered call: BYE on both legs (with ``reason`` as their
+        RFC 3326 Reason header, if given), then the usual release."""
         call.release_dir = ReleaseDir.PLATFORM
         call.release_cause = cause
         for leg in (call.inbound, call.outbound):
             if leg is not None:
-                self._send_bye(leg)
+                self._send_bye(leg, reason=reason)
         call.fire(call_input)
         self._finish(call)
 
@@ -1105,20 +1240,33 @@ class B2bua:
         call.fire(CallInput.FAILED)
         self._finish(call)
 
-    def _fail_setup(self, call: Call, status: int, reason: str) -> None:
+    def _fail_setup(
+        self,
+        call: Call,
+        status: int,
+        reason: str | None = None,
+        *,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         if not call.can(CallInput.FAILED):
             return
         call.release_dir = ReleaseDir.PLATFORM
         call.release_cause = q850_for_status(status)
-        self._answer_inbound(call, status, reason)
+        self._answer_inbound(call, status, reason, extra=extra)
         call.fire(CallInput.FAILED)
         self._finish(call)
         self._flush()
 
     def _answer(
-        self, tx_key: TxKey, request: Request, status: int, reason: str | None = None
+        self,
+        tx_key: TxKey,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        *,
+        extra: list[tuple[str, str]] | None = None,
     ) -> None:
-        response = make_response(request, status, reason, to_tag=new_tag())
+        response = make_response(request, status, reason, to_tag=new_tag(), extra=extra)
         self._endpoint.send_response(tx_key, response, self._clock())
 
     def _answer_inbound(
@@ -1169,8 +1317,7 @@ class B2bua:
         try:
             self._endpoint.send_response(tx_key, response, self._clock())
         except SipUsageError:  # the inbound transaction already ended
-            _log.warning("inbound_answer_failed", call=call.call_id,
-                         status=response.status_code)
+            _log.warning("inbound_answer_failed", call=call.call_id, status=response.status_code)
 
     def _local_contact(self, call: Call) -> SipUri:
         sip = self._settings.sip
@@ -1184,13 +1331,15 @@ class B2bua:
         with contextlib.suppress(SipUsageError):
             self._endpoint.send_cancel(outbound.tx_key, self._clock())
 
-    def _send_bye(self, leg: Leg) -> None:
+    def _send_bye(self, leg: Leg, *, reason: str | None = None) -> None:
         dialog = leg.dialog
         if dialog is None or dialog.is_terminated:
             return
         if dialog.role is DialogRole.UAS and dialog.state is DialogState.EARLY:
             return  # RFC 3261 §15: never a BYE on our early UAS dialog (a 200 held for PRACK)
-        bye = dialog.create_request("BYE")
+        bye = dialog.create_request(
+            "BYE", extra_headers=[("Reason", reason)] if reason is not None else None
+        )
         peer = _target_peer(dialog, leg.peer)
         self._endpoint.send_request(bye, peer, self._clock())
 
@@ -1306,6 +1455,11 @@ def _caller_number(request: Request) -> PhoneNumber | None:
         return None
 
 
+def _sendrecv(sdp: SessionDescription, stream: int) -> bool:
+    """Stream ``stream`` of ``sdp`` exists and is sendrecv (RFC 3264 §5.1), not a hold."""
+    return stream < len(sdp.media) and sdp.media[stream].direction is Direction.SENDRECV
+
+
 def _allows_update(message: Request | Response) -> bool:
     """The peer's Allow lists UPDATE (RFC 3311 §5.1), so a refresh can be an UPDATE."""
     return any(method.upper() == "UPDATE" for method in message.headers.get_list("Allow"))
@@ -1344,4 +1498,3 @@ def _target_peer(dialog: Dialog, fallback: Peer) -> Peer:
     if isinstance(target, SipUri) and target.host[:1].isdigit():
         return Peer(fallback.transport, target.host, target.port or 5060)
     return fallback
-

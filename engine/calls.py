@@ -53,6 +53,7 @@ class CallInput(Enum):
     RING_TIMEOUT = auto()
     MAX_DURATION = auto()
     SESSION_EXPIRED = auto()  # RFC 4028: a leg's session timer ran out without a refresh
+    MEDIA_TIMEOUT = auto()  # no RTP from either party for [media] inactivity_timeout_s
     FAILED = auto()  # transaction timeout, transport error, media failure
 
 
@@ -78,6 +79,7 @@ CALL_TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
     (S.ANSWERED, In.CALLEE_HUNG_UP): S.ENDED,
     (S.ANSWERED, In.MAX_DURATION): S.ENDED,
     (S.ANSWERED, In.SESSION_EXPIRED): S.ENDED,
+    (S.ANSWERED, In.MEDIA_TIMEOUT): S.ENDED,
     (S.ANSWERED, In.FAILED): S.ENDED,
 }
 
@@ -87,6 +89,7 @@ class CallStateError(SipUsageError):
 
 
 # RFC 3398 §8.2.6.1: SIP final response → Q.850 cause, for release_cause.
+# fmt: off
 SIP_TO_Q850: dict[int, int] = {
     400: 41, 401: 21, 402: 21, 403: 21, 404: 1, 405: 63, 406: 79, 407: 21, 408: 102,
     410: 22, 413: 127, 414: 127, 415: 79, 416: 127, 420: 127, 421: 127, 423: 127,
@@ -94,9 +97,18 @@ SIP_TO_Q850: dict[int, int] = {
     500: 41, 501: 79, 502: 38, 503: 41, 504: 102, 505: 127, 600: 17, 603: 21, 604: 1,
     606: 58,
 }
+# fmt: on
 Q850_NORMAL_CLEARING = 16
 Q850_NO_ANSWER = 19
 Q850_RECOVERY_ON_TIMER_EXPIRY = 102  # a SIP timer ran out (RFC 3398 §8.2.6.1: 408 → 102)
+# Dead media (SPEC §4 limits): no RTP from either party for [media] inactivity_timeout_s. Q.850
+# has no "media lost" cause; the release is a supervision timer of ours running out, which is
+# what 102 "recovery on timer expiry" means (and it keeps a report consumer's "timer" bucket
+# right, beside 408 → 102 of RFC 3398). The record reads release_dir 0 (platform), release_cause
+# 102 on an answered call (start_time set); the BYEs to both parties carry
+# Reason: Q.850;cause=102;text="media timeout" (RFC 3326), and the log line is media_timeout,
+# which tells it apart from an RFC 4028 session expiry (same cause, other log line).
+Q850_MEDIA_TIMEOUT = Q850_RECOVERY_ON_TIMER_EXPIRY
 Q850_CALL_REJECTED = 21
 Q850_UNALLOCATED = 1
 

@@ -12,9 +12,14 @@ side's remote to the packet's source, and media for that side goes there from th
 latching, packets from any other source are dropped and counted — someone guessing our port
 cannot inject audio or steal the stream. With no SDP address known yet, the first source wins.
 
-Per packet the hot path does a tuple compare, one bit test, two counter updates and a
-``sendto``: no RTP parsing, no allocation beyond the datagram the loop already made. The per-
-direction ``on_packet`` hook (recording later) costs one ``is None`` test while unset.
+Per packet the hot path does a tuple compare, one bit test, one counter update and a
+``sendto``: no RTP parsing, no clock read, no allocation beyond the datagram the loop already
+made. The per-direction ``on_packet`` hook (recording) costs one ``is None`` test while unset.
+
+Dead media is found without touching the hot path: ``MediaRelay.sweep_idle``, run by one
+periodic timer for every call, compares each watched session's packet counters with what the
+previous sweep saw. A session whose counters have not moved for the timeout is idle. The
+activity time is therefore known to one sweep period, which is all a timeout of seconds needs.
 """
 
 from __future__ import annotations
@@ -74,7 +79,6 @@ class _Leg(asyncio.DatagramProtocol):
         "session",
         "side",
         "source",
-        "time",
         "transport",
     )
 
@@ -83,7 +87,6 @@ class _Leg(asyncio.DatagramProtocol):
         self.side: Side = side
         self.direction: PacketDirection = "a_to_b" if side == "a" else "b_to_a"
         self.port = port
-        self.time: Callable[[], float] = loop.time
         self.transport: asyncio.DatagramTransport | None = None
         self.peer: _Leg = self  # set by MediaSession once both legs exist
         # Where this side's media goes: the latched source, else the SDP address, else None.
@@ -117,9 +120,7 @@ class _Leg(asyncio.DatagramProtocol):
             self.session.unrouted += 1
             return
         self.forwarded += 1
-        session = self.session
-        session.last_packet_at = self.time()
-        hook = session.on_packet
+        hook = self.session.on_packet
         if hook is not None:
             hook(self.direction, data)
         transport = peer.transport
@@ -183,18 +184,22 @@ class MediaSession:
 
     Counters: ``packets_a_to_b``, ``packets_b_to_a`` (relayed), ``dropped`` (not RTP, or from a
     source other than the latched/expected one), ``unrouted`` (valid, but the other side has
-    no address yet), ``send_errors`` (ICMP errors reported by the kernel). ``last_packet_at`` is
-    the loop time of the last relayed packet (None before the first), for dead-media detection.
+    no address yet), ``send_errors`` (ICMP errors reported by the kernel).
+
+    Dead-media watch: ``watch_inactivity(now)`` starts it, ``stop_watching()`` pauses it (a call
+    on hold with ``a=inactive``), ``last_activity_at`` is the loop time of the sweep that last saw
+    new packets from either far party (or the start of the watch).
     """
 
     __slots__ = (
         "_a",
+        "_activity_seen",
         "_b",
         "_closing",
         "_relay",
         "dropped",
         "label",
-        "last_packet_at",
+        "last_activity_at",
         "on_packet",
         "send_errors",
         "unrouted",
@@ -207,8 +212,10 @@ class MediaSession:
         self.dropped = 0
         self.unrouted = 0
         self.send_errors = 0
-        self.last_packet_at: float | None = None
         self.on_packet: PacketHook | None = None
+        # None while not watched for dead media; see watch_inactivity.
+        self.last_activity_at: float | None = None
+        self._activity_seen = 0
         self._closing = False
         self._a: _Leg
         self._b: _Leg
@@ -234,6 +241,20 @@ class MediaSession:
     def packets_b_to_a(self) -> int:
         """Packets received from side b and relayed to side a."""
         return self._b.forwarded
+
+    @property
+    def activity(self) -> int:
+        """Packets received from the far parties themselves: relayed, or held back as unrouted.
+
+        Dropped packets (strangers, non-RTP) do not count: someone spraying our port must not
+        keep a dead call alive.
+        """
+        return self._a.forwarded + self._b.forwarded + self.unrouted
+
+    @property
+    def watched(self) -> bool:
+        """Whether the dead-media sweep watches this session."""
+        return self.last_activity_at is not None
 
     @property
     def closed(self) -> bool:
@@ -263,6 +284,34 @@ class MediaSession:
         if address is not None:
             self._relay.check_family(address[0])
         self._leg(side).expect(address)
+
+    def watch_inactivity(self, now: float) -> None:
+        """Watch for dead media from ``now`` on (loop time): the call was answered, or its media
+        resumed. Media that never starts counts as dead too: the clock starts here, not at the
+        first packet. Calling it again restarts the clock."""
+        self.last_activity_at = now
+        self._activity_seen = self.activity
+        self._relay.watch(self)
+
+    def stop_watching(self) -> None:
+        """Stop the dead-media watch (no RTP is expected, e.g. both ways ``a=inactive``)."""
+        self.last_activity_at = None
+        self._relay.unwatch(self)
+
+    def idle_s(self, now: float) -> float:
+        """Seconds without packets from either far party as of ``now`` (one sweep's view).
+
+        New packets since the previous call move ``last_activity_at`` to ``now``. Only
+        meaningful while watched (0.0 otherwise).
+        """
+        if self.last_activity_at is None:
+            return 0.0
+        activity = self.activity
+        if activity != self._activity_seen:
+            self._activity_seen = activity
+            self.last_activity_at = now
+            return 0.0
+        return now - self.last_activity_at
 
     def send_to(self, side: Side, data: bytes) -> bool:
         """Send an injected packet (ringback, prompt) out of ``side``'s socket to its remote.
@@ -328,6 +377,7 @@ class MediaRelay:
         self._loop = loop
         self._buffer_bytes = socket_buffer_bytes
         self._sessions: set[MediaSession] = set()
+        self._watched: set[MediaSession] = set()
 
     @property
     def active_sessions(self) -> int:
@@ -367,6 +417,21 @@ class MediaRelay:
         self._sessions.add(session)
         return session
 
+    @property
+    def watched_sessions(self) -> int:
+        """How many open sessions the dead-media sweep watches."""
+        return len(self._watched)
+
+    def sweep_idle(self, now: float, timeout_s: float) -> list[MediaSession]:
+        """The watched sessions with no packet from either far party for ``timeout_s``.
+
+        Call it periodically (every second or so: one timer for all calls); each call compares
+        every watched session's counters with the previous sweep, so a session is reported
+        between ``timeout_s`` and ``timeout_s`` plus one period after its last packet. The
+        sessions returned stay watched until the caller closes them or ``stop_watching()``.
+        """
+        return [session for session in self._watched if session.idle_s(now) >= timeout_s]
+
     async def close_all(self) -> None:
         """Close every open session (shutdown)."""
         await asyncio.gather(*(s.close() for s in list(self._sessions)))
@@ -375,10 +440,20 @@ class MediaRelay:
 
     def forget(self, session: MediaSession) -> None:
         """Release a closing session's ports and drop it from the open set."""
+        self._watched.discard(session)
         if session in self._sessions:
             self._sessions.discard(session)
             self.allocator.release(session.port_a)
             self.allocator.release(session.port_b)
+
+    def watch(self, session: MediaSession) -> None:
+        """Add an open session to the dead-media sweep (``MediaSession.watch_inactivity``)."""
+        if session in self._sessions:
+            self._watched.add(session)
+
+    def unwatch(self, session: MediaSession) -> None:
+        """Take a session out of the dead-media sweep."""
+        self._watched.discard(session)
 
     def check_family(self, host: str) -> None:
         """Raise ``ValueError`` if ``host`` is an IP address of the other family than ours."""

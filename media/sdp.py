@@ -8,6 +8,25 @@ understand pass through a rewrite untouched.
 ``rewrite_for_leg`` produces the SDP the *other* leg sees: media anchored on the engine (our
 address in ``o=`` and every ``c=``, our relay port in every ``m=``), nothing of the far party's
 addresses or identity left, codecs and their parameters unchanged.
+
+What maskline relays (``relayable_stream``, ``keep_relayable_formats``): one audio stream per
+call, the first ``m=audio`` section that
+
+- is not rejected (port ≠ 0),
+- is RTP under the AVP or AVPF profile (``RTP/AVP``, ``RTP/AVPF``; not SRTP ``RTP/SAVP*``, whose
+  payloads we could neither record nor replace with ringback, nor ``UDP/TLS/…``), and
+- offers G.711 — PCMU or PCMA at 8 kHz — among its formats.
+
+G.711 only, on purpose: the relay itself would carry any codec, but recording decodes, and
+ringback, prompts and the extension IVR encode, G.711 only (``media.g711``); a G.729 or Opus call
+could not be recorded and would get ringback in a codec it never negotiated. Alongside G.711 the
+stream keeps ``telephone-event/8000`` (RFC 4733 DTMF, for the IVR and end-to-end digits) and
+``CN/8000`` (RFC 3389 comfort noise); every other format is removed from the offer before it is
+relayed, so the answer can only pick what we handle. An offer with no such stream is refused:
+488 Not Acceptable Here with a ``Warning`` (RFC 3261 §20.43) — 304 "Media type not available"
+when there is no usable audio stream at all, 305 "Incompatible media format" when audio is
+there but not in a relayable profile or codec (``NotRelayable.warning_code``). Other streams
+(video, a second audio) are rejected (port 0) on the other leg, by ``ports_for_stream``.
 """
 
 from __future__ import annotations
@@ -15,7 +34,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 __all__ = [
@@ -24,6 +43,7 @@ __all__ = [
     "Connection",
     "Direction",
     "MediaDescription",
+    "NotRelayable",
     "Origin",
     "RtpMap",
     "SdpError",
@@ -31,9 +51,12 @@ __all__ = [
     "SdpOrigin",
     "SessionDescription",
     "codecs",
+    "keep_relayable_formats",
     "media_endpoint",
     "new_session_id",
     "parse_sdp",
+    "ports_for_stream",
+    "relayable_stream",
     "rewrite_for_leg",
 ]
 
@@ -103,6 +126,7 @@ class RtpMap:
 
 
 # RFC 3551 §6, Tables 4 and 5: payload types that need no a=rtpmap line.
+# fmt: off
 STATIC_PAYLOAD_TYPES: dict[str, RtpMap] = {
     pt: RtpMap(pt, name, rate, channels)
     for pt, name, rate, channels in [
@@ -116,6 +140,7 @@ STATIC_PAYLOAD_TYPES: dict[str, RtpMap] = {
         ("32", "MPV", 90000, None), ("33", "MP2T", 90000, None), ("34", "H263", 90000, None),
     ]
 }
+# fmt: on
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,9 +269,7 @@ def parse_sdp(body: bytes) -> SessionDescription:
     media: list[MediaDescription] = []
     start = first_media
     while start < len(lines):
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i][0] == "m"), len(lines)
-        )
+        end = next((i for i in range(start + 1, len(lines)) if lines[i][0] == "m"), len(lines))
         media.append(_parse_media(lines[start:end], session_direction))
         start = end
 
@@ -277,9 +300,13 @@ def _parse_connection(value: str) -> Connection:
     return Connection(parts[0], parts[1], address, slash + suffix)
 
 
-def _parse_attribute(value: str) -> Attribute:
+def _split_attribute(value: str) -> tuple[str, str | None]:
     name, colon, rest = value.partition(":")
-    return Attribute(name, rest if colon else None)
+    return name, rest if colon else None
+
+
+def _parse_attribute(value: str) -> Attribute:
+    return Attribute(*_split_attribute(value))
 
 
 def _parse_port(text: str, what: str) -> int:
@@ -376,6 +403,124 @@ def codecs(sdp: SessionDescription, index: int | None = None) -> list[str]:
             if mapping.encoding not in names:
                 names.append(mapping.encoding)
     return names
+
+
+# --- what we relay -----------------------------------------------------------------------------
+
+RELAYABLE_PROTOCOLS = frozenset({"RTP/AVP", "RTP/AVPF"})
+"""``m=`` transport protocols we relay: plain RTP, AVP (RFC 3551) or AVPF (RFC 4585) profile."""
+G711_ENCODINGS = frozenset({"PCMU", "PCMA"})
+"""Codecs that make a stream relayable (see the module docstring for why G.711 only)."""
+COMPANION_ENCODINGS = frozenset({"TELEPHONE-EVENT", "CN"})
+"""Formats relayed beside G.711 when offered at 8 kHz: RFC 4733 DTMF, RFC 3389 comfort noise."""
+_WARNING_TEXT = {
+    304: "Media type not available",
+    305: "Incompatible media format",
+}
+
+
+class NotRelayable(SdpError):
+    """The SDP has no stream maskline can relay; answer 488 with this ``Warning`` code.
+
+    ``warning_code`` is 304 (no usable audio stream) or 305 (audio, but no relayable profile
+    or codec), RFC 3261 §20.43; ``warning_text`` its standard text.
+    """
+
+    def __init__(self, warning_code: int, detail: str) -> None:
+        super().__init__(f"{_WARNING_TEXT[warning_code]}: {detail}")
+        self.warning_code = warning_code
+        self.warning_text = _WARNING_TEXT[warning_code]
+
+    def warning(self, agent: str) -> str:
+        """The ``Warning`` header value, ``<code> <agent> "<text>"`` (RFC 3261 §20.43)."""
+        return f'{self.warning_code} {agent} "{self.warning_text}"'
+
+
+def _is_g711(mapping: RtpMap) -> bool:
+    # Encoding names are case-insensitive (RFC 4566 §6, a=rtpmap); G.711 is mono at 8 kHz.
+    return (
+        mapping.encoding.upper() in G711_ENCODINGS
+        and mapping.clock_rate == 8000
+        and mapping.channels in (None, 1)
+    )
+
+
+def _is_companion(mapping: RtpMap) -> bool:
+    return mapping.encoding.upper() in COMPANION_ENCODINGS and mapping.clock_rate == 8000
+
+
+def relayable_stream(sdp: SessionDescription) -> int:
+    """Index of the stream maskline relays: the first audio stream with G.711 over RTP/AVP(F).
+
+    Raises ``NotRelayable`` (an ``SdpError``) when there is none: warning 304 when no audio
+    stream is offered at all (none, or every one rejected with port 0), 305 when audio is
+    offered but not on a relayable profile or without PCMU/PCMA.
+    """
+    audio_offered = False
+    for index, m in enumerate(sdp.media):
+        if m.media.lower() != "audio" or m.rejected:
+            continue
+        audio_offered = True
+        if m.proto.upper() not in RELAYABLE_PROTOCOLS:
+            continue
+        if any(_is_g711(mapping) for mapping in m.rtpmaps):
+            return index
+    if not audio_offered:
+        raise NotRelayable(304, "no audio stream")
+    raise NotRelayable(305, "no G.711 (PCMU/PCMA) audio over RTP/AVP")
+
+
+def keep_relayable_formats(sdp: SessionDescription, index: int) -> SessionDescription:
+    """``sdp`` with stream ``index`` reduced to G.711, telephone-event/8000 and CN/8000.
+
+    The formats keep their order (the offerer's preference, RFC 3264 §5.1); the ``a=rtpmap``,
+    ``a=fmtp`` and ``a=rtcp-fb`` lines of removed payload types go with them, every other line
+    stays. Other streams are untouched (``ports_for_stream`` rejects them). Raises
+    ``NotRelayable`` if the stream has no G.711 format.
+    """
+    m = sdp.media[index]
+    kept: list[str] = []
+    removed: set[str] = set()
+    for pt in m.formats:
+        mapping = m.rtpmap(pt)
+        if mapping is not None and (_is_g711(mapping) or _is_companion(mapping)):
+            kept.append(pt)
+        else:
+            removed.add(pt)
+    if not any(_is_g711(mapping) for pt in kept if (mapping := m.rtpmap(pt)) is not None):
+        raise NotRelayable(305, "no G.711 (PCMU/PCMA) audio over RTP/AVP")
+    if not removed:
+        return sdp
+
+    def about_removed(name: str, value: str | None) -> bool:
+        # a=rtpmap:<pt> …, a=fmtp:<pt> …, a=rtcp-fb:<pt> … of a payload type taken out
+        if value is None or name not in ("rtpmap", "fmtp", "rtcp-fb"):
+            return False
+        return value.split(" ", 1)[0].strip() in removed
+
+    port_text = str(m.port) if m.port_count is None else f"{m.port}/{m.port_count}"
+    m_line: SdpLine = ("m", " ".join([m.media, port_text, m.proto, *kept]))
+    lines = (
+        m_line,
+        *(
+            (kind, value)
+            for kind, value in m.lines[1:]
+            if kind != "a" or not about_removed(*_split_attribute(value))
+        ),
+    )
+    attributes = tuple(a for a in m.attributes if not about_removed(a.name, a.value))
+    media = list(sdp.media)
+    media[index] = replace(m, formats=tuple(kept), attributes=attributes, lines=lines)
+    return replace(sdp, media=tuple(media))
+
+
+def ports_for_stream(sdp: SessionDescription, index: int, port: int) -> list[int]:
+    """The ``ports`` argument of ``rewrite_for_leg`` relaying only stream ``index`` on ``port``.
+
+    Every other stream gets 0: declined on the other leg (RFC 3264 §6, §8.2), since the relay
+    anchors one stream per call.
+    """
+    return [port if i == index else 0 for i in range(len(sdp.media))]
 
 
 # --- rewriting ---------------------------------------------------------------------------------

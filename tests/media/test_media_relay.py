@@ -20,7 +20,7 @@ from media.relay import MediaRelay, MediaSession, PacketDirection
 # Overriding event_loop_policy is deprecated in pytest-asyncio 1.x in favour of a conftest hook
 # (pytest_asyncio_loop_factories); this module runs every test on both loops until one exists.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning"
+    'ignore:Overriding the "event_loop_policy" fixture:DeprecationWarning'
 )
 
 HOST = "127.0.0.1"
@@ -155,8 +155,7 @@ async def test_relays_both_ways_exact_counts_and_payloads(session: MediaSession)
     assert (session.packets_a_to_b, session.packets_b_to_a) == (200, 150)
     assert (session.dropped, session.unrouted) == (0, 0)
     assert session.latched("a") and session.latched("b")
-    assert session.last_packet_at is not None
-    assert session.last_packet_at <= asyncio.get_running_loop().time()
+    assert session.activity == 350
 
 
 async def test_latches_to_nated_source_port(session: MediaSession) -> None:
@@ -291,6 +290,67 @@ async def test_on_packet_hook_and_send_to(session: MediaSession) -> None:
     assert session.send_to("a", rtp(99))  # ringback to the caller, from the port it sends to
     await a.wait_for(2)
     assert a.received[-1] == (rtp(99), (HOST, session.port_a))
+
+
+# --- dead media --------------------------------------------------------------------------------
+
+
+async def test_sweep_reports_a_session_idle_for_the_timeout(relay: MediaRelay) -> None:
+    """Counters compared sweep to sweep: packets move the clock, silence lets it run out."""
+    session = await relay.open_session()
+    quiet = await relay.open_session()  # open but never watched: never reported
+    a, b = await endpoint(), await endpoint()
+    session.expect("a", a.address)
+    session.expect("b", b.address)
+    assert relay.sweep_idle(100.0, 5.0) == [] and relay.watched_sessions == 0
+
+    session.watch_inactivity(100.0)  # answered at t=100, no packet yet: the clock runs
+    assert relay.watched_sessions == 1 and session.watched and not quiet.watched
+    assert relay.sweep_idle(104.9, 5.0) == []
+    assert relay.sweep_idle(105.0, 5.0) == [session]  # media that never started is dead too
+
+    b.send(rtp(1), session.port_b)  # the callee speaks: the next sweep sees the count move
+    await a.wait_for(1)
+    assert relay.sweep_idle(106.0, 5.0) == []
+    assert session.last_activity_at == 106.0
+    assert relay.sweep_idle(110.5, 5.0) == []
+    assert relay.sweep_idle(111.0, 5.0) == [session]
+    await quiet.close()
+    await session.close()
+    assert relay.watched_sessions == 0
+
+
+async def test_sweep_counts_unrouted_packets_but_not_strangers(relay: MediaRelay) -> None:
+    session = await relay.open_session()
+    a, stranger = await endpoint(), await endpoint()
+    session.expect("a", a.address)
+    a.send(rtp(1), session.port_a)  # from A, but B has no address yet: unrouted, still alive
+    await until(lambda: session.unrouted == 1)
+    session.watch_inactivity(0.0)
+    assert session.activity == 1
+    a.send(rtp(2), session.port_a)
+    await until(lambda: session.unrouted == 2)
+    assert relay.sweep_idle(3.0, 5.0) == []
+    assert session.last_activity_at == 3.0
+
+    stranger.send(rtp(3), session.port_a)  # A latched: a stranger's packet is no sign of life
+    await until(lambda: session.dropped == 1)
+    assert relay.sweep_idle(8.0, 5.0) == [session]
+    await session.close()
+
+
+async def test_stop_watching_pauses_the_sweep(relay: MediaRelay) -> None:
+    session = await relay.open_session()
+    session.watch_inactivity(0.0)
+    session.stop_watching()  # on hold, a=inactive: no RTP expected
+    assert relay.sweep_idle(60.0, 5.0) == [] and not session.watched
+    assert session.idle_s(60.0) == 0.0
+    session.watch_inactivity(60.0)  # media resumed: the clock restarts there
+    assert relay.sweep_idle(64.0, 5.0) == []
+    assert relay.sweep_idle(65.0, 5.0) == [session]
+    await session.close()
+    session.watch_inactivity(70.0)  # a closed session never goes back into the sweep
+    assert relay.watched_sessions == 0
 
 
 async def test_send_to_without_remote(session: MediaSession) -> None:

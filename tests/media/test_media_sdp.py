@@ -11,12 +11,16 @@ from hypothesis import strategies as st
 from media.sdp import (
     Connection,
     Direction,
+    NotRelayable,
     SdpError,
     SdpOrigin,
     SessionDescription,
     codecs,
+    keep_relayable_formats,
     media_endpoint,
     parse_sdp,
+    ports_for_stream,
+    relayable_stream,
     rewrite_for_leg,
 )
 
@@ -364,9 +368,7 @@ def test_rewrite_errors() -> None:
     with pytest.raises(SdpError):
         rewrite_for_leg(sdp, address=OUR_ADDRESS, ports=[1], session_id=1, version=1)
     with pytest.raises(SdpError):
-        rewrite_for_leg(
-            sdp, address="media.example", ports=[1, 2, 3], session_id=1, version=1
-        )
+        rewrite_for_leg(sdp, address="media.example", ports=[1, 2, 3], session_id=1, version=1)
 
 
 def test_port_count_dropped() -> None:
@@ -392,3 +394,93 @@ def test_sdp_origin_counts_versions() -> None:
     resumed = parse_sdp(origin.rewrite(parse_sdp(bumped + b"a=sendonly\r\n"), ports=[20000]))
     assert resumed.origin.session_version == "1001"
     assert SdpOrigin(address=OUR_ADDRESS).session_id > 0
+
+
+# --- what is relayable -------------------------------------------------------------------------
+
+
+def _offer(*media: str) -> bytes:
+    head = "v=0\r\no=x 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    return (head + "".join(media)).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "index"),
+    [
+        (SIPP_DEFAULT, 0),
+        (CARRIER_G729, 0),  # G.729 first, G.711 behind it: relayable
+        (IPV6, 0),
+        (HOLD, 0),  # static 0/8 without rtpmap, on hold: still a G.711 stream
+        (_offer("m=video 5000 RTP/AVP 31\r\n", "m=audio 5002 RTP/AVPF 8\r\n"), 1),
+        (
+            _offer(
+                "m=audio 0 RTP/AVP 0\r\n", "m=audio 5002 RTP/AVP 96\r\na=rtpmap:96 pcmu/8000\r\n"
+            ),
+            1,
+        ),
+    ],
+)
+def test_relayable_stream_is_the_first_g711_audio(body: bytes, index: int) -> None:
+    assert relayable_stream(parse_sdp(body)) == index
+
+
+@pytest.mark.parametrize(
+    ("body", "warning"),
+    [
+        (_offer(), 304),  # no stream at all
+        (_offer("m=video 5000 RTP/AVP 31\r\n"), 304),
+        (_offer("m=audio 0 RTP/AVP 0 8\r\n"), 304),  # audio declined
+        (_offer("m=audio 5000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"), 305),
+        (_offer("m=audio 5000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n"), 305),
+        (_offer("m=audio 5000 RTP/AVP 101\r\na=rtpmap:101 telephone-event/8000\r\n"), 305),
+        (_offer("m=audio 5000 RTP/SAVP 0\r\n"), 305),  # SRTP: we could not record it
+        (_offer("m=audio 5000 RTP/AVP 96\r\na=rtpmap:96 PCMU/16000\r\n"), 305),
+        (TWO_STREAMS, 305),  # SAVP audio, video: nothing we relay
+    ],
+)
+def test_not_relayable_says_which_warning(body: bytes, warning: int) -> None:
+    with pytest.raises(NotRelayable) as raised:
+        relayable_stream(parse_sdp(body))
+    assert raised.value.warning_code == warning
+    assert isinstance(raised.value, SdpError)
+    text = {304: "Media type not available", 305: "Incompatible media format"}[warning]
+    assert raised.value.warning("127.0.0.1:5060") == f'{warning} 127.0.0.1:5060 "{text}"'
+
+
+def test_keep_relayable_formats_drops_other_codecs_and_their_lines() -> None:
+    sdp = parse_sdp(CARRIER_G729)
+    kept = keep_relayable_formats(sdp, 0)
+    (m,) = kept.media
+    assert m.formats == ("8", "0", "101")  # offer order kept
+    assert codecs(kept) == ["PCMA", "PCMU", "telephone-event"]
+    body = kept.to_bytes()
+    assert b"G729" not in body and b"annexb" not in body
+    assert b"a=fmtp:101 0-15\r\n" in body and b"a=ptime:20\r\n" in body
+    assert m.lines[0] == ("m", "audio 31570 RTP/AVP 8 0 101")
+    assert m.fmtp("18") is None and m.fmtp("101") == "0-15"
+    assert parse_sdp(body) == kept  # the lines and the parsed fields agree
+    assert keep_relayable_formats(parse_sdp(SIPP_DEFAULT), 0) == parse_sdp(SIPP_DEFAULT)
+
+
+def test_keep_relayable_formats_drops_wideband_events_and_cn() -> None:
+    sdp = parse_sdp(
+        _offer(
+            "m=audio 5000 RTP/AVP 96 0 13 97 98\r\n",
+            "a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\na=rtcp-fb:96 nack\r\n",
+            "a=rtpmap:97 telephone-event/48000\r\na=rtpmap:98 CN/16000\r\n",
+        )
+    )
+    (m,) = keep_relayable_formats(sdp, 0).media
+    assert m.formats == ("0", "13")
+    assert [line for line in m.lines if line[0] == "a"] == []
+    with pytest.raises(NotRelayable):
+        keep_relayable_formats(parse_sdp(_offer("m=audio 5000 RTP/AVP 18\r\n")), 0)
+
+
+def test_ports_for_stream_declines_the_others() -> None:
+    body = _offer("m=video 5000 RTP/AVP 31\r\n", "m=audio 5002 RTP/AVP 8\r\n")
+    sdp = parse_sdp(body)
+    ports = ports_for_stream(sdp, relayable_stream(sdp), 40000)
+    assert ports == [0, 40000]
+    out = parse_sdp(rewrite_for_leg(sdp, address="10.0.0.1", ports=ports, session_id=1, version=1))
+    assert [(m.media, m.port) for m in out.media] == [("video", 0), ("audio", 40000)]
