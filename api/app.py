@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import routes_inventory, routes_lists, routes_ringback, routes_tenants
+from api import routes_inventory, routes_lists, routes_recordings, routes_ringback, routes_tenants
 from api.auth import AuthError, principal_dependency
 from api.control import ControlPlane, ImportRow, parse_number_csv
 from api.errors import ControlError, ErrorCode, InvalidInput, NotFound
@@ -550,6 +550,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
     app.include_router(router)
     for area in (routes_tenants, routes_inventory, routes_lists, routes_ringback):
         app.include_router(area.build_router(control, principal), prefix="/v1", responses=_ERRORS)
+    app.include_router(routes_recordings.build_router(control, principal))
     app.add_route(
         "/", build_rpc_endpoint(control), methods=["GET", "POST"], include_in_schema=False
     )

@@ -31,6 +31,7 @@ from typing import Any, Final
 from api.control import ControlPlane
 from api.errors import ControlError, ErrorCode
 from api.inventory import InventoryCode
+from api.recordings import recordings_of
 from api.rpc_signing import RpcSignatureError
 from routing.model import Binding, BindingType, BlockDirection, PhoneNumber, Restriction
 from routing.numbers import InvalidNumberError, national, normalize
@@ -745,6 +746,9 @@ class RpcActions:
     async def query_record_file_download_url(self, call: Call) -> dict[str, Any]:
         """QueryRecordFileDownloadUrl: the recording URL of the call ``CallId``.
 
+        A recording maskline keeps gets a fresh signed, expiring URL (``api.recordings``;
+        absolute under the configured public base URL, else relative to the API's root); a call
+        whose record carries a ``record_url`` from elsewhere answers that URL.
         ``isv.CALL_NOT_EXIST`` for an unknown (or foreign) call, ``isv.RECORD_NOT_EXIST`` when
         the call has no recording. ``CallTime`` is accepted and ignored (the reference uses it
         to find the day's partition). A given ``PoolKey`` must be the call's pool.
@@ -754,6 +758,10 @@ class RpcActions:
         record = await self.control.get_call_record(
             call_id, tenant=call.tenant, pool_key=None if pool_key is None else pool_key.strip()
         )
+        recordings = recordings_of(self.control)
+        signed = await recordings.signed_url_of(record)
+        if signed is not None:
+            return {"DownloadUrl": recordings.absolute(signed)}
         if not record.record_url:
             raise BusinessError(RECORD_NOT_EXIST, f"call {call_id} has no recording")
         return {"DownloadUrl": record.record_url}

@@ -401,9 +401,16 @@ async def test_retention_removes_stray_files_in_the_directory(api: Api, tmp_path
 
 
 async def test_mark_deleted_skips_unknown_and_removed(api: Api, tmp_path: Path) -> None:
-    await _recorded_call(api, tmp_path, "callmark", None)
+    file = await _recorded_call(api, tmp_path, "callmark", None)
+    url = (await api.client.get("/v1/calls/callmark/recording")).json()["url"]
     db = api.control.db
     assert await mark_recordings_deleted(db, ["callmark", "nosuch"], now=1.0) == 1
+    # Marked removed: not served even though the file is still there.
+    assert file.path.exists()
+    gone = await _unauthenticated_get(api, url)
+    assert (gone.status_code, gone.json()["code"]) == (404, "RECORDING_NOT_EXIST")
+    no_url = await api.client.get("/v1/calls/callmark/recording")
+    assert (no_url.status_code, no_url.json()["code"]) == (404, "RECORDING_NOT_EXIST")
     assert await mark_recordings_deleted(db, ["callmark"], now=2.0) == 0
     assert await mark_recordings_deleted(db, [], now=3.0) == 0
 
