@@ -79,6 +79,13 @@ class OkOut(_Model):
     ok: bool = True
 
 
+class ErrorOut(_Model):
+    """An error (as every error of the API)."""
+
+    code: str
+    message: str
+
+
 class _TooLarge(ControlError):
     status: ClassVar[int] = 413
 
@@ -127,6 +134,7 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
         "/tenants/{tenant_id}/ringback/{tone_id:path}",
         response_model=ToneOut,
         summary="Upload a ringback tone (the audio file as the body, any common format)",
+        responses={413: {"model": ErrorOut, "description": "larger than 64 MiB"}},
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -148,6 +156,7 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
         "/tenants/{tenant_id}/ringback/{tone_id:path}/tts",
         response_model=ToneOut,
         summary="Make a ringback tone from text (espeak-ng)",
+        responses={503: {"model": ErrorOut, "description": "espeak-ng missing or failing"}},
     )
     async def from_text(
         tenant_id: str, tone_id: str, body: TtsIn, who: Principal = caller
