@@ -43,6 +43,8 @@ help:
 
 run: deps
 	mkdir -p var
+	# Announcement prompts (8 kHz WAV from espeak-ng) where the operator has not put their own.
+	$(VENV_BIN)/maskline prompts build --config $(CONFIG)
 	exec $(VENV_BIN)/maskline serve --config $(CONFIG)
 
 # Every check runs even when an earlier one fails, so one CI run reports everything;

@@ -17,12 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 from api_support import INVENTORY_CSV, Api
 from rpc_support import snapshot
 from tenants_support import basic
 
+from api.principal import Principal
+from api.ringback import ringback_service
+from media.recording_io import write_wav
 from routing.model import BindingType, BlockDirection, PhoneNumber
 from store import CallRecord, CallType, ReleaseDir
+from store.recordings import attach_recording
 from store.repositories import insert_call_record
 
 MISSING = {
@@ -34,6 +39,7 @@ MISSING = {
     "access_key_id": "MLAK00000000000000000000",
     "job_id": "100000000000000003",
     "call_id": "nosuchcall",
+    "tone_id": "no-such-tone",
 }
 
 
@@ -41,7 +47,9 @@ MISSING = {
 class Step:
     """How tenant B calls one operation: which of A's pools it names, and with what."""
 
-    kind: str  # "foreign": must answer as missing; "operator": 403; "list": A's data absent
+    # "foreign": must answer as missing; "operator": 403; "list": A's data absent;
+    # "signed": no credentials count, only a valid signature (403 without one)
+    kind: str
     pool: str = "AXB"  # which of A's pools stands for {pool_key}
     body: dict[str, Any] | None = None
     params: dict[str, str] = field(default_factory=dict)
@@ -121,6 +129,16 @@ def _plan(a: dict[str, str]) -> dict[tuple[str, str], Step]:
             pool="AXN",
         ),
         ("get", "/v1/migrations/{job_id}"): Step("foreign"),
+        ("get", "/v1/calls/{call_id}/recording"): Step("foreign"),
+        # The download needs no credentials, only a signature nobody but maskline can make.
+        ("get", "/recordings/{call_id}.wav"): Step("signed"),
+        ("get", "/v1/tenants/{tenant_id}/ringback"): Step("foreign"),
+        ("get", "/v1/tenants/{tenant_id}/ringback/{tone_id}"): Step("foreign"),
+        ("put", "/v1/tenants/{tenant_id}/ringback/{tone_id}"): Step("foreign", content=b"RIFF"),
+        ("post", "/v1/tenants/{tenant_id}/ringback/{tone_id}/tts"): Step(
+            "foreign", body={"text": "ni3 hao3"}
+        ),
+        ("delete", "/v1/tenants/{tenant_id}/ringback/{tone_id}"): Step("foreign"),
     }
 
 
@@ -186,8 +204,16 @@ async def _tenant_a(api: Api) -> tuple[dict[str, str], dict[str, dict[str, str]]
             peer_no=axb.b,
         ),
     )
+    recording = write_wav(np.zeros((8000, 2), dtype=np.int16), api.db_path.parent / "A1.wav")
+    await attach_recording(
+        control.db, call_id="callA1", file=recording, pool_key=axb.pool_key, now=now
+    )
+    await ringback_service(control).add_from_text(
+        Principal(a.tenant_id), a.tenant_id, "tone-a", "ni3 hao3"
+    )
     ids = {
         "tenant_id": a.tenant_id,
+        "tone_id": "tone-a",
         "access_key_id": a.access_key_id,
         "call_id": "callA1",
         "real": "13800138000",
@@ -259,7 +285,9 @@ async def test_tenant_b_cannot_reach_tenant_a_through_any_operation(api: Api) ->
         before = _state(api)
         answer = await _call(api, (method, path), step, values, as_b)
         body = answer.json()
-        if step.kind == "operator":
+        if step.kind == "signed":
+            assert answer.status_code == 403, (where, body)
+        elif step.kind == "operator":
             assert (answer.status_code, body["code"]) == (403, "FORBIDDEN"), (where, body)
         elif step.kind == "list":
             assert answer.status_code == 200, (where, body)
