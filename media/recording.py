@@ -75,8 +75,12 @@ _EARLY_TOLERANCE_S: Final = 0.25
 _LATE_TOLERANCE_S: Final = 0.5
 # Bound on re-anchoring per SSRC, so garbage timestamps cannot make rendering quadratic.
 _MAX_SEGMENTS_PER_SSRC: Final = 64
-# Packets placed per batch: bounds the temporary index arrays (~1.6 M samples per batch).
-_PLACE_BATCH_PACKETS: Final = 10_000
+# Packets parsed and placed per batch (40 s of 20 ms audio). Rendering runs in a worker thread
+# beside the event loop: small batches keep each step that holds the GIL (joining datagrams,
+# reading lengths, copying codes out) well under a millisecond, and bound the index arrays.
+_BATCH_PACKETS: Final = 2_000
+# Frames per slice when a rendered channel is copied into the stereo array (~0.5 ms each).
+_COPY_FRAMES: Final = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +163,18 @@ class CallRecording:
         Runs on whole arrays; call it off the event loop. Safe while packets still arrive (it
         renders what was there when it started) and repeatable.
         """
-        max_samples = int(self.max_duration_s * SAMPLE_RATE_HZ)
-        left = _render_direction(self._caller, self.started_at, max_samples)
-        right = _render_direction(self._callee, self.started_at, max_samples)
-        frames = max(left.size, right.size)
+        caller = _prepare(self._caller, self.started_at)
+        callee = _prepare(self._callee, self.started_at)
+        frames = min(max(caller.end, callee.end), int(self.max_duration_s * SAMPLE_RATE_HZ))
         stereo = np.zeros((frames, CHANNELS), dtype=np.int16)
-        stereo[: left.size, 0] = left
-        stereo[: right.size, 1] = right
+        for column, prepared in enumerate((caller, callee)):
+            # Placed into a contiguous track (scattered writes into a strided column are twice
+            # as slow), then copied into its column in slices: one copy of a long call would
+            # hold the GIL, and so the event loop, for tens of milliseconds.
+            track = np.zeros(frames, dtype=np.int16)
+            prepared.place_into(track)
+            for first in range(0, frames, _COPY_FRAMES):
+                stereo[first : first + _COPY_FRAMES, column] = track[first : first + _COPY_FRAMES]
         return stereo
 
 
@@ -173,11 +182,11 @@ class CallRecording:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parsed:
-    """The G.711 packets of one direction, in arrival order, as parallel arrays."""
+class _Batch:
+    """The G.711 packets of one batch of datagrams, in arrival order, as parallel arrays."""
 
-    blob: npt.NDArray[np.uint8]  # every datagram, concatenated
-    payload_start: npt.NDArray[np.int64]  # offset of the payload in ``blob``
+    blob: npt.NDArray[np.uint8]  # the batch's datagrams, concatenated
+    payload_start: npt.NDArray[np.int64]  # offset of each payload in ``blob``
     payload_len: npt.NDArray[np.int64]  # samples (one byte per sample in G.711)
     alaw: npt.NDArray[np.bool_]  # PCMA (else PCMU)
     timestamp: npt.NDArray[np.int64]  # RTP timestamp, 0 .. 2**32 - 1
@@ -185,22 +194,39 @@ class _Parsed:
     arrival_samples: npt.NDArray[np.float64]  # arrival, in samples since the recording start
 
 
-def _render_direction(
-    track: _Direction, started_at: float, max_samples: int
-) -> npt.NDArray[np.int16]:
-    # Snapshot the lengths first: the hook may still append (datagram before arrival time).
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One direction's parsed batches with every packet's position, ready to be placed."""
+
+    batches: list[_Batch]
+    positions: list[npt.NDArray[np.int64]]  # per batch
+    end: int  # one past the last sample of the direction's latest packet (0: nothing)
+
+    def place_into(self, channel: npt.NDArray[np.int16]) -> None:
+        for batch, positions in zip(self.batches, self.positions, strict=True):
+            _place(channel, batch, positions)
+
+
+def _prepare(track: _Direction, started_at: float) -> _Prepared:
+    # Snapshot the length first: the hook may still append (datagram before arrival time).
     count = min(len(track.datagrams), len(track.arrivals))
-    parsed = _parse(track.datagrams[:count], track.arrivals[:count], started_at)
-    if parsed is None:
-        return np.zeros(0, dtype=np.int16)
-    positions = _positions(parsed)
-    ends = positions + parsed.payload_len
-    length = int(min(max(int(ends.max()), 0), max_samples))
-    channel = np.zeros(length, dtype=np.int16)
-    for first in range(0, positions.size, _PLACE_BATCH_PACKETS):
-        batch = slice(first, first + _PLACE_BATCH_PACKETS)
-        _place(channel, parsed, positions, batch)
-    return channel
+    batches = []
+    for first in range(0, count, _BATCH_PACKETS):
+        last = min(first + _BATCH_PACKETS, count)
+        batch = _parse(track.datagrams[first:last], track.arrivals[first:last], started_at)
+        if batch is not None:
+            batches.append(batch)
+    if not batches:
+        return _Prepared([], [], 0)
+    # Positions need a whole SSRC at once; the per-packet arrays are small (no payload bytes).
+    positions = _positions(
+        np.concatenate([b.timestamp for b in batches]),
+        np.concatenate([b.ssrc for b in batches]),
+        np.concatenate([b.arrival_samples for b in batches]),
+    )
+    ends = positions + np.concatenate([b.payload_len for b in batches])
+    split = np.cumsum([b.payload_len.size for b in batches])[:-1]
+    return _Prepared(batches, np.split(positions, split), max(int(ends.max()), 0))
 
 
 def _be(
@@ -215,7 +241,7 @@ def _be(
 
 def _parse(
     datagrams: Sequence[bytes], arrivals: Sequence[float], started_at: float
-) -> _Parsed | None:
+) -> _Batch | None:
     """Read every RTP header at once (RFC 3550 §5.1); keep the packets carrying G.711 audio."""
     if not datagrams:
         return None
@@ -253,7 +279,7 @@ def _parse(
     starts, arrival = starts[keep], arrival[keep]
     if starts.size == 0:
         return None
-    return _Parsed(
+    return _Batch(
         blob=blob,
         payload_start=starts + header[keep],
         payload_len=payload_len[keep],
@@ -264,16 +290,18 @@ def _parse(
     )
 
 
-def _positions(parsed: _Parsed) -> npt.NDArray[np.int64]:
+def _positions(
+    timestamp: npt.NDArray[np.int64],
+    ssrc: npt.NDArray[np.int64],
+    arrival_samples: npt.NDArray[np.float64],
+) -> npt.NDArray[np.int64]:
     """The sample position of every packet's first sample on the recording's clock."""
-    positions = np.empty(parsed.ssrc.size, dtype=np.int64)
+    positions = np.empty(ssrc.size, dtype=np.int64)
     # Group by SSRC, arrival order kept inside each group (stable sort).
-    order = np.argsort(parsed.ssrc, kind="stable")
-    boundaries = np.flatnonzero(np.diff(parsed.ssrc[order])) + 1
+    order = np.argsort(ssrc, kind="stable")
+    boundaries = np.flatnonzero(np.diff(ssrc[order])) + 1
     for members in np.split(order, boundaries):
-        positions[members] = _ssrc_positions(
-            parsed.timestamp[members], parsed.arrival_samples[members]
-        )
+        positions[members] = _ssrc_positions(timestamp[members], arrival_samples[members])
     return positions
 
 
@@ -319,32 +347,30 @@ def _ssrc_positions(
     return positions
 
 
-def _place(
-    channel: npt.NDArray[np.int16],
-    parsed: _Parsed,
-    positions: npt.NDArray[np.int64],
-    batch: slice,
-) -> None:
-    """Decode one batch of packets and write their samples at their positions."""
-    sizes = parsed.payload_len[batch]
-    total = int(sizes.sum())
-    if total == 0:
-        return
-    # Index of each sample within its packet: 0, 1, ... n-1 for every packet, in one array.
-    packet_first = np.cumsum(sizes) - sizes
-    within = np.arange(total, dtype=np.int64) - np.repeat(packet_first, sizes)
-    source = np.repeat(parsed.payload_start[batch], sizes) + within
-    target = np.repeat(positions[batch], sizes) + within
-    inside = (target >= 0) & (target < channel.size)
-    if not inside.any():
-        return
-    codes = parsed.blob[source[inside]].tobytes()
-    alaw = np.repeat(parsed.alaw[batch], sizes)[inside]
-    if alaw.all():
-        samples = g711.alaw_decode(codes)
-    elif not alaw.any():
-        samples = g711.ulaw_decode(codes)
-    else:
-        samples = np.where(alaw, g711.alaw_decode(codes), g711.ulaw_decode(codes))
-    # Fancy assignment writes in order: a later copy of a sample (duplicate packet) wins.
-    channel[target[inside]] = samples
+def _place(channel: npt.NDArray[np.int16], batch: _Batch, positions: npt.NDArray[np.int64]) -> None:
+    """Decode one batch of packets and write their samples at their positions.
+
+    Packets are taken by payload size (nearly always one size per call), each size as a
+    packets × samples grid built by broadcasting; within a size, a later packet writes after an
+    earlier one, so a duplicate's copy wins (the same samples).
+    """
+    for size in np.unique(batch.payload_len).tolist():
+        members = np.flatnonzero(batch.payload_len == size)
+        within = np.arange(size, dtype=np.int64)
+        target = positions[members, None] + within
+        source = batch.payload_start[members, None] + within
+        alaw = np.broadcast_to(batch.alaw[members, None], target.shape)
+        inside = (target >= 0) & (target < channel.size)
+        if not inside.all():  # only near the start or the cap
+            if not inside.any():
+                continue
+            target, source, alaw = target[inside], source[inside], alaw[inside]
+        codes = batch.blob[source.reshape(-1)].tobytes()
+        if alaw.all():
+            samples = g711.alaw_decode(codes)
+        elif not alaw.any():
+            samples = g711.ulaw_decode(codes)
+        else:  # both codecs in one batch (a re-INVITE changed the codec)
+            mask = alaw.reshape(-1)
+            samples = np.where(mask, g711.alaw_decode(codes), g711.ulaw_decode(codes))
+        channel[target.reshape(-1)] = samples

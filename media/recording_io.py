@@ -61,8 +61,11 @@ def write_wav(samples: Stereo, path: Path) -> RecordingFile:
                 wav.setnchannels(CHANNELS)
                 wav.setsampwidth(_SAMPLE_WIDTH_BYTES)
                 wav.setframerate(SAMPLE_RATE_HZ)
-                # WAV is little-endian whatever the machine is.
-                wav.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+                # WAV is little-endian whatever the machine is. A memoryview, not tobytes():
+                # copying a long call into bytes would hold the GIL for 100+ ms.
+                frames = np.ascontiguousarray(samples, dtype="<i2")
+                if frames.size:
+                    wav.writeframes(frames.data.cast("B"))
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(temporary, path)
