@@ -6,8 +6,8 @@ per-direction list: no RTP parsing, no decoding, no allocation beyond the list s
 float. Everything else happens once, in :meth:`CallRecording.render`, on whole arrays (run it in
 a worker thread; :mod:`media.recording_io` does):
 
-1. RTP headers (RFC 3550 §5.1) are read for all packets at once with NumPy: CSRC list, header
-   extension (§5.3.1) and padding are skipped; only PCMU (0) and PCMA (8) are kept, so
+1. RTP headers (RFC 3550 §5.1) are read with NumPy, thousands of packets at a time: CSRC list,
+   header extension (§5.3.1) and padding are skipped; only PCMU (0) and PCMA (8) are kept, so
    telephone-events (RFC 4733), comfort noise (RFC 3389) and multiplexed RTCP leave silence.
 2. Per SSRC, timestamps are unwrapped (32-bit wrap) and each packet gets a sample position
    ``anchor + (timestamp - first timestamp)``. The anchor ties the stream to the recording's
