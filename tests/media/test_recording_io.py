@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import struct
@@ -15,8 +16,10 @@ import numpy as np
 import pytest
 
 from media import g711
+from media.ports import PortAllocator
 from media.recording import CallRecording, Stereo
 from media.recording_io import recording_path, write_recording, write_wav
+from media.relay import MediaRelay
 
 
 class FakeClock:
@@ -144,3 +147,70 @@ def test_recording_path_is_month_and_call_reference() -> None:
 def test_recording_path_refuses_unsafe_names(bad: str) -> None:
     with pytest.raises(ValueError, match="call id"):
         recording_path(Path("/r"), bad, started_at=0.0)
+
+
+# ------------------------------------------------------------------------- through the real relay
+
+
+class _Party(asyncio.DatagramProtocol):
+    """A far party's UDP socket (what it receives is not looked at)."""
+
+    transport: asyncio.DatagramTransport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+
+async def test_recording_a_call_relayed_over_loopback(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    relay = MediaRelay("127.0.0.1", PortAllocator(42100, 42199), loop=loop)
+    session = await relay.open_session("recorded")
+    caller_transport, caller = await loop.create_datagram_endpoint(
+        _Party, local_addr=("127.0.0.1", 0)
+    )
+    callee_transport, callee = await loop.create_datagram_endpoint(
+        _Party, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        session.expect("a", caller.address)
+        session.expect("b", callee.address)
+        recording = CallRecording()  # starts now, on time.monotonic
+        session.on_packet = recording.on_packet
+        packets = 30  # 0.6 s each way, paced in real time as RTP is
+        t = np.arange(packets * 160) / 8000
+        low = (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+        high = (6000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+        for i in range(packets):
+            chunk = slice(i * 160, (i + 1) * 160)
+            caller.transport.sendto(
+                struct.pack("!BBHII", 0x80, 0, i, 5000 + i * 160, 0xA)
+                + g711.ulaw_encode(low[chunk]),
+                ("127.0.0.1", session.port_a),
+            )
+            callee.transport.sendto(
+                struct.pack("!BBHII", 0x80, 8, i, 9000 + i * 160, 0xB)
+                + g711.alaw_encode(high[chunk]),
+                ("127.0.0.1", session.port_b),
+            )
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # the last datagrams through the loop
+        session.on_packet = None
+        assert recording.packets == (packets, packets)
+        written = await write_recording(recording, tmp_path / "call.wav")
+    finally:
+        caller_transport.close()
+        callee_transport.close()
+        await relay.close_all()
+
+    _params, samples = _read_wav(written.path)
+    spectrum = [np.abs(np.fft.rfft(samples[:, ch].astype(np.float64))) for ch in (0, 1)]
+    freqs = np.fft.rfftfreq(samples.shape[0], 1 / 8000)
+    assert abs(freqs[np.argmax(spectrum[0])] - 440) < 5  # caller left
+    assert abs(freqs[np.argmax(spectrum[1])] - 1000) < 5  # callee right
+    # Sent over ~0.6 s (pacing makes it a bit longer); never shorter than the audio sent.
+    assert 0.6 <= written.duration_s < 1.0
