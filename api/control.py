@@ -428,7 +428,7 @@ class ControlPlane:
         not unbound (expired ones included: they still hold their X until unbound).
         """
         numbers = self._pool_numbers.get(pool_key, ())
-        bound = sum(1 for x in numbers if self.index.by_x(x))
+        bound = sum(1 for x in numbers if self.index.x_type(x) is not None)
         pct = round(100.0 * bound / len(numbers), 1) if numbers else 0.0
         return len(numbers), bound, pct
 
@@ -794,7 +794,7 @@ class ControlPlane:
         try:
             if not await store.unbind(self.db, binding.sub_id, self.clock()):
                 raise NotFound(ErrorCode.BINDING_NOT_EXIST, f"no binding {sub_id!r}")
-            if self.index.remove(binding.sub_id) is not None:
+            if self.index.remove(binding.sub_id, binding.x) is not None:
                 self._add_weight(binding.x, -1)
         finally:
             self._x_locks.release(binding.x)
@@ -912,7 +912,7 @@ class ControlPlane:
                 ) from None
             if not written:
                 raise NotFound(ErrorCode.BINDING_NOT_EXIST, f"no binding {sub_id!r}")
-            if updated.sub_id in self.index:
+            if self.index.get(updated.sub_id, updated.x) is not None:
                 self.index.replace(updated, now)
             else:
                 self.index.add(updated, now)

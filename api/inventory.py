@@ -267,7 +267,7 @@ class Inventory:
 
     def _is_bound(self, number: PhoneNumber) -> bool:
         # Every binding not unbound is indexed (expired ones too), so the index is enough.
-        return bool(self.control.index.by_x(number))
+        return self.control.index.x_type(number) is not None
 
     def _detail(self, info: NumberInfo) -> NumberDetail:
         if info.status is NumberStatus.LOCKED:

@@ -23,8 +23,8 @@ code                          when
 ``EXTENSION_TAKEN``           AXN_EXT: (X, extension) already has an active binding
 ``X_TYPE_MISMATCH``           the X carries bindings of another type (active or expired:
                               an X serves one type until its old bindings are removed)
-``DUPLICATE_SUB_ID``          :meth:`~BindingIndex.add` of a sub_id already indexed
-``NO_SUCH_BINDING``           :meth:`~BindingIndex.replace` of a sub_id not indexed
+``DUPLICATE_SUB_ID``          :meth:`~BindingIndex.add` of a sub_id already indexed on X
+``NO_SUCH_BINDING``           :meth:`~BindingIndex.replace` of a sub_id not indexed on X
 ============================  ==========================================================
 
 ``BindConflictError.reference_code`` gives the reference service's ``isv.`` code for each.
@@ -36,10 +36,13 @@ restriction → ``RESTRICTED``; A calling with no default B → ``NO_DEFAULT_B``
 bindings of one slot are indexed (one active, older ones expired), the one expiring last
 wins: it is the active one when there is one, else the most recently expired.
 
-**Layout**: one dict sub_id → binding, one dict X → small per-X entry: for AXB a dict real
-number → binding (A and B both keyed), for exclusive types a single slot, for AXN_EXT a dict
-A → binding and a dict extension → binding.  A slot holds a ``Binding`` or, rarely (expired
-bindings not yet removed), a list of them.
+**Layout**: one dict X → per-X entry, nothing else per binding.  For AXB the entry is a dict
+real number → binding (A and B both keyed, with the binding count); for the exclusive types it
+is the binding itself; for AXN_EXT an object with a dict A → binding and a dict extension →
+binding.  A slot holds a ``Binding`` or, rarely (expired bindings not yet removed), a list of
+them.  There is no dict sub_id → binding: bindings are found by X (see
+:meth:`~BindingIndex.get`); a resolve at a million bindings touches two dicts, the binding and
+its expiry, which is what bounds it (cache misses, not instructions).
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ __all__ = [
     "Resolution",
     "Route",
 ]
+
+
+def _sub_key(sub_id: SubId) -> SubId:
+    """The form in which bindings' sub_ids are compared."""
+    return sub_id
 
 
 def _masked(number: PhoneNumber | None) -> str | None:
@@ -223,10 +231,10 @@ _Slot = Binding | list[Binding]
 
 
 def _slot_add(slots: dict[Any, _Slot], key: object, binding: Binding) -> None:
-    current = slots.get(key)
-    if current is None:
-        slots[key] = binding
-    elif type(current) is list:
+    current = slots.setdefault(key, binding)
+    if current is binding:
+        return
+    if type(current) is list:
         current.append(binding)
     else:
         assert isinstance(current, Binding)
@@ -264,31 +272,72 @@ def _slot_bindings(slot: _Slot | None) -> list[Binding]:
     return [slot]
 
 
-class _XEntry:
-    """What the index holds for one X; only the structures its type needs are allocated."""
+class _AxbEntry(dict[PhoneNumber, _Slot]):
+    """An AXB X: its real numbers (A and B of every binding) → binding, and the binding count.
 
-    __slots__ = ("count", "extensions", "parties", "pool_key", "single", "type")
+    The dict itself is what ``_by_x`` holds, so resolve reaches the binding in two lookups with
+    no object in between (one cache miss less per call at a million bindings).
+    """
 
-    def __init__(self, kind: BindingType, pool_key: PoolKey) -> None:
-        self.type = kind
-        self.pool_key = pool_key
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        super().__init__()
         self.count = 0  # bindings indexed on this X, active or expired
-        # AXB: A and B → binding; AXN_EXT: A → binding.
-        self.parties: dict[PhoneNumber, _Slot] | None = (
-            {} if kind in (BindingType.AXB, BindingType.AXN_EXT) else None
-        )
-        self.extensions: dict[str, _Slot] | None = {} if kind is BindingType.AXN_EXT else None
-        self.single: _Slot | None = None  # exclusive types
 
     def bindings(self) -> list[Binding]:
-        if self.parties is not None:
-            return [
-                binding
-                for number, slot in self.parties.items()
-                for binding in _slot_bindings(slot)
-                if binding.a == number
-            ]
-        return _slot_bindings(self.single)
+        return [
+            binding
+            for number, slot in self.items()
+            for binding in _slot_bindings(slot)
+            if binding.a == number
+        ]
+
+
+class _ExtEntry:
+    """An AXN-extension X: A → binding (A calls its default B) and extension → binding."""
+
+    __slots__ = ("count", "extensions", "parties", "pool_key")
+
+    def __init__(self, pool_key: PoolKey) -> None:
+        self.pool_key = pool_key
+        self.count = 0
+        self.parties: dict[PhoneNumber, _Slot] = {}
+        self.extensions: dict[str, _Slot] = {}
+
+    def bindings(self) -> list[Binding]:
+        return [
+            binding
+            for number, slot in self.parties.items()
+            for binding in _slot_bindings(slot)
+            if binding.a == number
+        ]
+
+
+# What ``_by_x`` holds per X: an AXB or AXN-extension entry, or for the exclusive types (AXN,
+# 95AXN, AXG: one binding per X) the binding itself — a list of them in the rare case of expired
+# bindings not yet removed beside the active one.
+_Entry = _AxbEntry | _ExtEntry | Binding | list[Binding]
+
+
+def _entry_bindings(entry: _Entry) -> list[Binding]:
+    if isinstance(entry, _AxbEntry | _ExtEntry):
+        return entry.bindings()
+    return _slot_bindings(entry)
+
+
+def _entry_count(entry: _Entry) -> int:
+    if isinstance(entry, _AxbEntry | _ExtEntry):
+        return entry.count
+    return len(entry) if type(entry) is list else 1
+
+
+def _entry_type(entry: _Entry) -> BindingType:
+    if isinstance(entry, _AxbEntry):
+        return _AXB
+    if isinstance(entry, _ExtEntry):
+        return _AXN_EXT
+    return _slot_bindings(entry)[0].type
 
 
 def _conflict(code: str, message: str) -> BindConflictError:
@@ -300,15 +349,19 @@ class BindingIndex:
 
     Not thread-safe and not meant to be: the engine's one event loop owns it.  Bindings handed
     in must not be mutated afterwards (updates go through :meth:`replace`).
+
+    Bindings are found by X: there is no table sub_id → binding (at a million bindings it
+    would cost ~40 bytes each, a tenth of DESIGN's budget).  :meth:`get` and :meth:`remove`
+    take the binding's X; the control plane reads the binding from the store first anyway.
     """
 
-    __slots__ = ("_axb_capacity", "_by_sub", "_by_x", "_groups", "_pair_blocks", "_pool_blacklists")
+    __slots__ = ("_axb_capacity", "_by_x", "_count", "_groups", "_pair_blocks", "_pool_blacklists")
 
     def __init__(self, *, axb_capacity_per_x: int = AXB_CAPACITY_PER_X) -> None:
         """An empty index; ``axb_capacity_per_x`` is the most active AXB bindings one X carries."""
         self._axb_capacity = axb_capacity_per_x
-        self._by_sub: dict[SubId, Binding] = {}
-        self._by_x: dict[PhoneNumber, _XEntry] = {}
+        self._count = 0
+        self._by_x: dict[PhoneNumber, _Entry] = {}
         self._groups: dict[GroupId, frozenset[PhoneNumber]] = {}
         self._pool_blacklists: dict[PoolKey, frozenset[PhoneNumber]] = {}
         # Directed (caller, callee) pairs blocked per pool.
@@ -318,78 +371,93 @@ class BindingIndex:
 
     def __len__(self) -> int:
         """Number of bindings indexed (active and expired)."""
-        return len(self._by_sub)
+        return self._count
 
-    def __contains__(self, sub_id: object) -> bool:
-        """True when a binding with this sub_id is indexed."""
-        return sub_id in self._by_sub
+    def get(self, sub_id: SubId, x: PhoneNumber | None = None) -> Binding | None:
+        """The binding with this sub_id on X, or None.
 
-    def get(self, sub_id: SubId) -> Binding | None:
-        """The binding with this sub_id, or None."""
-        return self._by_sub.get(sub_id)
+        Looks among the bindings of X (at most a few hundred).  Without ``x`` every binding is
+        scanned: for tests and tools, never on a request path.
+        """
+        key = _sub_key(sub_id)
+        if x is not None:
+            entry = self._by_x.get(x)
+            return None if entry is None else _find(entry, key)
+        for entry in self._by_x.values():
+            found = _find(entry, key)
+            if found is not None:
+                return found
+        return None
 
     def by_x(self, x: PhoneNumber) -> list[Binding]:
-        """Every binding indexed on X (active and expired), oldest ``created_at`` first."""
+        """Every binding indexed on X (active and expired), in no particular order."""
         entry = self._by_x.get(x)
-        if entry is None:
-            return []
-        return sorted(entry.bindings(), key=lambda binding: (binding.created_at, binding.sub_id))
+        return [] if entry is None else _entry_bindings(entry)
 
     def x_type(self, x: PhoneNumber) -> BindingType | None:
-        """The type of the bindings on X, None when X has none indexed."""
+        """The type of the bindings on X, None when X has none indexed (X is free)."""
         entry = self._by_x.get(x)
-        return None if entry is None else entry.type
+        return None if entry is None else _entry_type(entry)
 
     def count_active(self, x: PhoneNumber, *, now: float) -> int:
         """Active bindings on X at ``now`` (for allocation: capacity and load spreading)."""
         entry = self._by_x.get(x)
         if entry is None:
             return 0
-        return sum(1 for binding in entry.bindings() if binding.expires_at > now)
+        return sum(1 for binding in _entry_bindings(entry) if binding.expires_at > now)
 
     def check(self, binding: Binding, now: float) -> None:
         """Raise if ``binding`` could not be added at ``now``; change nothing.
 
         Runs :func:`routing.validation.check_shape` (``InvalidBindingError``) and the X-sharing
         rules (:class:`BindConflictError`, codes in the module docstring).  A binding with the
-        same sub_id already indexed is ignored, so this also validates an update before it is
-        written; :meth:`add` additionally refuses a sub_id already indexed.
+        same sub_id already indexed on X is ignored, so this also validates an update before it
+        is written; :meth:`add` additionally refuses a sub_id already indexed on X.
         """
         check_shape(binding)
-        self._check_sharing(binding, now=now, exclude=self._by_sub.get(binding.sub_id))
+        self._check_sharing(binding, now=now)
 
     def add(self, binding: Binding, now: float, *, checked: bool = False) -> None:
         """Validate (as :meth:`check`) and index a new binding.
 
-        ``checked``: the caller ran :meth:`check` on this binding and nothing changed on its X
-        since (the control plane holds X's lock from the check to the add), so the shape and
-        sharing rules are not evaluated twice; a duplicate sub_id is still refused.
+        Refuses a sub_id already indexed on the binding's X (``DUPLICATE_SUB_ID``); sub_ids are
+        unique across X numbers in the store (its primary key), which the index relies on.
+
+        ``checked``: the caller ran :meth:`check` on this binding, nothing changed on its X
+        since (the control plane holds X's lock from the check to the add) and the store has
+        just accepted its sub_id as new, so none of that is evaluated twice.
         """
-        if binding.sub_id in self._by_sub:
-            raise _conflict("DUPLICATE_SUB_ID", f"binding {binding.sub_id} already exists")
         if not checked:
+            entry = self._by_x.get(binding.x)
+            if entry is not None and _find(entry, _sub_key(binding.sub_id)) is not None:
+                raise _conflict("DUPLICATE_SUB_ID", f"binding {binding.sub_id} already exists")
             check_shape(binding)
-            self._check_sharing(binding, now=now, exclude=None)
+            self._check_sharing(binding, now=now)
         self._link(binding)
 
     def replace(self, binding: Binding, now: float) -> Binding:
         """Update: validate the new version against all bindings but its old self, swap it in.
 
-        Returns the old version.  Raises ``NO_SUCH_BINDING`` when the sub_id is not indexed;
-        on any error the index is unchanged.
+        The old version is the binding with the same sub_id on the same X (a binding does not
+        change X: remove it and add the new one for that).  Returns the old version.  Raises
+        ``NO_SUCH_BINDING`` when there is none; on any error the index is unchanged.
         """
-        old = self._by_sub.get(binding.sub_id)
+        entry = self._by_x.get(binding.x)
+        old = None if entry is None else _find(entry, _sub_key(binding.sub_id), binding)
         if old is None:
             raise _conflict("NO_SUCH_BINDING", f"binding {binding.sub_id} does not exist")
         check_shape(binding)
-        self._check_sharing(binding, now=now, exclude=old)
+        self._check_sharing(binding, now=now)
         self._unlink(old)
         self._link(binding)
         return old
 
-    def remove(self, sub_id: SubId) -> Binding | None:
-        """Drop a binding (unbind, or purge of an expired one); returns it, None if absent."""
-        binding = self._by_sub.get(sub_id)
+    def remove(self, sub_id: SubId, x: PhoneNumber | None = None) -> Binding | None:
+        """Drop a binding (unbind, or purge of an expired one); returns it, None if absent.
+
+        ``x``: the binding's X, as for :meth:`get` (without it every binding is scanned).
+        """
+        binding = self.get(sub_id, x)
         if binding is not None:
             self._unlink(binding)
         return binding
@@ -399,50 +467,43 @@ class BindingIndex:
 
         The store validated each binding when it was written, so only what the index cannot
         represent is refused: a binding whose X carries bindings of another type.  Those are
-        returned (not indexed) for the caller to log.  A sub_id seen twice: the later wins.
+        returned (not indexed) for the caller to log.  sub_ids are not checked for duplicates
+        (the store's primary key keeps them unique).
         """
         refused: list[Binding] = []
-        by_sub = self._by_sub
         by_x = self._by_x
-        link = self._link_into
+        link = self._link
         axb = _AXB
+        count = 0
         # _link inlined for AXB, the common case (DESIGN: a million bindings at start ≤ 5 s).
         for binding in bindings:
-            sub_id = binding.sub_id
-            old = by_sub.get(sub_id)
-            if old is not None:
-                self._unlink(old)
             x = binding.x
-            kind = binding.type
             entry = by_x.get(x)
-            if entry is None:
-                entry = by_x[x] = _XEntry(kind, binding.pool_key)
-            elif entry.type is not kind:
-                refused.append(binding)
-                continue
-            if kind is axb:
-                parties = entry.parties
-                assert parties is not None
-                a = binding.a
-                if a in parties:
-                    _slot_add(parties, a, binding)
-                else:
-                    parties[a] = binding
-                b = binding.b
-                if b is not None:
-                    if b in parties:
-                        _slot_add(parties, b, binding)
-                    else:
-                        parties[b] = binding
+            if binding.type is axb:
+                if entry is None:
+                    entry = by_x[x] = _AxbEntry()
+                elif type(entry) is not _AxbEntry:
+                    refused.append(binding)
+                    continue
+                for number in (binding.a, binding.b):
+                    current = entry.setdefault(number, binding)  # type: ignore[arg-type]
+                    if current is not binding:
+                        if type(current) is list:
+                            current.append(binding)
+                        else:
+                            entry[number] = [current, binding]  # type: ignore[index, list-item]
                 entry.count += 1
-                by_sub[sub_id] = binding
+                count += 1
+            elif entry is None or _entry_type(entry) is binding.type:
+                link(binding)
             else:
-                link(entry, binding)
+                refused.append(binding)
+        self._count += count
         return refused
 
     def x_counts(self) -> dict[PhoneNumber, int]:
         """Bindings indexed per X (active and expired), for every X that has any."""
-        return {x: entry.count for x, entry in self._by_x.items()}
+        return {x: _entry_count(entry) for x, entry in self._by_x.items()}
 
     # ------------------------------------------------------------------ groups and blacklists
 
@@ -516,12 +577,11 @@ class BindingIndex:
         entry = self._by_x.get(x)
         if entry is None:
             return _NO_BINDING
-        kind = entry.type
-        if kind is _AXB:
+        kind = type(entry)
+        if kind is _AxbEntry:
             if caller is None:
                 return _NO_BINDING
-            assert entry.parties is not None
-            slot = entry.parties.get(caller)
+            slot = entry.get(caller)  # type: ignore[union-attr]
             if slot is None:
                 return _NO_BINDING
             binding: Binding = slot if type(slot) is not list else _pick(slot)  # type: ignore[assignment]
@@ -546,16 +606,24 @@ class BindingIndex:
             route.call_type = call_type
             route.__class__ = Route  # type: ignore[assignment]
             return route  # type: ignore[return-value]
-        if kind is _AXN_EXT:
-            return self._resolve_extension(entry, x=x, caller=caller, now=now, extension=extension)
+        if kind is Binding:
+            binding = entry  # type: ignore[assignment]
+        elif kind is list:
+            binding = _pick(entry)  # type: ignore[arg-type]
+        else:
+            return self._resolve_extension(
+                entry,  # type: ignore[arg-type]
+                x=x,
+                caller=caller,
+                now=now,
+                extension=extension,
+            )
         # Exclusive: AXN, 95AXN, AXG.
-        single = entry.single
-        binding = single if type(single) is not list else _pick(single)  # type: ignore[assignment]
         if binding.expires_at <= now:
             return Intercept(_EXPIRED, binding)
         if caller is not None and caller == binding.a:
             return self._finish_a(binding, caller)
-        if kind is _AXG and (
+        if binding.type is _AXG and (
             caller is None or binding.group_id is None
             or caller not in self._groups.get(binding.group_id, ())
         ):  # fmt: skip
@@ -575,14 +643,13 @@ class BindingIndex:
 
     def _resolve_extension(
         self,
-        entry: _XEntry,
+        entry: _ExtEntry,
         *,
         x: PhoneNumber,
         caller: PhoneNumber | None,
         now: float,
         extension: str | None,
     ) -> Resolution:
-        assert entry.parties is not None and entry.extensions is not None
         if caller is not None:
             slot = entry.parties.get(caller)
             if slot is not None:  # A calls X: its default B, whatever was keyed
@@ -647,38 +714,40 @@ class BindingIndex:
 
     # ------------------------------------------------------------------ internals
 
-    def _check_sharing(self, binding: Binding, *, now: float, exclude: Binding | None) -> None:
+    def _check_sharing(self, binding: Binding, *, now: float) -> None:
+        """The X-sharing rules against every binding on X but one with the same sub_id."""
         entry = self._by_x.get(binding.x)
         if entry is None:
             return
-        others = entry.count - (1 if exclude is not None and exclude.x == binding.x else 0)
-        if others == 0:
+        key = binding.sub_id
+        kind = binding.type
+        if _entry_type(entry) is not kind:
+            bindings = _entry_bindings(entry)
+            if len(bindings) > 1 or bindings[0].sub_id != key:  # not just its old self
+                raise _conflict(
+                    "X_TYPE_MISMATCH",
+                    f"X already carries {_entry_type(entry)} bindings, not {kind}",
+                )
             return
-        if entry.type is not binding.type:
-            raise _conflict(
-                "X_TYPE_MISMATCH", f"X already carries {entry.type} bindings, not {binding.type}"
-            )
 
         def active(slot: _Slot | None) -> Binding | None:
             for other in _slot_bindings(slot):
-                if other is not exclude and other.expires_at > now:
+                if other.expires_at > now and other.sub_id != key:
                     return other
             return None
 
-        kind = binding.type
-        if kind is BindingType.AXB:
-            assert entry.parties is not None
+        if type(entry) is _AxbEntry:
             for side, number in (("A", binding.a), ("B", binding.b)):
                 assert number is not None
-                if active(entry.parties.get(number)) is not None:
+                if active(entry.get(number)) is not None:
                     raise _conflict(
                         "BIND_CONFLICT", f"{side} already has an active binding on this X"
                     )
-            if others >= self._axb_capacity:
+            if entry.count >= self._axb_capacity:  # expired and its old self included
                 in_use = sum(
                     1
                     for other in entry.bindings()
-                    if other is not exclude and other.expires_at > now
+                    if other.expires_at > now and other.sub_id != key
                 )
                 if in_use >= self._axb_capacity:
                     raise _conflict(
@@ -686,63 +755,88 @@ class BindingIndex:
                         f"X already carries {in_use} active bindings (capacity"
                         f" {self._axb_capacity})",
                     )
-        elif kind is BindingType.AXN_EXT:
-            assert entry.parties is not None and entry.extensions is not None
+        elif type(entry) is _ExtEntry:
             if active(entry.parties.get(binding.a)) is not None:
                 raise _conflict("BIND_CONFLICT", "A already has an active binding on this X")
             if active(entry.extensions.get(binding.extension or "")) is not None:
                 raise _conflict(
                     "EXTENSION_TAKEN", f"extension {binding.extension} of this X is in use"
                 )
-        elif active(entry.single) is not None:
+        elif active(entry) is not None:  # type: ignore[arg-type]
             raise _conflict("X_OCCUPIED", f"this {kind} X already has an active binding")
 
     def _link(self, binding: Binding) -> None:
-        entry = self._by_x.get(binding.x)
-        if entry is None:
-            entry = self._by_x[binding.x] = _XEntry(binding.type, binding.pool_key)
-        self._link_into(entry, binding)
-
-    def _link_into(self, entry: _XEntry, binding: Binding) -> None:
-        """Index ``binding`` under ``entry``, the entry of its X (of its type)."""
-        if entry.parties is not None:
+        """Index ``binding``; X carries none or bindings of its type (checked by the caller)."""
+        x = binding.x
+        entry = self._by_x.get(x)
+        kind = binding.type
+        if kind is _AXB:
+            if entry is None:
+                entry = self._by_x[x] = _AxbEntry()
+            assert type(entry) is _AxbEntry
+            _slot_add(entry, binding.a, binding)
+            if binding.b is not None:
+                _slot_add(entry, binding.b, binding)
+            entry.count += 1
+        elif kind is _AXN_EXT:
+            if entry is None:
+                entry = self._by_x[x] = _ExtEntry(binding.pool_key)
+            assert type(entry) is _ExtEntry
             _slot_add(entry.parties, binding.a, binding)
-            if binding.type is BindingType.AXB and binding.b is not None:
-                _slot_add(entry.parties, binding.b, binding)
-            if entry.extensions is not None and binding.extension is not None:
+            if binding.extension is not None:
                 _slot_add(entry.extensions, binding.extension, binding)
+            entry.count += 1
+        elif entry is None:
+            self._by_x[x] = binding
+        elif type(entry) is list:
+            entry.append(binding)
         else:
-            single = entry.single
-            if single is None:
-                entry.single = binding
-            elif type(single) is list:
-                single.append(binding)
-            else:
-                assert isinstance(single, Binding)
-                entry.single = [single, binding]
-        entry.count += 1
-        self._by_sub[binding.sub_id] = binding
+            assert isinstance(entry, Binding)
+            self._by_x[x] = [entry, binding]
+        self._count += 1
 
     def _unlink(self, binding: Binding) -> None:
-        del self._by_sub[binding.sub_id]
-        entry = self._by_x[binding.x]
-        if entry.parties is not None:
+        x = binding.x
+        entry = self._by_x[x]
+        if type(entry) is _AxbEntry:
+            _slot_remove(entry, binding.a, binding)
+            if binding.b is not None:
+                _slot_remove(entry, binding.b, binding)
+            entry.count -= 1
+            empty = entry.count == 0
+        elif type(entry) is _ExtEntry:
             _slot_remove(entry.parties, binding.a, binding)
-            if binding.type is BindingType.AXB and binding.b is not None:
-                _slot_remove(entry.parties, binding.b, binding)
-            if entry.extensions is not None and binding.extension is not None:
+            if binding.extension is not None:
                 _slot_remove(entry.extensions, binding.extension, binding)
+            entry.count -= 1
+            empty = entry.count == 0
+        elif type(entry) is list:
+            entry.remove(binding)
+            if len(entry) == 1:
+                self._by_x[x] = entry[0]
+            empty = False
         else:
-            single = entry.single
-            if single is binding:
-                entry.single = None
-            elif type(single) is list:
-                single.remove(binding)
-                if len(single) == 1:
-                    entry.single = single[0]
-        entry.count -= 1
-        if entry.count == 0:
-            del self._by_x[binding.x]
+            empty = True
+        if empty:
+            del self._by_x[x]
+        self._count -= 1
+
+
+def _find(entry: _Entry, key: object, hint: Binding | None = None) -> Binding | None:
+    """The binding of ``entry`` whose sub_id key is ``key``, or None.
+
+    ``hint``: a version of the binding sought (same sub_id, maybe other numbers); its A and B
+    slots are looked at first, which finds an update's old version without a scan of X.
+    """
+    if hint is not None and type(entry) is _AxbEntry:
+        for number in (hint.a, hint.b):
+            for binding in _slot_bindings(entry.get(number)):  # type: ignore[arg-type]
+                if binding.sub_id == key:
+                    return binding
+    for binding in _entry_bindings(entry):
+        if binding.sub_id == key:
+            return binding
+    return None
 
 
 def _directed(

@@ -514,9 +514,11 @@ def test_blacklist_reported_before_restriction(index: BindingIndex) -> None:
 def test_remove(index: BindingIndex) -> None:
     binding = bind()
     index.add(binding, NOW)
-    assert len(index) == 1 and binding.sub_id in index
-    assert index.remove(binding.sub_id) is binding
-    assert index.remove(binding.sub_id) is None
+    assert len(index) == 1 and index.get(binding.sub_id, X) is binding
+    assert index.get(binding.sub_id, X2) is None  # found on its own X only
+    assert index.remove(binding.sub_id, X2) is None and len(index) == 1
+    assert index.remove(binding.sub_id, X) is binding
+    assert index.remove(binding.sub_id, X) is None
     assert len(index) == 0 and index.get(binding.sub_id) is None
     assert index.by_x(X) == [] and index.x_type(X) is None
     intercepted(index.resolve(X, A, now=NOW), InterceptCause.NO_BINDING)
@@ -528,7 +530,7 @@ def test_replace_updates_every_structure(index: BindingIndex) -> None:
     index.add(binding, NOW)
     updated = dataclasses.replace(binding, b=C)
     assert index.replace(updated, NOW) is binding
-    assert index.get(binding.sub_id) is updated
+    assert index.get(binding.sub_id, X) is updated
     intercepted(index.resolve(X, B, now=NOW), InterceptCause.NO_BINDING)
     assert route(index.resolve(X, C, now=NOW)).callee == A
     assert index.by_x(X) == [updated]
@@ -563,8 +565,12 @@ def test_replace_and_add_errors(index: BindingIndex) -> None:
     assert caught.value.code == "NO_SUCH_BINDING"
     index.add(binding, NOW)
     with pytest.raises(BindConflictError) as caught2:
-        index.add(dataclasses.replace(binding, x=X2), NOW)
+        index.add(dataclasses.replace(binding, a=C, b=D), NOW)
     assert caught2.value.code == "DUPLICATE_SUB_ID"
+    with pytest.raises(BindConflictError) as caught3:  # the old version is looked up on X
+        index.replace(dataclasses.replace(binding, x=X2), NOW)
+    assert caught3.value.code == "NO_SUCH_BINDING"
+    assert index.by_x(X) == [binding] and index.by_x(X2) == []
 
 
 def test_check_changes_nothing(index: BindingIndex) -> None:
@@ -613,20 +619,25 @@ def test_load_indexes_without_rules_and_refuses_type_clashes(index: BindingIndex
     expired = bind(expires_at=NOW - 100)
     current = bind(a=A, b=C)
     clash = bind(BindingType.AXN, b=None)
-    duplicate = dataclasses.replace(current, b=D)
-    refused = index.load([expired, current, clash, duplicate])
-    assert refused == [clash]
-    assert len(index) == 2
-    assert index.get(current.sub_id) is duplicate
-    assert route(index.resolve(X, A, now=NOW)).callee == D
+    axn = bind(BindingType.AXN, x=X2, b=None)
+    refused = index.load([expired, current, clash, axn, bind(BindingType.AXB, x=X2)])
+    assert len(refused) == 2 and refused[0] is clash and refused[1].x == X2
+    assert len(index) == 3
+    assert index.get(current.sub_id, X) is current and index.get(axn.sub_id, X2) is axn
+    assert route(index.resolve(X, A, now=NOW)).callee == C
     intercepted(index.resolve(X, B, now=NOW), InterceptCause.EXPIRED)
+    intercepted(index.resolve(X2, A, now=NOW), InterceptCause.NO_DEFAULT_B)
+    # Same rules as bindings added one by one: A's active binding blocks a new one, expired
+    # B does not.
+    assert conflict_code(index, bind(a=A, b=D)) == "BIND_CONFLICT"
+    index.add(bind(a=B, b=D), NOW)
 
 
 def test_x_counts_counts_bindings_per_x_active_or_expired(index: BindingIndex) -> None:
     expired = bind(expires_at=NOW - 100)
     index.load([expired, bind(a=C, b=D), bind(BindingType.AXN, x=X2, b=None)])
     assert index.x_counts() == {X: 2, X2: 1}
-    index.remove(expired.sub_id)
+    index.remove(expired.sub_id, X)
     assert index.x_counts() == {X: 1, X2: 1}
 
 
