@@ -31,6 +31,7 @@ from engine.calls import (
     q850_for_status,
 )
 from engine.logging import get_logger
+from media.recording import CallRecording
 from media.relay import MediaRelay, MediaSession
 from media.sdp import (
     Direction,
@@ -106,7 +107,8 @@ INTERCEPT_STATUS: dict[InterceptCause, tuple[int, str]] = {
 }
 
 
-RecordSink = Callable[[Call], Awaitable[None]]
+RecordSink = Callable[[Call, CallRecording | None], Awaitable[None]]
+"""Writes an ended call's record; the recording, when there is one, first (engine.records)."""
 
 
 @dataclass(slots=True)
@@ -164,6 +166,9 @@ class _MediaState:
     # (sendonly/recvonly/inactive) pauses the watch: many phones send nothing while holding.
     offer_sendrecv: bool = True
     sendrecv: bool = True
+    # The call's recording when its binding asks for one: made with the session, fed by the
+    # relay's on_packet hook from the answer on, written by the record sink after the call.
+    recording: CallRecording | None = None
 
 
 # Reason header (RFC 3326) of the BYEs that release a call whose media died.
@@ -574,6 +579,10 @@ class B2bua:
         media = self._media[call.call_id] = _MediaState(
             session=session, stream=stream, offer_sendrecv=_sendrecv(offer, stream)
         )
+        if binding.record:  # the binding's flag, the pool's default already resolved into it
+            media.recording = CallRecording(
+                clock=self._clock, max_duration_s=self._settings.sip.max_call_duration_s
+            )
         if call.state is not CallState.ROUTING:  # cancelled while the ports were opened
             await self._close_media(call)
             return
@@ -857,6 +866,7 @@ class B2bua:
         call.fire(CallInput.ANSWERED)
         self._cancel_timers(call)
         self._update_media_watch(call)
+        self._start_recording(call)
         loop = asyncio.get_running_loop()
         max_duration_s = self._settings.sip.max_call_duration_s
         call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
@@ -1023,6 +1033,21 @@ class B2bua:
     # stream is sendrecv both ways. The relay counts packets per call anyway; one timer for all
     # calls compares the counters sweep to sweep (MediaRelay.sweep_idle), so the per-packet
     # path reads no clock.
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _start_recording(self, call: Call) -> None:
+        """Record the conversation from the answer on: the recording's sample 0 is now.
+
+        Only here does the session get a per-packet hook, so unrecorded calls relay with none
+        (one ``is None`` test per packet). The hook appends the datagram and its arrival time,
+        nothing more; decoding and writing happen after the call, off the loop (records).
+        """
+        media = self._media.get(call.call_id)
+        if media is None or media.session is None or media.recording is None:
+            return
+        media.recording.started_at = self._clock()
+        media.session.on_packet = media.recording.on_packet
 
     def _update_media_watch(self, call: Call) -> None:
         """Start or pause the dead-media watch of an answered call after an offer/answer."""
@@ -1391,25 +1416,31 @@ class B2bua:
         self._spawn(self._close_call(call))
 
     async def _close_call(self, call: Call) -> None:
-        await self._close_media(call)
+        recording = await self._close_media(call)
         try:
-            await self._record_sink(call)
+            await self._record_sink(call, recording)
         except Exception:
             _log.exception("call_record_failed", call=call.call_id)
         # Keep the mappings 64*T1 longer so late retransmissions still find the call.
         asyncio.get_running_loop().call_later(32.0, self._forget, call)
 
-    async def _close_media(self, call: Call) -> None:
+    async def _close_media(self, call: Call) -> CallRecording | None:
+        """Close the call's relay session; its recording, complete now, is returned."""
         media = self._media.pop(call.call_id, None)
-        if media is not None and media.session is not None:
+        if media is None:
+            return None
+        if media.session is not None:
             session = media.session
+            session.on_packet = None
             await session.close()
             _log.info(
                 "media_closed",
                 call=call.call_id,
                 packets_a_to_b=session.packets_a_to_b,
                 packets_b_to_a=session.packets_b_to_a,
+                dropped=session.dropped,  # strangers and non-RTP (media.relay latching)
             )
+        return media.recording
 
     def _forget(self, call: Call) -> None:
         for leg in (call.inbound, call.outbound):

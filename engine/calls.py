@@ -161,6 +161,7 @@ class Call:
     release_time: float | None = None
     release_dir: ReleaseDir = ReleaseDir.PLATFORM
     release_cause: int = Q850_NORMAL_CLEARING
+    recording_path: str | None = None  # the call's WAV, once written (engine.records)
     timers: list[object] = field(default_factory=list)  # loop handles owned by the controller
 
     def fire(self, call_input: CallInput) -> CallState:

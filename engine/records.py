@@ -1,15 +1,29 @@
-"""Turn an ended ``Call`` into its call record: SQLite first (durable), then the daily CDR file."""
+"""Turn an ended ``Call`` into its call record: the recording's WAV first (when the call was
+recorded), then the SQLite row (durable), then the daily CDR line.
+
+The WAV comes first so that the row and the CDR line both name it (SPEC §6: a person finds and
+plays a call's recording from the CDR file alone). Rendering and writing it run in a worker
+thread (``media.recording_io.write_recording``): the event loop, and so the relay, never waits on
+the disk. The file is ``<[recording] dir>/<YYYYMM>/<call ref>.wav`` — maskline's call reference,
+never a phone number — and is linked to the call by ``store.recordings.attach_recording`` (the
+"recording ready" event).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
+from pathlib import Path
 
 from engine.calls import Call
 from engine.logging import get_logger
+from media.recording import CallRecording
+from media.recording_io import recording_path, write_recording
 from routing.model import PhoneNumber, PoolKey, SubId
 from routing.numbers import home_location
 from store.cdr import CdrWriter
 from store.db import Database
+from store.recordings import attach_recording
 from store.records import CallRecord, CallType, UnconnectedCause
 from store.repositories import insert_call_record
 
@@ -41,17 +55,35 @@ def call_record_of(call: Call) -> CallRecord:
         start_time=call.start_time,
         out_id=call.out_id,
         duration_s=(release_time - call.start_time) if call.start_time is not None else 0.0,
+        recording_path=call.recording_path,
     )
 
 
 class CallRecorder:
-    """The B2BUA's record sink: durable row, then CSV line; failures are logged, never raised."""
+    """The B2BUA's record sink: WAV (if recorded), durable row, then CSV line.
 
-    def __init__(self, db: Database, cdr: CdrWriter) -> None:
+    ``recording_dir`` and ``zone`` place the WAV files (the month of the answer, local to
+    ``zone``, names the sub-directory). Failures are logged, never raised; a WAV that cannot
+    be written leaves the call record without a recording, never without a record.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        cdr: CdrWriter,
+        *,
+        recording_dir: Path = Path("var/recordings"),
+        zone: dt.tzinfo = dt.UTC,
+    ) -> None:
         self._db = db
         self._cdr = cdr
+        self._recording_dir = recording_dir
+        self._zone = zone
 
-    async def __call__(self, call: Call) -> None:
+    async def __call__(self, call: Call, recording: CallRecording | None = None) -> None:
+        """Write ``call``'s record; first its WAV when ``recording`` holds the conversation."""
+        if recording is not None:
+            await self._save_recording(call, recording)
         record = call_record_of(call)
         await insert_call_record(self._db, record)
         await self._cdr.append(record)
@@ -63,4 +95,37 @@ class CallRecorder:
             release_cause=record.release_cause,
             unconnected_cause=int(record.unconnected_cause),
             duration_s=round(record.duration_s, 1),
+            recorded=record.recording_path is not None,
+        )
+
+    async def _save_recording(self, call: Call, recording: CallRecording) -> None:
+        """Write the WAV off the event loop, attach it to the call, note its path on ``call``."""
+        if call.start_time is None:
+            return  # never answered: no conversation to keep
+        if recording.packets == (0, 0):
+            # Answered, but not one G.711 packet either way (dead media): no file to keep.
+            _log.info("recording_empty", call=call.call_id)
+            return
+        path = recording_path(
+            self._recording_dir, call.call_id, started_at=call.start_time, zone=self._zone
+        )
+        try:
+            file = await write_recording(recording, path)
+        except Exception:
+            _log.exception("recording_write_failed", call=call.call_id)
+            return
+        call.recording_path = str(file.path)
+        try:
+            await attach_recording(
+                self._db, call_id=call.call_id, file=file, pool_key=call.pool_key
+            )
+        except Exception:
+            # The row still names the file (recording_path); only the "ready" event is missing.
+            _log.exception("recording_attach_failed", call=call.call_id)
+        _log.info(
+            "recording_written",
+            call=call.call_id,
+            duration_s=round(file.duration_s, 2),
+            size_bytes=file.size_bytes,
+            packets_over_budget=sum(recording.packets_over_budget),
         )

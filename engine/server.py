@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from api.app import create_app
 from api.control import open_control_plane
+from api.recordings import configure_recordings, run_retention
 from api.server import start_api
 from config import Settings
 from engine.b2bua import B2bua
@@ -67,6 +68,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     stop = stop or _stop_on_signals(loop)
     # --- control plane (api/): database + binding index, loaded before SIP listens ---------
     control = await open_control_plane(settings)
+    # Signed recording URLs and the download route read [recording] (directory, URL lifetime).
+    configure_recordings(control, settings.recording)
     try:
         api_server = await start_api(
             create_app(control, operator_token=settings.api.operator_token),
@@ -89,7 +92,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             index=control.index,
             relay=relay,
             settings=settings,
-            record_sink=CallRecorder(control.db, cdr),
+            record_sink=CallRecorder(
+                control.db,
+                cdr,
+                recording_dir=settings.recording.dir,
+                zone=settings.time.tzinfo,
+            ),
             flush=transport.flush,
             clock=loop.time,
             wall_clock=time.time,
@@ -97,10 +105,15 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         )
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
+        # Recordings older than [recording] retention_days are deleted by a periodic sweep.
+        retention = asyncio.create_task(run_retention(control.db, settings.recording))
         try:
             await stop.wait()
         finally:
             _log.info("stopping", **_stats(endpoint.stats))
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
             # Release calls while SIP can still send their BYEs, then stop listening.
             await signalling.b2bua.close()
             transport.close()
