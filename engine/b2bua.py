@@ -541,6 +541,10 @@ class B2bua:
             _, late = await asyncio.wait(pending, timeout=timeout_s)
             for task in late:
                 task.cancel()
+            if late:
+                # A call cancelled while its WAV was rendering still writes its record
+                # (engine.records, without the file): give those writes the same time again.
+                await asyncio.wait(late, timeout=timeout_s)
 
     # -- call set-up ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ never a phone number — and is linked to the call by ``store.recordings.attach_
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from pathlib import Path
@@ -83,7 +84,17 @@ class CallRecorder:
     async def __call__(self, call: Call, recording: CallRecording | None = None) -> None:
         """Write ``call``'s record; first its WAV when ``recording`` holds the conversation."""
         if recording is not None:
-            await self._save_recording(call, recording)
+            try:
+                await self._save_recording(call, recording)
+            except asyncio.CancelledError:
+                # Shutdown ran out of time while the WAV was rendering: the record is written
+                # all the same (without the file, unless it was attached already; a file that
+                # appears later is a stray for the retention sweep), then the stop goes on.
+                await self._write_record(call)
+                raise
+        await self._write_record(call)
+
+    async def _write_record(self, call: Call) -> None:
         record = call_record_of(call)
         await insert_call_record(self._db, record)
         await self._cdr.append(record)

@@ -6,6 +6,7 @@ fed with RTP datagrams as the relay hook would feed it.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import struct
@@ -17,10 +18,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from engine import records
 from engine.calls import Call, Leg
 from engine.records import CallRecorder
 from media import g711
-from media.recording import CallRecording
+from media.recording import CallRecording, RecordingFile
 from sip.transport import Peer
 from store.cdr import CdrWriter
 from store.db import Database
@@ -119,3 +121,30 @@ async def test_unwritable_recording_dir_still_writes_the_record(
     assert call.recording_path is None
     (record,) = await recent_call_records(db, 10)
     assert record.call_id == call.call_id and record.recording_path is None
+
+
+async def test_cancelled_while_the_wav_renders_still_writes_the_record(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown cancels a record task stuck on a slow WAV: the row and CDR line are written."""
+    rendering = asyncio.Event()
+
+    async def slow_write(recording: CallRecording, path: Path) -> RecordingFile:
+        rendering.set()
+        await asyncio.Event().wait()  # never finishes on its own
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(records, "write_recording", slow_write)
+    cdr = CdrWriter(tmp_path / "cdr", ZONE)
+    recorder = CallRecorder(db, cdr, recording_dir=tmp_path / "recordings", zone=ZONE)
+    call = _call(answered=True)
+    task = asyncio.create_task(recorder(call, _fed_recording(0.2)))
+    await rendering.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await cdr.close()
+    (record,) = await recent_call_records(db, 10)
+    assert record.call_id == call.call_id and record.recording_path is None
+    (cdr_file,) = (tmp_path / "cdr").iterdir()
+    assert len(cdr_file.read_text("utf-8").splitlines()) == 2  # header and the call
