@@ -130,6 +130,8 @@ def configure_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> 
 
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
+            # ``extra={...}`` of stdlib calls (the relay's latching lines): kept, then masked.
+            structlog.stdlib.ExtraAdder(),
             structlog.stdlib.add_logger_name,
             structlog.processors.add_log_level,
             timestamper,

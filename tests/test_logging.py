@@ -112,6 +112,15 @@ def test_stdlib_logging_goes_through_the_same_pipeline(stream: io.StringIO) -> N
     assert line["level"] == "warning"
 
 
+def test_stdlib_extra_fields_are_kept_and_masked(stream: io.StringIO) -> None:
+    configure_logging("info", "json", stream=stream)
+    logging.getLogger("test.extra").warning(
+        "rtp latched", extra={"session": "c1", "side": "a", "peer": "13800138000"}
+    )
+    [line] = lines(stream)
+    assert (line["session"], line["side"], line["peer"]) == ("c1", "a", "138****8000")
+
+
 def test_reconfigure_does_not_duplicate_stdlib_lines(stream: io.StringIO) -> None:
     configure_logging("info", "json", stream=io.StringIO())
     configure_logging("info", "json", stream=stream)
