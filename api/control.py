@@ -887,7 +887,7 @@ class ControlPlane:
         if ringback is not None:
             _check_ringback(ringback)
             changes["ringback"] = dict(ringback)
-        updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
+        updated = dataclasses.replace(current, **changes)
         if updated.type is BindingType.AXB:
             if updated.b is None:
                 raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, "b is required for an AXB binding")

@@ -14,7 +14,10 @@ cannot inject audio or steal the stream. With no SDP address known yet, the firs
 
 Per packet the hot path does a tuple compare, one bit test, one counter update and a
 ``sendto``: no RTP parsing, no clock read, no allocation beyond the datagram the loop already
-made. The per-direction ``on_packet`` hook (recording) costs one ``is None`` test while unset.
+made. The per-direction ``on_packet`` hook (recording, ringback handover, DTMF) costs one
+``is None`` test while unset; when set it sees every packet the far party sends once that
+packet passed the latching checks — including those not relayed because the other side has no
+address yet (the caller keying an extension before any callee leg exists).
 
 Dead media is found without touching the hot path: ``MediaRelay.sweep_idle``, run by one
 periodic timer for every call, compares each watched session's packet counters with what the
@@ -47,7 +50,9 @@ __all__ = [
 Side = Literal["a", "b"]
 PacketDirection = Literal["a_to_b", "b_to_a"]
 PacketHook = Callable[[PacketDirection, bytes], None]
-"""``on_packet(direction, data)``: called with every packet relayed, before it is sent on."""
+"""``on_packet(direction, data)``: called with every packet accepted from a far party (latched
+source, RTP version 2), before it is sent on — also when the other side has no address yet and
+the packet is therefore not relayed (counted ``unrouted``)."""
 
 _log = logging.getLogger("maskline.media.relay")
 
@@ -113,16 +118,19 @@ class _Leg(asyncio.DatagramProtocol):
         if addr != self.source and not self._latch(addr):
             self.session.dropped += 1
             return
-        peer = self.peer
-        remote = peer.remote
-        if remote is None:
-            # The other side has no address yet (its SDP has not arrived or is on hold).
-            self.session.unrouted += 1
-            return
-        self.forwarded += 1
+        # The hook sees every packet of the far party, relayed or not: while a caller keys an
+        # extension there is no other leg yet, and its RFC 4733 events must still be heard.
         hook = self.session.on_packet
         if hook is not None:
             hook(self.direction, data)
+        peer = self.peer
+        remote = peer.remote
+        if remote is None:
+            # The other side has no address yet (its SDP has not arrived, is on hold, or there
+            # is no other leg yet). Counted as activity: the far party is alive.
+            self.session.unrouted += 1
+            return
+        self.forwarded += 1
         transport = peer.transport
         if transport is not None:
             transport.sendto(data, remote)

@@ -27,6 +27,12 @@ relayed, so the answer can only pick what we handle. An offer with no such strea
 when there is no usable audio stream at all, 305 "Incompatible media format" when audio is
 there but not in a relayable profile or codec (``NotRelayable.warning_code``). Other streams
 (video, a second audio) are rejected (port 0) on the other leg, by ``ports_for_stream``.
+
+When maskline answers a caller itself — the 183 of enterprise ringback or of an announcement,
+the 200 of the extension IVR — ``answer_codec`` picks the one G.711 codec (the first the caller
+lists, under its static payload type) and ``local_answer`` writes our answer with it. The offer
+relayed to the callee afterwards is cut to that codec (``keep_relayable_formats(codec=)``), so
+the callee's answer agrees with what the caller already has and no re-INVITE is ever needed.
 """
 
 from __future__ import annotations
@@ -50,8 +56,10 @@ __all__ = [
     "SdpLine",
     "SdpOrigin",
     "SessionDescription",
+    "answer_codec",
     "codecs",
     "keep_relayable_formats",
+    "local_answer",
     "media_endpoint",
     "new_session_id",
     "parse_sdp",
@@ -470,20 +478,27 @@ def relayable_stream(sdp: SessionDescription) -> int:
     raise NotRelayable(305, "no G.711 (PCMU/PCMA) audio over RTP/AVP")
 
 
-def keep_relayable_formats(sdp: SessionDescription, index: int) -> SessionDescription:
+def keep_relayable_formats(
+    sdp: SessionDescription, index: int, *, codec: int | None = None
+) -> SessionDescription:
     """``sdp`` with stream ``index`` reduced to G.711, telephone-event/8000 and CN/8000.
 
+    ``codec``: keep only that G.711 payload type (with the companions), the one we already
+    answered the caller with (``answer_codec``), so the other leg's answer cannot pick another.
     The formats keep their order (the offerer's preference, RFC 3264 §5.1); the ``a=rtpmap``,
     ``a=fmtp`` and ``a=rtcp-fb`` lines of removed payload types go with them, every other line
     stays. Other streams are untouched (``ports_for_stream`` rejects them). Raises
-    ``NotRelayable`` if the stream has no G.711 format.
+    ``NotRelayable`` if the stream has no G.711 format (or not ``codec``).
     """
     m = sdp.media[index]
     kept: list[str] = []
     removed: set[str] = set()
     for pt in m.formats:
         mapping = m.rtpmap(pt)
-        if mapping is not None and (_is_g711(mapping) or _is_companion(mapping)):
+        wanted = mapping is not None and (
+            _is_companion(mapping) or (_is_g711(mapping) and (codec is None or pt == str(codec)))
+        )
+        if wanted:
             kept.append(pt)
         else:
             removed.add(pt)
@@ -512,6 +527,103 @@ def keep_relayable_formats(sdp: SessionDescription, index: int) -> SessionDescri
     media = list(sdp.media)
     media[index] = replace(m, formats=tuple(kept), attributes=attributes, lines=lines)
     return replace(sdp, media=tuple(media))
+
+
+def answer_codec(sdp: SessionDescription, index: int) -> int | None:
+    """The G.711 payload type we answer stream ``index`` with when we answer it ourselves.
+
+    The first format the offer lists (its preference, RFC 3264 §6.1) that is PCMU as payload
+    type 0 or PCMA as 8. Those are the static types of RFC 3551 — every trunk uses them — and
+    what our prompts and ringback are encoded for (``media.g711``). G.711 under a dynamic
+    payload type (allowed, not seen in practice) gives None: such a call is relayed as usual
+    but gets no audio of ours. Also None for a stream that is not sendrecv: we need to hear
+    the caller (keys) and it must hear us.
+    """
+    if not 0 <= index < len(sdp.media):
+        return None
+    m = sdp.media[index]
+    if m.direction is not Direction.SENDRECV or m.rejected:
+        return None
+    for pt in m.formats:
+        mapping = m.rtpmap(pt)
+        if mapping is None or not _is_g711(mapping):
+            continue
+        static = STATIC_PAYLOAD_TYPES.get(pt)
+        if static is not None and static.encoding == mapping.encoding.upper():
+            return int(pt)
+    return None
+
+
+_ANSWER_DIRECTION = {
+    Direction.SENDRECV: Direction.SENDRECV,
+    Direction.SENDONLY: Direction.RECVONLY,
+    Direction.RECVONLY: Direction.SENDONLY,
+    Direction.INACTIVE: Direction.INACTIVE,
+}
+# RFC 4733 §3.2: the events we understand and send are the 16 DTMF keys.
+_DTMF_EVENTS = "0-15"
+
+
+def local_answer(
+    offer: SessionDescription,
+    index: int,
+    *,
+    payload_type: int,
+    address: str,
+    port: int,
+    session_id: int,
+    version: int,
+    username: str = "maskline",
+    ptime_ms: int = 20,
+) -> bytes:
+    """Our own SDP answer to ``offer`` (RFC 3264 §6), for calls we answer before any far leg.
+
+    Stream ``index`` is accepted on our ``address`` and relay ``port`` with one codec,
+    ``payload_type`` (from ``answer_codec``), plus ``telephone-event/8000`` and ``CN/8000``
+    under the offer's payload types when the offer has them (RFC 4733 DTMF, events 0-15;
+    RFC 3389 comfort noise), ``a=ptime`` and the direction that mirrors the offer's. Every
+    other ``m=`` line is declined with port 0, as §6 requires one answer line per offer line.
+    Nothing of the offer beyond its payload types and profile is copied: no address, no
+    session name, no attribute we do not set ourselves. Raises ``SdpError`` for an ``address``
+    that is not an IP address or a ``payload_type`` the stream does not offer.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SdpError(f"not an IP address: {address!r}") from None
+    m = offer.media[index]
+    if str(payload_type) not in m.formats:
+        raise SdpError(f"payload type {payload_type} is not offered in stream {index}")
+    codec = m.rtpmap(str(payload_type))
+    assert codec is not None  # answer_codec picked it from the offer's mapped formats
+    addrtype = "IP4" if ip.version == 4 else "IP6"
+    lines: list[SdpLine] = [
+        ("v", "0"),
+        ("o", f"{username} {session_id} {version} IN {addrtype} {ip.compressed}"),
+        ("s", "-"),
+        ("c", f"IN {addrtype} {ip.compressed}"),
+        ("t", "0 0"),
+    ]
+    for i, section in enumerate(offer.media):
+        if i != index:
+            declined = " ".join(section.formats) or "0"
+            lines.append(("m", f"{section.media} 0 {section.proto} {declined}"))
+            continue
+        formats = [str(payload_type)]
+        attributes = [("a", f"rtpmap:{payload_type} {codec.encoding.upper()}/8000")]
+        for pt in section.formats:
+            mapping = section.rtpmap(pt)
+            if mapping is None or not _is_companion(mapping) or pt in formats:
+                continue
+            formats.append(pt)
+            attributes.append(("a", f"rtpmap:{pt} {mapping.encoding}/8000"))
+            if mapping.encoding.upper() == "TELEPHONE-EVENT":
+                attributes.append(("a", f"fmtp:{pt} {_DTMF_EVENTS}"))
+        lines.append(("m", " ".join([section.media, str(port), section.proto, *formats])))
+        lines.extend(attributes)
+        lines.append(("a", f"ptime:{ptime_ms}"))
+        lines.append(("a", _ANSWER_DIRECTION[section.direction].value))
+    return _render(lines)
 
 
 def ports_for_stream(sdp: SessionDescription, index: int, port: int) -> list[int]:

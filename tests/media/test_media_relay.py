@@ -292,6 +292,22 @@ async def test_on_packet_hook_and_send_to(session: MediaSession) -> None:
     assert a.received[-1] == (rtp(99), (HOST, session.port_a))
 
 
+async def test_hook_hears_the_caller_before_any_other_side_exists(session: MediaSession) -> None:
+    """The extension IVR: no callee leg yet, the caller's keys must still reach the hook; a
+    stranger's packet never does, and dead-media accounting counts the caller as alive."""
+    a, stranger = await endpoint(), await endpoint()
+    session.expect("a", a.address)
+    seen: list[tuple[PacketDirection, bytes]] = []
+    session.on_packet = lambda direction, data: seen.append((direction, data))
+    a.send(rtp(1), session.port_a)
+    a.send(rtp(2), session.port_a)
+    await until(lambda: session.unrouted == 2)
+    stranger.send(rtp(3, ssrc=0x666), session.port_a)  # a's side is latched on a by now
+    await until(lambda: session.dropped == 1)
+    assert seen == [("a_to_b", rtp(1)), ("a_to_b", rtp(2))]
+    assert (session.packets_a_to_b, session.activity) == (0, 2)
+
+
 # --- dead media --------------------------------------------------------------------------------
 
 

@@ -15,8 +15,10 @@ from media.sdp import (
     SdpError,
     SdpOrigin,
     SessionDescription,
+    answer_codec,
     codecs,
     keep_relayable_formats,
+    local_answer,
     media_endpoint,
     parse_sdp,
     ports_for_stream,
@@ -475,6 +477,71 @@ def test_keep_relayable_formats_drops_wideband_events_and_cn() -> None:
     assert [line for line in m.lines if line[0] == "a"] == []
     with pytest.raises(NotRelayable):
         keep_relayable_formats(parse_sdp(_offer("m=audio 5000 RTP/AVP 18\r\n")), 0)
+
+
+def test_keep_relayable_formats_to_one_codec_keeps_the_companions() -> None:
+    sdp = parse_sdp(CARRIER_G729)
+    (m,) = keep_relayable_formats(sdp, 0, codec=0).media
+    assert m.formats == ("0", "101")
+    assert b"PCMA" not in keep_relayable_formats(sdp, 0, codec=0).to_bytes()
+    with pytest.raises(NotRelayable):  # a codec the offer does not have
+        keep_relayable_formats(parse_sdp(SIPP_DEFAULT), 0, codec=8)
+
+
+@pytest.mark.parametrize(
+    ("body", "index", "codec"),
+    [
+        (CARRIER_G729, 0, 8),  # G.729 first is skipped: PCMA is the first G.711 listed
+        (SIPP_DEFAULT, 0, 0),
+        (_offer("m=video 5000 RTP/AVP 31\r\n", "m=audio 5002 RTP/AVP 0 8\r\n"), 1, 0),
+        # PCMU under a dynamic type: relayed, but not a codec we play in
+        (_offer("m=audio 5002 RTP/AVP 96\r\na=rtpmap:96 PCMU/8000\r\n"), 0, None),
+        # static 8 mapped to something else by a confused peer: not PCMA
+        (_offer("m=audio 5002 RTP/AVP 8 0\r\na=rtpmap:8 PCMU/8000\r\n"), 0, 0),
+        (HOLD, 0, None),  # sendonly: we could not be heard
+        (_offer("m=audio 5002 RTP/AVP 0\r\na=inactive\r\n"), 0, None),
+    ],
+)
+def test_answer_codec_is_the_first_static_g711(body: bytes, index: int, codec: int | None) -> None:
+    assert answer_codec(parse_sdp(body), index) == codec
+
+
+def test_local_answer_one_codec_events_ours_only() -> None:
+    offer = parse_sdp(CARRIER_G729)
+    body = local_answer(
+        offer, 0, payload_type=8, address="10.0.0.1", port=40000, session_id=7, version=9
+    )
+    answer = parse_sdp(body)
+    assert answer.origin.session_id == "7" and answer.origin.session_version == "9"
+    assert media_endpoint(answer, 0) == ("10.0.0.1", 40000)
+    (m,) = answer.media
+    assert m.formats == ("8", "101") and m.direction is Direction.SENDRECV
+    assert codecs(answer) == ["PCMA", "telephone-event"]
+    assert m.fmtp("101") == "0-15" and m.attribute_values("ptime") == ["20"]
+    # Nothing of the offerer's: no address, no session name, no bandwidth line.
+    assert b"61.135" not in body and b"SX3000" not in body and b"b=" not in body
+
+
+def test_local_answer_declines_other_streams_and_keeps_cn() -> None:
+    offer = parse_sdp(
+        _offer(
+            "m=video 5000 RTP/AVP 31\r\n",
+            "m=audio 5002 RTP/AVPF 0 13 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+        )
+    )
+    answer = parse_sdp(
+        local_answer(offer, 1, payload_type=0, address="::1", port=4000, session_id=1, version=1)
+    )
+    assert [(m.media, m.port, m.proto) for m in answer.media] == [
+        ("video", 0, "RTP/AVP"),
+        ("audio", 4000, "RTP/AVPF"),
+    ]
+    assert answer.media[1].formats == ("0", "13", "101")
+    assert media_endpoint(answer, 1) == ("::1", 4000)
+    with pytest.raises(SdpError):
+        local_answer(offer, 1, payload_type=8, address="::1", port=4, session_id=1, version=1)
+    with pytest.raises(SdpError):
+        local_answer(offer, 1, payload_type=0, address="pbx", port=4, session_id=1, version=1)
 
 
 def test_ports_for_stream_declines_the_others() -> None:
