@@ -21,7 +21,7 @@ VENV := .venv
 VENV_BIN := $(VENV)/bin
 # Stamp of the last `pip install -e '.[dev]'`; older than pyproject.toml means install again.
 STAMP := $(VENV)/.maskline-installed
-PACKAGES := sip engine config routing media store api
+PACKAGES := sip engine config routing media store api billing
 LINT_PATHS := $(PACKAGES) tests bench
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
