@@ -700,8 +700,7 @@ def _memory_lookup_child(db_path: str, probes: int) -> dict[str, Any]:
     gc.freeze()
     sample = next(b for b in bindings if b.type.value == "AXB")
     parts = {
-        name: sys.getsizeof(getattr(sample, name))
-        for name in ("sub_id", "a", "b", "expires_at", "created_at")
+        name: sys.getsizeof(getattr(sample, name)) for name in ("sub_key", "a", "b", "expires_at")
     }
     parts["Binding object"] = sys.getsizeof(sample)
 
@@ -779,7 +778,7 @@ def section_lookup(options: argparse.Namespace, db_path: Path) -> list[str]:
     print(
         "  one AXB binding's own objects (sys.getsizeof, before allocator rounding): "
         + ", ".join(f"{name} {size}" for name, size in r["parts"].items())
-        + "; pool key, X, type, restriction, flags and NO_RINGBACK are shared"
+        + "; X and the profile (pool, type, flags, ringback…) are shared, created_at not loaded"
     )
     rate = 1e9 / r["resolve_ns"]
     _table(
@@ -933,11 +932,10 @@ def _load_child(db_path: str, mode: str) -> dict[str, Any]:
     # The same steps one at a time: raw SQL read, Binding construction, index load, freeze.
     import store  # noqa: PLC0415
     from routing.index import BindingIndex  # noqa: PLC0415
-    from store.repositories import _BINDING_COLUMNS  # noqa: PLC0415
+    from store.repositories import _LOAD_COLUMNS  # noqa: PLC0415
 
     conn = sqlite3.connect(path)
-    columns = _BINDING_COLUMNS.replace("ringback", "NULLIF(ringback, '{}')")  # as the store
-    sql = f"SELECT {columns} FROM bindings WHERE unbound_at IS NULL"
+    sql = f"SELECT {_LOAD_COLUMNS} FROM bindings WHERE unbound_at IS NULL"  # as the store
     sql_s = float("inf")
     for _ in range(2):  # the first pass also warms SQLite's schema and the OS page cache
         start = time.perf_counter()

@@ -64,6 +64,7 @@ from routing.model import (
     Restriction,
     RoutingError,
     SubId,
+    sub_key,
 )
 from routing.validation import check_shape
 
@@ -77,11 +78,6 @@ __all__ = [
     "Resolution",
     "Route",
 ]
-
-
-def _sub_key(sub_id: SubId) -> SubId:
-    """The form in which bindings' sub_ids are compared."""
-    return sub_id
 
 
 def _masked(number: PhoneNumber | None) -> str | None:
@@ -337,7 +333,7 @@ def _entry_type(entry: _Entry) -> BindingType:
         return _AXB
     if isinstance(entry, _ExtEntry):
         return _AXN_EXT
-    return _slot_bindings(entry)[0].type
+    return _slot_bindings(entry)[0].profile.type
 
 
 def _conflict(code: str, message: str) -> BindConflictError:
@@ -379,7 +375,7 @@ class BindingIndex:
         Looks among the bindings of X (at most a few hundred).  Without ``x`` every binding is
         scanned: for tests and tools, never on a request path.
         """
-        key = _sub_key(sub_id)
+        key = sub_key(sub_id)
         if x is not None:
             entry = self._by_x.get(x)
             return None if entry is None else _find(entry, key)
@@ -429,7 +425,7 @@ class BindingIndex:
         """
         if not checked:
             entry = self._by_x.get(binding.x)
-            if entry is not None and _find(entry, _sub_key(binding.sub_id)) is not None:
+            if entry is not None and _find(entry, binding.sub_key) is not None:
                 raise _conflict("DUPLICATE_SUB_ID", f"binding {binding.sub_id} already exists")
             check_shape(binding)
             self._check_sharing(binding, now=now)
@@ -443,7 +439,7 @@ class BindingIndex:
         ``NO_SUCH_BINDING`` when there is none; on any error the index is unchanged.
         """
         entry = self._by_x.get(binding.x)
-        old = None if entry is None else _find(entry, _sub_key(binding.sub_id), binding)
+        old = None if entry is None else _find(entry, binding.sub_key, binding)
         if old is None:
             raise _conflict("NO_SUCH_BINDING", f"binding {binding.sub_id} does not exist")
         check_shape(binding)
@@ -479,7 +475,7 @@ class BindingIndex:
         for binding in bindings:
             x = binding.x
             entry = by_x.get(x)
-            if binding.type is axb:
+            if binding.profile.type is axb:
                 if entry is None:
                     entry = by_x[x] = _AxbEntry()
                 elif type(entry) is not _AxbEntry:
@@ -494,7 +490,7 @@ class BindingIndex:
                             entry[number] = [current, binding]  # type: ignore[index, list-item]
                 entry.count += 1
                 count += 1
-            elif entry is None or _entry_type(entry) is binding.type:
+            elif entry is None or _entry_type(entry) is binding.profile.type:
                 link(binding)
             else:
                 refused.append(binding)
@@ -595,7 +591,7 @@ class BindingIndex:
                 call_type = CALL_TYPE_PEER_TO_A
             if (
                 self._pool_blacklists or self._pair_blocks
-                or binding.restriction is not _UNRESTRICTED
+                or binding.profile.restriction is not _UNRESTRICTED
             ):  # fmt: skip
                 return self._finish(binding, caller, callee, call_type)
             # The common case, _finish and _route inlined (≈ 0.2 µs of ≈ 1 µs).
@@ -623,14 +619,15 @@ class BindingIndex:
             return Intercept(_EXPIRED, binding)
         if caller is not None and caller == binding.a:
             return self._finish_a(binding, caller)
-        if binding.type is _AXG and (
-            caller is None or binding.group_id is None
-            or caller not in self._groups.get(binding.group_id, ())
+        profile = binding.profile
+        if profile.type is _AXG and (
+            caller is None or profile.group_id is None
+            or caller not in self._groups.get(profile.group_id, ())
         ):  # fmt: skip
             return Intercept(_NOT_IN_GROUP, binding)
         if (
             self._pool_blacklists or self._pair_blocks
-            or binding.restriction is not _UNRESTRICTED
+            or profile.restriction is not _UNRESTRICTED
         ):  # fmt: skip
             return self._finish(binding, caller, binding.a, CALL_TYPE_PEER_TO_A)
         route = _RouteBuilder()  # as in the AXB branch: _finish and _route inlined
@@ -675,9 +672,9 @@ class BindingIndex:
         """A called its own X: ring the default B, if any."""
         callee = binding.b
         if callee is None:
-            if self._is_blocked(binding.pool_key, caller, None):
+            if self._is_blocked(binding.profile.pool_key, caller, None):
                 return Intercept(_BLACKLISTED, binding)
-            if binding.restriction is _AX_DISABLE:
+            if binding.profile.restriction is _AX_DISABLE:
                 return Intercept(_RESTRICTED, binding)
             return Intercept(_NO_DEFAULT_B, binding)
         return self._finish(binding, caller, callee, CALL_TYPE_A_TO_PEER)
@@ -691,10 +688,10 @@ class BindingIndex:
     ) -> Resolution:
         """The checks after the binding and direction are known: blacklists, restriction."""
         if (self._pool_blacklists or self._pair_blocks) and self._is_blocked(
-            binding.pool_key, caller, callee
+            binding.profile.pool_key, caller, callee
         ):
             return Intercept(_BLACKLISTED, binding)
-        restriction = binding.restriction
+        restriction = binding.profile.restriction
         if restriction is not _UNRESTRICTED and restriction is (
             _AX_DISABLE if call_type == CALL_TYPE_A_TO_PEER else _BX_DISABLE
         ):
@@ -719,11 +716,11 @@ class BindingIndex:
         entry = self._by_x.get(binding.x)
         if entry is None:
             return
-        key = binding.sub_id
-        kind = binding.type
+        key = binding.sub_key
+        kind = binding.profile.type
         if _entry_type(entry) is not kind:
             bindings = _entry_bindings(entry)
-            if len(bindings) > 1 or bindings[0].sub_id != key:  # not just its old self
+            if len(bindings) > 1 or bindings[0].sub_key != key:  # not just its old self
                 raise _conflict(
                     "X_TYPE_MISMATCH",
                     f"X already carries {_entry_type(entry)} bindings, not {kind}",
@@ -732,7 +729,7 @@ class BindingIndex:
 
         def active(slot: _Slot | None) -> Binding | None:
             for other in _slot_bindings(slot):
-                if other.expires_at > now and other.sub_id != key:
+                if other.expires_at > now and other.sub_key != key:
                     return other
             return None
 
@@ -747,7 +744,7 @@ class BindingIndex:
                 in_use = sum(
                     1
                     for other in entry.bindings()
-                    if other.expires_at > now and other.sub_id != key
+                    if other.expires_at > now and other.sub_key != key
                 )
                 if in_use >= self._axb_capacity:
                     raise _conflict(
@@ -769,7 +766,7 @@ class BindingIndex:
         """Index ``binding``; X carries none or bindings of its type (checked by the caller)."""
         x = binding.x
         entry = self._by_x.get(x)
-        kind = binding.type
+        kind = binding.profile.type
         if kind is _AXB:
             if entry is None:
                 entry = self._by_x[x] = _AxbEntry()
@@ -831,10 +828,10 @@ def _find(entry: _Entry, key: object, hint: Binding | None = None) -> Binding | 
     if hint is not None and type(entry) is _AxbEntry:
         for number in (hint.a, hint.b):
             for binding in _slot_bindings(entry.get(number)):  # type: ignore[arg-type]
-                if binding.sub_id == key:
+                if binding.sub_key == key:
                     return binding
     for binding in _entry_bindings(entry):
-        if binding.sub_id == key:
+        if binding.sub_key == key:
             return binding
     return None
 

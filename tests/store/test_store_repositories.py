@@ -288,6 +288,52 @@ async def test_load_active_bindings_keeps_expired_with_optional_grace(db: Databa
     assert loaded == {"live"}
 
 
+async def test_load_active_bindings_reads_every_field_but_created_at(db: Database) -> None:
+    """The start-up load builds compact bindings its own way: they must equal the stored ones
+    (created_at aside, which it leaves unknown), whatever form the sub_id has."""
+    pool = await _pool_with_x(db)
+    stored = [
+        # maskline's own ids: 18 digits, held as an int
+        _binding("123456789012345678", pool, X1, out_id="order-7", record=True),
+        _binding("100000000000000000", pool, X1, a=PhoneNumber("+8613700137000"), b=None),
+        # anything else stays a str: a leading zero, 19 digits, letters, non-ASCII digits
+        _binding("012345678901234567", pool, X1, a=PhoneNumber("+8613700137001")),
+        _binding("1234567890123456789", pool, X1, a=PhoneNumber("+8613700137002")),
+        _binding("sub-1", pool, X1, a=PhoneNumber("+8613700137003")),
+        _binding("١٢٣", pool, X1, a=PhoneNumber("+8613700137004")),
+        _binding(
+            "42",
+            pool,
+            X2,
+            restriction=Restriction.AX_DISABLE,
+            ring_timeout_s=30,
+            ringback={"AXBRing_A": "tone-1", "AXBRing_B": "tone-2"},
+        ),
+        _binding(
+            "43",
+            pool,
+            PhoneNumber("+8617000000003"),
+            type=BindingType.AXN_EXT,
+            extension="7",
+            b=None,
+        ),
+    ]
+    held_as_int = {"123456789012345678", "100000000000000000", "42", "43"}
+    for binding in stored:
+        await insert_binding(db, binding)
+    loaded = {b.sub_id: b for b in await load_active_bindings(db, NOW)}
+    assert sorted(loaded) == sorted(b.sub_id for b in stored)
+    for binding in stored:
+        got = loaded[binding.sub_id]
+        assert type(got.sub_id) is str and got.created_at == 0.0
+        assert got == dataclasses.replace(binding, created_at=0.0), binding.sub_id
+        assert type(got.sub_key) is (int if binding.sub_id in held_as_int else str)
+    # Equal settings: one shared profile object, and one X object per X.
+    same = [loaded["012345678901234567"], loaded["1234567890123456789"], loaded["sub-1"]]
+    assert len({id(b.profile) for b in same}) == 1 and len({id(b.x) for b in same}) == 1
+    assert loaded["42"].ringback == {"AXBRing_A": "tone-1", "AXBRing_B": "tone-2"}
+
+
 async def test_binding_backstops(db: Database) -> None:
     pool = await _pool_with_x(db, BindingType.AXN)
     axn = dataclasses.replace(_binding("n1", pool, X1), type=BindingType.AXN)
