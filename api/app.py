@@ -24,7 +24,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import routes_inventory, routes_lists, routes_recordings, routes_ringback, routes_tenants
+from api import (
+    routes_inventory,
+    routes_lists,
+    routes_recordings,
+    routes_ringback,
+    routes_stats,
+    routes_tenants,
+)
 from api.auth import AuthError, principal_dependency
 from api.control import ControlPlane, ImportRow, parse_number_csv
 from api.errors import ControlError, ErrorCode, InvalidInput, NotFound
@@ -548,7 +555,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         return CallsOut(calls=[record.to_report(control.zone)])
 
     app.include_router(router)
-    for area in (routes_tenants, routes_inventory, routes_lists, routes_ringback):
+    for area in (routes_tenants, routes_inventory, routes_lists, routes_ringback, routes_stats):
         app.include_router(area.build_router(control, principal), prefix="/v1", responses=_ERRORS)
     app.include_router(routes_recordings.build_router(control, principal))
     app.add_route(

@@ -139,6 +139,15 @@ def _plan(a: dict[str, str]) -> dict[tuple[str, str], Step]:
             "foreign", body={"text": "ni3 hao3"}
         ),
         ("delete", "/v1/tenants/{tenant_id}/ringback/{tone_id}"): Step("foreign"),
+        # Statistics and export: B names A's tenant id or pool; server paths are the operator's.
+        ("get", "/v1/stats/full"): Step(
+            "foreign", params={"month": "2030-01", "tenant_id": "{tenant_id}"}
+        ),
+        ("get", "/v1/stats/classified"): Step(
+            "foreign", params={"from": "2030-01-01", "to": "2030-01-31", "pool_key": "{pool_key}"}
+        ),
+        ("get", "/v1/pools/{pool_key}/export"): Step("foreign", params={"month": "2030-01"}),
+        ("get", "/v1/calls/{call_id}/files"): Step("operator"),
     }
 
 
