@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import (
+    routes_billing,
     routes_inventory,
     routes_lists,
     routes_recordings,
@@ -555,7 +556,14 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         return CallsOut(calls=[record.to_report(control.zone)])
 
     app.include_router(router)
-    for area in (routes_tenants, routes_inventory, routes_lists, routes_ringback, routes_stats):
+    for area in (
+        routes_tenants,
+        routes_inventory,
+        routes_lists,
+        routes_ringback,
+        routes_billing,
+        routes_stats,
+    ):
         app.include_router(area.build_router(control, principal), prefix="/v1", responses=_ERRORS)
     app.include_router(routes_recordings.build_router(control, principal))
     app.add_route(

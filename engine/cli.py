@@ -741,7 +741,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = cast("Commands", parser.add_subparsers(title="commands", metavar="COMMAND"))
     # The areas' command modules import this module's helpers (``_api``, ``_control`` ...), so
     # they are imported here, once this module is complete.
-    from engine import cli_audio, cli_inventory, cli_lists, cli_stats, cli_tenants  # noqa: PLC0415
+    from engine import (  # noqa: PLC0415
+        cli_audio,
+        cli_billing,
+        cli_inventory,
+        cli_lists,
+        cli_stats,
+        cli_tenants,
+    )
 
     for register in (
         *_COMMANDS,
@@ -749,6 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
         *cli_inventory.COMMANDS,
         *cli_lists.COMMANDS,
         *cli_audio.COMMANDS,
+        *cli_billing.COMMANDS,
         *cli_stats.COMMANDS,
     ):
         register(commands)

@@ -245,7 +245,7 @@ async def list_packages(db: Database, tenant_id: str) -> list[PackageRow]:
         _check_tenant(conn, tenant_id)
         rows = conn.execute(
             f"SELECT {_PACKAGE_COLUMNS} FROM billing_packages"  # noqa: S608
-            " WHERE tenant_id = ? ORDER BY created_at, id",
+            " WHERE tenant_id = ? ORDER BY created_at, rowid",
             (tenant_id,),
         ).fetchall()
         return [_package(r) for r in rows]

@@ -35,7 +35,7 @@ CREATE TABLE billing_packages (
     valid_until   REAL NOT NULL,
     created_at    REAL NOT NULL,
     CHECK (valid_until > valid_from)
-) WITHOUT ROWID;
+);  -- with a rowid: listings show packages in the order they were sold
 -- Drawing order: oldest-expiring first among the tenant's packages.
 CREATE INDEX billing_packages_draw ON billing_packages (tenant_id, valid_until, created_at);
 
