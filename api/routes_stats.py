@@ -7,6 +7,9 @@
 - ``GET /v1/stats/classified?from=2026-12-01&to=2026-12-31[&type=AXB][&pool_key=P][&tenant_id=T]``:
   per pool, billed numbers, calls, answered calls, connection rate, total and average talk time,
   fees; and their total.
+- ``GET /v1/stats/packages[?tenant_id=T][&month=2026-12]``: prepaid minute packages (name, price,
+  validity, state, minutes, used, remaining, minutes paid for in the month) and the quota still
+  usable; ``month`` defaults to the current one.
 - ``GET /v1/pools/{pool_key}/export?month=2026-12``: the pool's month of call records as the CSV
   file ``<pool key><YYYYMM>.csv`` (UTF-8 with BOM; :mod:`billing.export`).
 - ``GET /v1/calls/{call_id}/files`` (operator): the call's record, its recording's path on the
@@ -35,15 +38,18 @@ from api.control import ControlPlane
 from api.errors import ErrorCode, InvalidInput, NotFound
 from api.principal import Principal
 from billing.export import pool_month_csv
+from billing.rating import PackageState
 from billing.statistics import (
     ClassifiedRow,
     FullRow,
     LedgerLine,
     Month,
+    PackageRecord,
     StatisticsInputError,
     classified_statistics,
     full_statistics,
     money_text,
+    package_statistics,
     parse_day_range,
     parse_month,
 )
@@ -122,6 +128,33 @@ class ClassifiedStatsOut(_Model):
     to: str = Field(examples=["2026-12-31"])
     rows: list[ClassifiedRowOut]
     total: ClassifiedRowOut
+
+
+class PackageRecordOut(_Model):
+    """A prepaid call-minute package: purchase, quota, use."""
+
+    package_id: str
+    tenant_id: str
+    name: str
+    price: str
+    minutes: int
+    used_minutes: int
+    remaining_minutes: int
+    valid_from: str = Field(description="first valid local day")
+    valid_to: str = Field(description="last valid local day, included")
+    state: PackageState
+    purchased: str
+    month_minutes: int = Field(description="minutes it paid for in the month")
+
+
+class PackageStatsOut(_Model):
+    """Package records and the remaining quota."""
+
+    month: str
+    tenant_id: str | None
+    remaining_minutes: int = Field(description="remaining minutes of active and pending packages")
+    month_minutes: int = Field(description="minutes the packages paid for in the month")
+    packages: list[PackageRecordOut]
 
 
 class RecordingFileOut(_Model):
@@ -210,6 +243,27 @@ def _classified_out(row: ClassifiedRow) -> ClassifiedRowOut:
     )
 
 
+def _package_out(control: ControlPlane, package: PackageRecord) -> PackageRecordOut:
+    def day(epoch_s: float) -> str:
+        return control.local_time(epoch_s)[:10]
+
+    return PackageRecordOut(
+        package_id=package.package_id,
+        tenant_id=package.tenant_id,
+        name=package.name,
+        price=money_text(package.price),
+        minutes=package.minutes,
+        used_minutes=package.used_minutes,
+        remaining_minutes=package.remaining_minutes,
+        valid_from=day(package.valid_from),
+        # valid_until is the local midnight after the last valid day.
+        valid_to=day(package.valid_until - 1),
+        state=package.state,
+        purchased=control.local_time(package.purchased_at),
+        month_minutes=package.month_minutes,
+    )
+
+
 def _recording_file(path: str) -> tuple[str, bool]:
     """The absolute path (relative ones are the server's working directory's) and whether the
     file exists; run in a thread (it touches the disk)."""
@@ -281,6 +335,30 @@ def build_router(control: ControlPlane, principal: PrincipalDependency) -> APIRo
                 "rows": [_classified_out(row) for row in stats.rows],
                 "total": _classified_out(stats.total),
             }
+        )
+
+    @router.get(
+        "/stats/packages",
+        response_model=PackageStatsOut,
+        summary="Prepaid minute packages: records, use in a month, remaining quota",
+    )
+    async def stats_packages(
+        who: Principal = caller,
+        tenant_id: Annotated[str | None, Query(description="operator: one tenant")] = None,
+        month: Annotated[
+            str | None, Query(description="YYYY-MM; default: the current month")
+        ] = None,
+    ) -> PackageStatsOut:
+        now = control.clock()
+        wanted = _month(month) if month is not None else _month(control.local_time(now)[:7])
+        scope = await _tenant_scope(control, who, tenant_id)
+        stats = await package_statistics(control.db, wanted, now=now, tenant_id=scope)
+        return PackageStatsOut(
+            month=wanted.label,
+            tenant_id=scope,
+            remaining_minutes=stats.remaining_minutes,
+            month_minutes=stats.month_minutes,
+            packages=[_package_out(control, package) for package in stats.packages],
         )
 
     @router.get(

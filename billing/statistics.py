@@ -29,8 +29,13 @@ every month the range touches (rent is monthly: a one-day range shows the whole 
 Over a whole month with no filter, ``fees`` equals the full statistics' total less the lines of
 no pool.
 
-The aggregation is pure (:func:`summarise_ledger`, :func:`classify`); the async functions only
-read the rows they need and hand them over.
+**Packages** (:func:`package_statistics`): a tenant's prepaid minute packages (name, price,
+validity, state at ``now``, minutes, used, remaining — ``billing_packages`` through
+``store.billing``) with the minutes each gave in a month (its ``call_package`` lines), and the
+quota still usable (remaining minutes of active and pending packages).
+
+The aggregation is pure (:func:`summarise_ledger`, :func:`classify`, :func:`summarise_packages`);
+the async functions only read the rows they need and hand them over.
 """
 
 from __future__ import annotations
@@ -44,11 +49,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from billing.rating import PackageState, package_state
 from routing.model import BindingType, PhoneNumber, PoolKey
+from store import billing as billing_store
 from store.db import Database
 from store.ledger import TOPUP
 from store.records import CallType
 from store.repositories import Pool, list_pools
+from store.tenants import list_tenants
 
 __all__ = [
     "CALL_REF_JOIN",
@@ -65,15 +73,19 @@ __all__ = [
     "FullStatistics",
     "LedgerLine",
     "Month",
+    "PackageRecord",
+    "PackageStatistics",
     "StatisticsInputError",
     "call_record_id",
     "classified_statistics",
     "classify",
     "full_statistics",
     "money_text",
+    "package_statistics",
     "parse_day_range",
     "parse_month",
     "summarise_ledger",
+    "summarise_packages",
 ]
 
 #: Billing items in the order statistics list them; other items follow alphabetically.
@@ -604,3 +616,114 @@ async def classified_statistics(
 
     counts, lines = await db.read(fn) if pools else ({}, [])
     return classify(pools, counts, lines, days=days, zone=zone, number_type=number_type)
+
+
+# ------------------------------------------------------------------------------ packages
+
+#: States whose remaining minutes can still pay for calls.
+_USABLE: Final = frozenset({PackageState.ACTIVE, PackageState.PENDING})
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRecord:
+    """A prepaid minute package: its purchase, quota and use."""
+
+    package_id: str
+    tenant_id: str
+    name: str
+    price: Decimal
+    minutes: int
+    used_minutes: int
+    remaining_minutes: int
+    valid_from: float  # UTC epoch seconds
+    valid_until: float  # exclusive
+    purchased_at: float
+    state: PackageState  # at the time of the query
+    month_minutes: int  # minutes it paid for in the month asked about
+
+
+@dataclass(frozen=True, slots=True)
+class PackageStatistics:
+    """Package records of one tenant (``tenant_id`` None: every tenant) and their quota."""
+
+    tenant_id: str | None
+    month: Month
+    packages: tuple[PackageRecord, ...]
+
+    @property
+    def remaining_minutes(self) -> int:
+        """Minutes still usable: the remaining minutes of active and pending packages."""
+        return sum(p.remaining_minutes for p in self.packages if p.state in _USABLE)
+
+    @property
+    def month_minutes(self) -> int:
+        """Minutes the packages paid for in the month."""
+        return sum(p.month_minutes for p in self.packages)
+
+
+def summarise_packages(
+    rows: Iterable[billing_store.PackageRow],
+    draws: Iterable[tuple[str, int]],
+    *,
+    now: float,
+) -> tuple[PackageRecord, ...]:
+    """Package records from stored packages and a month's draws (``call_package`` lines as
+    (ref, quantity)); states at ``now``; in the order of ``rows``."""
+    drawn: dict[str, int] = {}
+    for ref, quantity in draws:
+        package_id = ref.partition(":")[2]  # ref: <call record id>:<package id>
+        drawn[package_id] = drawn.get(package_id, 0) + quantity
+    return tuple(
+        PackageRecord(
+            package_id=row.id,
+            tenant_id=row.tenant_id,
+            name=row.name,
+            price=row.price,
+            minutes=row.minutes,
+            used_minutes=row.used_minutes,
+            remaining_minutes=row.remaining,
+            valid_from=row.valid_from,
+            valid_until=row.valid_until,
+            purchased_at=row.created_at,
+            state=package_state(
+                minutes=row.minutes,
+                used_minutes=row.used_minutes,
+                valid_from=row.valid_from,
+                valid_until=row.valid_until,
+                now=now,
+            ),
+            month_minutes=drawn.get(row.id, 0),
+        )
+        for row in rows
+    )
+
+
+async def package_statistics(
+    db: Database, month: Month, *, now: float, tenant_id: str | None = None
+) -> PackageStatistics:
+    """The packages of ``tenant_id`` (None: every tenant), oldest purchase first per tenant,
+    with what each paid for in ``month``; ``store.ledger.UnknownTenantError`` for no tenant."""
+    if tenant_id is None:
+        tenants = [row.tenant_id for row in await list_tenants(db)]
+    else:
+        tenants = [tenant_id]
+    rows: list[billing_store.PackageRow] = []
+    for tenant in tenants:
+        rows += await billing_store.list_packages(db, tenant)
+
+    def fn(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+        where = "period = ? AND item = 'call_package'"
+        params: list[object] = [month.period]
+        if tenant_id is not None:
+            where += " AND tenant_id = ?"
+            params.append(tenant_id)
+        found = conn.execute(
+            f"SELECT ref, quantity FROM ledger WHERE {where}",  # noqa: S608  (fixed text)
+            params,
+        ).fetchall()
+        return [(str(ref), int(quantity)) for ref, quantity in found]
+
+    draws = await db.read(fn)
+    return PackageStatistics(
+        tenant_id=tenant_id, month=month, packages=summarise_packages(rows, draws, now=now)
+    )

@@ -10,6 +10,8 @@ as ``{"code", "message"}`` with exit code 1 (or 2 for usage). They ask the runni
   object (rows by number type, pool and billing item; ``details``: the ledger lines of each row)
 - ``stats classified --from 2026-12-01 --to 2026-12-31 [--type AXB] [--pool P] [--tenant T]`` →
   one object (a row per pool and the total)
+- ``stats packages [--tenant T] [--month 2026-12]`` → prepaid minute packages with their use in
+  the month (default: the current one) and the remaining usable quota, one object
 - ``export --month 2026-12 --out DIR [--pool P] [--tenant T]`` → writes ``<pool key><YYYYMM>.csv``
   per pool (UTF-8 with BOM) into DIR atomically; one line per file
   ``{"pool_key", "file", "calls"}``. Without ``--pool``: every pool the key sees that existed
@@ -95,6 +97,11 @@ def _stats_classified(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [_api(args, "GET", "/v1/stats/classified", params=params)]
 
 
+def _stats_packages(args: argparse.Namespace) -> list[dict[str, Any]]:
+    params = _params(tenant_id=args.tenant, month=args.month)
+    return [_api(args, "GET", "/v1/stats/packages", params=params)]
+
+
 def _add_stats(commands: Commands) -> None:
     group = _add_group(
         commands, name="stats", help_text="billing statistics (SPEC §7)", json_errors=True
@@ -123,6 +130,16 @@ def _add_stats(commands: Commands) -> None:
     classified.add_argument("--pool", default=None, metavar="KEY")
     classified.add_argument("--tenant", default=None, metavar="ID")
     classified.set_defaults(handler=_control(_stats_classified))
+    packages = _control_parser(
+        group,
+        "packages",
+        help_text="prepaid minute packages: records, minutes used in a month, remaining quota",
+    )
+    packages.add_argument("--tenant", default=None, metavar="ID", help="one tenant (default: all)")
+    packages.add_argument(
+        "--month", default=None, metavar="YYYY-MM", help="default: the current month"
+    )
+    packages.set_defaults(handler=_control(_stats_packages))
 
 
 # ------------------------------------------------------------------------------ export

@@ -8,17 +8,26 @@ are worked out by hand.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
+import sqlite3
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pytest
-from api_support import Api
+from api_support import ZONE, Api
 from test_stats_support import JAN_5, XA, World, build_world
 
 from media.recording_io import write_wav
+from store import billing as billing_store
+from store.ledger import insert_entry_in, topup
 from store.recordings import attach_recording
+
+
+def local_midnight(year: int, month: int, day: int) -> float:
+    return dt.datetime(year, month, day, tzinfo=ZONE).timestamp()
 
 
 @pytest.fixture
@@ -203,3 +212,50 @@ async def test_call_files_for_the_operator(api: Api, world: World) -> None:
     # Paths on the server are the operator's: a tenant is refused, even for its own call.
     refused = await api.client.get("/v1/calls/call-ca1/files", headers=world.as_a)
     assert (refused.status_code, refused.json()["code"]) == (403, "FORBIDDEN")
+
+
+async def test_package_statistics(api: Api, world: World) -> None:
+    db = api.control.db
+    await topup(db, world.a, Decimal("100.00"), now=JAN_5)
+    january = (local_midnight(2030, 1, 1), local_midnight(2030, 2, 1))
+    package = await billing_store.insert_package(
+        db, tenant_id=world.a, name="60 分钟", price=Decimal("6.00"), minutes=60,
+        valid_from=january[0], valid_until=january[1], period="203001", now=JAN_5,
+    )  # fmt: skip
+
+    def draw(conn: sqlite3.Connection) -> None:
+        insert_entry_in(
+            conn, tenant_id=world.a, item="call_package", amount=Decimal(0), created_at=JAN_5,
+            period="203001", quantity=2, unit="minute", unit_price=Decimal(0),
+            ref=f"ca1:{package.id}",
+        )  # fmt: skip
+        billing_store.draw_in(conn, package.id, 2)
+
+    await db.write(draw)
+    answer = await api.client.get("/v1/stats/packages", headers=world.as_a)
+    assert answer.status_code == 200, answer.text
+    # The clock is 2030-01-01 12:00: this month, the package is active with 58 minutes left.
+    assert answer.json() == {
+        "month": "2030-01",
+        "tenant_id": world.a,
+        "remaining_minutes": 58,
+        "month_minutes": 2,
+        "packages": [
+            {"package_id": package.id, "tenant_id": world.a, "name": "60 分钟", "price": "6.00",
+             "minutes": 60, "used_minutes": 2, "remaining_minutes": 58,
+             "valid_from": "2030-01-01", "valid_to": "2030-01-31", "state": "active",
+             "purchased": "2030-01-05 10:00:00", "month_minutes": 2},
+        ],
+    }  # fmt: skip
+    february = await api.client.get(
+        "/v1/stats/packages", params={"month": "2030-02", "tenant_id": world.a}
+    )
+    assert (february.json()["month_minutes"], february.json()["remaining_minutes"]) == (0, 58)
+    foreign = await api.client.get(
+        "/v1/stats/packages", params={"tenant_id": world.a}, headers=world.as_b
+    )
+    assert (foreign.status_code, foreign.json()["code"]) == (404, "TENANT_NOT_EXIST")
+    own_b = (await api.client.get("/v1/stats/packages", headers=world.as_b)).json()
+    assert (own_b["packages"], own_b["remaining_minutes"]) == ([], 0)
+    bad = await api.client.get("/v1/stats/packages", params={"month": "2030-1"})
+    assert (bad.status_code, bad.json()["code"]) == (400, "PARAMETER_ILLEGAL")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from cli_support import Cli
 from test_stats_support import JAN_5, World, build_world
 
 from media.recording_io import write_wav
+from store import billing as billing_store
 from store.cdr import CdrWriter
+from store.ledger import topup
 from store.recordings import attach_recording
 from store.repositories import get_call_record
 
@@ -170,3 +173,21 @@ async def test_calls_find_in_cdr_files_without_a_server(
     assert (code, lines[0]["code"]) == (1, "CALL_NOT_EXIST")
     code, lines = await cli("calls", "find", "--call-id", "call-ca1")
     assert (code, lines[0]["code"]) == (1, "SERVER_UNREACHABLE")
+
+
+async def test_stats_packages(cli: Cli, world: World, api: Api) -> None:
+    await topup(api.control.db, world.a, Decimal("10.00"), now=JAN_5)
+    package = await billing_store.insert_package(
+        api.control.db, tenant_id=world.a, name="十分钟", price=Decimal("1.00"), minutes=10,
+        # Valid from 31 December: active at the clock's 1 January 12:00.
+        valid_from=JAN_5 - 86400 * 5, valid_until=JAN_5 + 86400 * 30, period="203001", now=JAN_5,
+    )  # fmt: skip
+    code, lines = await cli("stats", "packages", "--tenant", world.a, "--month", "2030-01")
+    assert code == 0, lines
+    [answer] = lines
+    assert (answer["remaining_minutes"], answer["month_minutes"]) == (10, 0)
+    assert [(p["package_id"], p["name"], p["state"]) for p in answer["packages"]] == [
+        (package.id, "十分钟", "active")
+    ]
+    code, lines = await cli("stats", "packages", "--tenant", "T000000000000")
+    assert (code, lines[0]["code"]) == (1, "TENANT_NOT_EXIST")

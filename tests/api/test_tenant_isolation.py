@@ -148,6 +148,7 @@ def _plan(a: dict[str, str]) -> dict[tuple[str, str], Step]:
         ),
         ("get", "/v1/pools/{pool_key}/export"): Step("foreign", params={"month": "2030-01"}),
         ("get", "/v1/calls/{call_id}/files"): Step("operator"),
+        ("get", "/v1/stats/packages"): Step("foreign", params={"tenant_id": "{tenant_id}"}),
     }
 
 

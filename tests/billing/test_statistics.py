@@ -7,6 +7,7 @@ expected figure below is worked out by hand from those rows, in the comments.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_statistics_support import X1, X2, X3, ZONE, Month, at, build_month
 
+from billing.rating import PackageState
 from billing.statistics import (
     ClassifiedRow,
     DayRange,
@@ -26,6 +28,7 @@ from billing.statistics import (
     classified_statistics,
     full_statistics,
     money_text,
+    package_statistics,
     parse_day_range,
     parse_month,
     summarise_ledger,
@@ -33,7 +36,9 @@ from billing.statistics import (
 from billing.statistics import Month as BillingMonth
 from routing.model import BindingType, PoolKey
 from store import Database
-from store.repositories import get_pool
+from store import billing as billing_store
+from store.ledger import UnknownTenantError, insert_entry_in, topup
+from store.repositories import create_tenant, get_pool
 
 D = Decimal
 
@@ -280,3 +285,79 @@ def test_call_record_id_and_money_text() -> None:
     assert [money_text(D(v)) for v in ("0", "0.1", "5", "0.025", "-1.5", "12.345")] == [
         "0.00", "0.10", "5.00", "0.025", "-1.50", "12.345",
     ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ packages
+
+
+async def _package(
+    db: Database, tenant: str, name: str, *, minutes: int, valid: tuple[float, float], at: float
+) -> str:
+    row = await billing_store.insert_package(
+        db, tenant_id=tenant, name=name, price=D("10.00"), minutes=minutes,
+        valid_from=valid[0], valid_until=valid[1], period="202611", now=at,
+    )  # fmt: skip
+    return row.id
+
+
+async def _draw(db: Database, tenant: str, package_id: str, record: str, *, minutes: int,
+                period: str) -> None:  # fmt: skip
+    def op(conn: sqlite3.Connection) -> None:
+        insert_entry_in(
+            conn, tenant_id=tenant, item="call_package", amount=D(0), created_at=0.0,
+            period=period, quantity=minutes, unit="minute", unit_price=D(0),
+            ref=f"{record}:{package_id}",
+        )  # fmt: skip
+        billing_store.draw_in(conn, package_id, minutes)
+
+    await db.write(op)
+
+
+async def test_package_records_and_remaining_quota(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "packages.sqlite3")
+    try:
+        for tenant in ("T1", "T2"):
+            await create_tenant(db, tenant_id=tenant, name=tenant, now=at(2026, 11, 1))
+            await topup(db, tenant, D("1000.00"), now=at(2026, 11, 1))
+        december = (at(2026, 12, 1), at(2027, 1, 1))
+        p1 = await _package(db, "T1", "100 分钟", minutes=100, valid=december, at=at(2026, 11, 20))
+        p2 = await _package(db, "T1", "old", minutes=10, valid=(at(2026, 11, 1), at(2026, 12, 1)),
+                            at=at(2026, 11, 21))  # fmt: skip
+        p3 = await _package(db, "T1", "next", minutes=50, valid=(at(2027, 1, 1), at(2027, 2, 1)),
+                            at=at(2026, 11, 22))  # fmt: skip
+        p4 = await _package(db, "T1", "small", minutes=5, valid=december, at=at(2026, 11, 23))
+        p5 = await _package(db, "T2", "other", minutes=20, valid=december, at=at(2026, 11, 24))
+        await _draw(db, "T1", p1, "ra", minutes=3, period="202612")
+        await _draw(db, "T1", p1, "rb", minutes=5, period="202611")
+        await _draw(db, "T1", p2, "rc", minutes=4, period="202611")
+        await _draw(db, "T1", p4, "rd", minutes=5, period="202612")
+        now = at(2026, 12, 15, 12)
+        stats = await package_statistics(db, parse_month("2026-12"), now=now, tenant_id="T1")
+        shape = [
+            (p.package_id, p.name, p.minutes, p.used_minutes, p.remaining_minutes, p.state,
+             p.month_minutes, p.price)
+            for p in stats.packages
+        ]  # fmt: skip
+        assert shape == [
+            # 100 min, 3 used in December and 5 in November: active, 92 left.
+            (p1, "100 分钟", 100, 8, 92, PackageState.ACTIVE, 3, D("10.00")),
+            # Valid in November only: expired with 6 minutes lost.
+            (p2, "old", 10, 4, 6, PackageState.EXPIRED, 0, D("10.00")),
+            # Valid from January: pending, all 50 usable later.
+            (p3, "next", 50, 0, 50, PackageState.PENDING, 0, D("10.00")),
+            # All 5 minutes used in December.
+            (p4, "small", 5, 5, 0, PackageState.EXHAUSTED, 5, D("10.00")),
+        ]
+        assert (stats.packages[0].valid_from, stats.packages[0].valid_until) == december
+        assert stats.packages[0].purchased_at == at(2026, 11, 20)
+        # Usable quota: 92 (active) + 50 (pending); the expired 6 are gone.
+        assert (stats.remaining_minutes, stats.month_minutes) == (142, 8)
+        november = await package_statistics(db, parse_month("2026-11"), now=now, tenant_id="T1")
+        assert [p.month_minutes for p in november.packages] == [5, 4, 0, 0]
+        everyone = await package_statistics(db, parse_month("2026-12"), now=now)
+        assert [p.package_id for p in everyone.packages] == [p1, p2, p3, p4, p5]
+        assert (everyone.remaining_minutes, everyone.month_minutes) == (162, 8)
+        with pytest.raises(UnknownTenantError):
+            await package_statistics(db, parse_month("2026-12"), now=now, tenant_id="T9")
+    finally:
+        await db.close()

@@ -96,9 +96,10 @@ async def build_month(db: Database) -> Month:
     created = at(2026, 11, 1)
     await create_tenant(db, tenant_id=t1, name="Tenant One", now=created)
     await create_tenant(db, tenant_id=t2, name="Tenant Two", now=created)
+    # One second apart: pools are listed in creation order.
     axb = await create_pool(db, type=BindingType.AXB, name="AXB", tenant_id=t1, now=created)
-    axn = await create_pool(db, type=BindingType.AXN, name="AXN", tenant_id=t1, now=created)
-    other = await create_pool(db, type=BindingType.AXB, name="B", tenant_id=t2, now=created)
+    axn = await create_pool(db, type=BindingType.AXN, name="AXN", tenant_id=t1, now=created + 1)
+    other = await create_pool(db, type=BindingType.AXB, name="B", tenant_id=t2, now=created + 2)
     late = await create_pool(
         db, type=BindingType.AXB, name="late", tenant_id=t1, now=at(2027, 1, 2)
     )
