@@ -57,6 +57,7 @@ __all__ = [
     "rate_call_record",
     "rate_call_record_in",
     "run_billing",
+    "tariff_for",
     "tariff_in",
 ]
 
@@ -80,6 +81,14 @@ _RENT_DONE: Final = "rent_period"
 def tariff_in(conn: sqlite3.Connection, tenant_id: str) -> Tariff:
     """The tenant's effective tariff: the SPEC defaults with its stored overrides."""
     return DEFAULT_TARIFF.with_overrides(billing_store.tariff_overrides_in(conn, tenant_id))
+
+
+async def tariff_for(db: Database, tenant_id: str | None) -> Tariff:
+    """The tenant's effective tariff (None, an operator pool: the defaults), e.g. for the rent
+    a purchase charges (``tariff.rent_by_spec()``)."""
+    if tenant_id is None:
+        return DEFAULT_TARIFF
+    return await db.read(lambda conn: tariff_in(conn, tenant_id))
 
 
 # ------------------------------------------------------------------------------- calls
@@ -406,11 +415,17 @@ async def run_billing(
     interval_s: float = 60.0,
     *,
     clock: Callable[[], float] = time.time,
+    passes: int | None = None,
 ) -> None:
     """Run :func:`billing_cycle` now and then every ``interval_s`` seconds until cancelled (or
-    the database closes).  A failing pass is logged and retried at the next interval."""
+    the database closes, or after ``passes`` passes when given).  A failing pass is logged and
+    retried at the next interval."""
     zone = settings.time.tzinfo
-    while True:
+    done = 0
+    while passes is None or done < passes:
+        if done:
+            await asyncio.sleep(interval_s)
+        done += 1
         try:
             result = await billing_cycle(db, zone=zone, now=clock())
         except DatabaseClosedError:
@@ -426,4 +441,3 @@ async def run_billing(
                     amount=str(result.amount),
                     rent_months=[r.period for r in result.rent],
                 )
-        await asyncio.sleep(interval_s)

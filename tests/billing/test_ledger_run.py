@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from api_support import ZONE, Clock
@@ -27,9 +28,11 @@ from inventory_support import (
 )
 
 from api.control import ControlPlane
+from billing import ledger_run
 from billing.ledger_run import bill_rent, billing_cycle, rate_call_record
 from billing.tariffs import Tariff
-from routing.model import BindingType, PoolKey
+from config.settings import Settings, TimeSettings
+from routing.model import NumberSpec, PoolKey
 from store import CallType
 from store import billing as billing_store
 
@@ -651,4 +654,50 @@ async def test_job_restarted_without_its_cursors_charges_nothing_twice(
     result = await billing_cycle(control.db, zone=ZONE, now=at(2030, 2, 1, 2))
     assert (result.rated_records, result.lines) == (3, 0)
     assert ledger(tmp_path / DB) == before
-    assert BindingType.AXB  # the pool fixture's type (keeps the import meaningful)
+
+
+async def test_run_billing_passes_and_survives_a_failing_pass(
+    control: ControlPlane,
+    pool: PoolKey,
+    clock: Clock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock.now = at(2030, 1, 10)
+    x = await buy(control, pool, BEIJING[0])
+    start = at(2030, 1, 12)
+    await store_call(control.db, call("r1", pool_key=pool, x=x, start=start, release=start + 61))
+    real_cycle = ledger_run.billing_cycle
+    calls = 0
+
+    async def flaky(*args: Any, **kwargs: Any) -> ledger_run.CycleResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk hiccup")
+        return await real_cycle(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_run, "billing_cycle", flaky)
+    settings = Settings(time=TimeSettings(zone="Asia/Shanghai"))
+    await ledger_run.run_billing(
+        control.db, settings, interval_s=0, clock=lambda: at(2030, 2, 1, 0, 1), passes=2
+    )
+    assert calls == 2
+    assert [(ln.item, ln.period) for ln in ledger(tmp_path / DB) if ln.item != "topup"] == [
+        ("rent", "203001"),  # the purchase
+        ("call", "203001"),
+        ("rent", "203002"),  # the job's first pass bills the current month
+    ]
+
+
+async def test_tariff_for_purchases(control: ControlPlane, pool: PoolKey) -> None:
+    assert await ledger_run.tariff_for(control.db, None) == Tariff()
+    await billing_store.set_tariff_overrides(
+        control.db, TENANT_A, {"rent_virtual": Decimal("4.20")}, now=0.0
+    )
+    rents = (await ledger_run.tariff_for(control.db, TENANT_A)).rent_by_spec()
+    assert rents == {
+        NumberSpec.VIRTUAL: Decimal("4.20"),
+        NumberSpec.CARRIER: Decimal("15.00"),
+        NumberSpec.NATIONWIDE_95: Decimal("5.00"),
+    }
