@@ -162,7 +162,7 @@ def test_next_period_and_bounds() -> None:
 
 
 @settings(max_examples=300)
-@given(st.integers(min_value=at(2001, 1, 1), max_value=at(2098, 12, 1)))
+@given(st.integers(min_value=int(at(2001, 1, 1)), max_value=int(at(2098, 12, 1))))
 def test_every_instant_lies_in_the_bounds_of_its_period(epoch_s: int) -> None:
     period = period_of(epoch_s, SHANGHAI)
     start, end = month_bounds(period, SHANGHAI)
