@@ -139,6 +139,18 @@ def _plan(a: dict[str, str]) -> dict[tuple[str, str], Step]:
             "foreign", body={"text": "ni3 hao3"}
         ),
         ("delete", "/v1/tenants/{tenant_id}/ringback/{tone_id}"): Step("foreign"),
+        ("get", "/v1/tenants/{tenant_id}/tariff"): Step("foreign"),
+        ("patch", "/v1/tenants/{tenant_id}/tariff"): Step(
+            "operator", body={"call_per_minute": "0"}
+        ),
+        ("get", "/v1/tenants/{tenant_id}/packages"): Step("foreign"),
+        ("post", "/v1/tenants/{tenant_id}/packages"): Step(
+            "operator", body={"name": "p", "price": "0", "minutes": 1, "valid_to": "2031-12-31"}
+        ),
+        ("get", "/v1/tenants/{tenant_id}/discounts"): Step("foreign"),
+        ("post", "/v1/tenants/{tenant_id}/discounts"): Step(
+            "operator", body={"month": "2030-01", "amount": "1.00"}
+        ),
         # Statistics and export: B names A's tenant id or pool; server paths are the operator's.
         ("get", "/v1/stats/full"): Step(
             "foreign", params={"month": "2030-01", "tenant_id": "{tenant_id}"}
