@@ -29,6 +29,7 @@ from api import (
     routes_inventory,
     routes_lists,
     routes_recordings,
+    routes_reports,
     routes_ringback,
     routes_stats,
     routes_tenants,
@@ -562,6 +563,7 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
         routes_lists,
         routes_ringback,
         routes_billing,
+        routes_reports,
         routes_stats,
     ):
         app.include_router(area.build_router(control, principal), prefix="/v1", responses=_ERRORS)

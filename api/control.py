@@ -38,6 +38,7 @@ from api.inventory import Inventory
 from api.lists import Lists
 from api.locks import KeyedLocks
 from api.principal import visible_to
+from api.reports import pool_changed
 from api.tenants import Tenants
 from config import Settings
 from engine.logging import get_logger
@@ -289,6 +290,7 @@ class ControlPlane:
         cities.setdefault(_city_key(city), []).append(number)
         self._number_pool[number] = pool_key
         self._x_weight.setdefault(number, 0)
+        pool_changed(self, pool_key)  # pool warnings (api.reports): evaluated soon after
 
     def _forget_number(self, number: PhoneNumber) -> None:
         """Take ``number`` out of its pool's allocatable set (released, locked, migrated)."""
@@ -303,6 +305,7 @@ class ControlPlane:
                 city_numbers.remove(number)
                 break
         self._x_weight.pop(number, None)
+        pool_changed(self, pool_key)
 
     def _add_weight(self, x: PhoneNumber, delta: int) -> None:
         weight = self._x_weight.get(x)
@@ -418,6 +421,7 @@ class ControlPlane:
             raise NotFound(ErrorCode.POOL_NOT_EXIST, f"no pool {pool_key!r}")
         self._pools.pop(pool.pool_key, None)
         updated = await self.get_pool(pool.pool_key)
+        pool_changed(self, pool.pool_key)  # thresholds may have changed
         _log.info("pool_configured", pool_key=pool.pool_key)
         return updated
 
@@ -678,6 +682,7 @@ class ControlPlane:
             ) from None
         self.index.add(binding, now, checked=True)  # _checked ran index.check under X's lock
         self._add_weight(binding.x, 1)
+        pool_changed(self, binding.pool_key)
 
     def _bindable(self, x: PhoneNumber, now: float) -> bool:
         """False for an X whose user's real-person verification is overdue (SPEC §3)."""
@@ -798,6 +803,7 @@ class ControlPlane:
                 self._add_weight(binding.x, -1)
         finally:
             self._x_locks.release(binding.x)
+        pool_changed(self, binding.pool_key)
         _log.info("unbound", sub_id=binding.sub_id, pool_key=binding.pool_key)
 
     async def get_binding(

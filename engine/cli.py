@@ -749,6 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_stats,
         cli_tenants,
     )
+    from engine import cli_reports  # noqa: PLC0415
 
     for register in (
         *_COMMANDS,
@@ -757,6 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
         *cli_lists.COMMANDS,
         *cli_audio.COMMANDS,
         *cli_billing.COMMANDS,
+        *cli_reports.COMMANDS,
         *cli_stats.COMMANDS,
     ):
         register(commands)

@@ -23,10 +23,12 @@ from rpc_support import snapshot
 from tenants_support import basic
 
 from api.principal import Principal
+from api.reports import reports_of
 from api.ringback import ringback_service
 from media.recording_io import write_wav
 from routing.model import BindingType, BlockDirection, PhoneNumber
 from store import CallRecord, CallType, ReleaseDir
+from store.outbox import NewReport, ReportType, insert_reports
 from store.recordings import attach_recording
 from store.repositories import insert_call_record
 
@@ -40,6 +42,7 @@ MISSING = {
     "job_id": "100000000000000003",
     "call_id": "nosuchcall",
     "tone_id": "no-such-tone",
+    "report_type": "end",
 }
 
 
@@ -161,6 +164,15 @@ def _plan(a: dict[str, str]) -> dict[tuple[str, str], Step]:
         ("get", "/v1/pools/{pool_key}/export"): Step("foreign", params={"month": "2030-01"}),
         ("get", "/v1/calls/{call_id}/files"): Step("operator"),
         ("get", "/v1/stats/packages"): Step("foreign", params={"tenant_id": "{tenant_id}"}),
+        ("put", "/v1/tenants/{tenant_id}/report-urls/{report_type}"): Step(
+            "foreign", body={"url": "https://b.example/hijack"}
+        ),
+        ("get", "/v1/tenants/{tenant_id}/report-urls"): Step("foreign"),
+        ("delete", "/v1/tenants/{tenant_id}/report-urls/{report_type}"): Step("foreign"),
+        ("get", "/v1/tenants/{tenant_id}/report-queue"): Step("foreign"),
+        # B's own queue: A's pending report must not show; acking A's id changes nothing.
+        ("post", "/v1/reports/pull"): Step("list", body={"max": 1000}),
+        ("post", "/v1/reports/ack"): Step("list", body={"ids": ["{report_id}"]}),
     }
 
 
@@ -233,7 +245,21 @@ async def _tenant_a(api: Api) -> tuple[dict[str, str], dict[str, dict[str, str]]
     await ringback_service(control).add_from_text(
         Principal(a.tenant_id), a.tenant_id, "tone-a", "ni3 hao3"
     )
+    reports = reports_of(control)
+    await reports.set_push_url(
+        Principal(a.tenant_id), a.tenant_id, "end", "https://a.example/reports"
+    )
+    pending = NewReport(
+        id="report-a-1",
+        type=ReportType.START,
+        payload={"id": "report-a-1", "call_id": "callA1", "pool_key": axb.pool_key},
+        call_id="callA1",
+        pool_key=axb.pool_key,
+    )
+    await control.db.write(lambda conn: insert_reports(conn, [pending], now=now))
     ids = {
+        "report_id": pending.id,
+        "report_type": "end",
         "tenant_id": a.tenant_id,
         "tone_id": "tone-a",
         "access_key_id": a.access_key_id,

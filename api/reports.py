@@ -1,0 +1,957 @@
+"""The reports of SPEC §6: written to the outbox by the engine and the control plane, delivered
+by push (:mod:`api.report_push`) or pull (``/v1/reports/pull``), at least once, in order per call.
+
+Writing (:class:`CallReports`):
+
+* ``call_started`` / ``call_ringing`` / ``call_answered`` are called by the B2BUA on the call
+  path. They never wait: they copy the call's facts into an in-memory buffer (O(1), no I/O) and
+  return. A writer task turns everything buffered into rows in **one** ``Database.write`` op per
+  round, as soon as the previous round is committed (the database's group commit then shares
+  the fsync with whatever else is being written), so the buffer drains within milliseconds.
+* ``call_ended(record)`` is awaited by the engine's call recorder *instead of*
+  ``store.insert_call_record``: the call record, its end-of-call report and — when the call's
+  recording is already attached — its recording-ready report are written in one transaction, in
+  the same FIFO as the buffered reports, so a call's start, ring and pick-up reports always get
+  a lower ``seq`` than its end report.
+* ``pool_changed(pool_key)`` (via :func:`pool_changed`, called by the control plane after
+  binds, unbinds and pool number changes) marks the pool; its thresholds are evaluated a few
+  milliseconds later, once for many changes, and a crossing writes the warning state and the
+  warning report in one transaction (:class:`PoolWarnings`): one report per crossing.
+
+What a crash can lose: the start, ring and pick-up reports still in the buffer (at most the last
+round, a few milliseconds of calls), which nobody was ever told about. Nothing acknowledged is
+lost: a call record exists only together with its end report, a warning state only with its
+report, and a report leaves the outbox only when a receiver answered 2xx or a puller acked it.
+
+Push and pull for one tenant: a report type with a push URL (its own or the tenant's
+``default``) is pushed; the types without one wait in the pull queue. See ``docs/api.md``
+("Reports").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sqlite3
+import time
+import unicodedata
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Final, Protocol
+from zoneinfo import ZoneInfo
+
+import httpx
+
+import store.tenants as tenant_store
+from api.errors import ErrorCode, InvalidInput, NotFound
+from api.principal import Principal
+from engine.logging import get_logger
+from routing.model import PhoneNumber, PoolKey
+from routing.numbers import home_location
+from store import outbox
+from store.db import Database, DatabaseClosedError
+from store.outbox import (
+    DEFAULT_URL_TYPE,
+    PUSH_URL_TYPES,
+    NewReport,
+    PoolWarning,
+    PushUrl,
+    QueueStatus,
+    RecordingEvent,
+    ReportType,
+)
+from store.records import CallRecord, local_time
+
+if TYPE_CHECKING:
+    from api.control import ControlPlane
+
+__all__ = [
+    "MAX_PULL",
+    "MAX_VISIBILITY_TIMEOUT_S",
+    "REPORT_URL_NOT_EXIST",
+    "CallEvent",
+    "CallFacts",
+    "CallReports",
+    "PoolUsage",
+    "PoolWarnings",
+    "attach_reports",
+    "call_event_payload",
+    "end_payload",
+    "pool_changed",
+    "pool_warning_payload",
+    "recording_payload",
+    "recording_report_id",
+    "reports_of",
+    "warning_changes",
+]
+
+_log = get_logger("api.reports")
+
+REPORT_URL_NOT_EXIST: Final = "REPORT_URL_NOT_EXIST"
+MAX_PULL: Final = 1000
+MAX_VISIBILITY_TIMEOUT_S: Final = 43_200  # 12 h
+MAX_URL_CHARS: Final = 2048
+MAX_ACK_IDS: Final = 1000
+#: Reports buffered for the writer beyond this are dropped (logged): the database is not
+#: keeping up, and the call path must not pay for it with memory without bound.
+DEFAULT_MAX_BUFFERED: Final = 200_000
+#: Pool thresholds are evaluated this long after the first change that marked the pool.
+DEFAULT_WARNING_DELAY_S: Final = 0.05
+# After a failed write round the buffered reports are retried after this pause.
+_RETRY_PAUSE_S: Final = 0.5
+_SAVEPOINT: Final = "report_item"
+
+
+# ------------------------------------------------------------------------------- payloads
+
+
+class CallFacts(Protocol):
+    """What a report reads of a call: ``engine.calls.Call`` has these attributes."""
+
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def x(self) -> str: ...
+    @property
+    def pool_key(self) -> str | None: ...
+    @property
+    def sub_id(self) -> str | None: ...
+    @property
+    def out_id(self) -> str | None: ...
+    @property
+    def call_type(self) -> int: ...
+    @property
+    def phone_no(self) -> str | None: ...
+    @property
+    def peer_no(self) -> str | None: ...
+    @property
+    def call_time(self) -> float: ...
+    @property
+    def call_out_time(self) -> float | None: ...
+    @property
+    def ring_time(self) -> float | None: ...
+    @property
+    def start_time(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """A call's facts when a start, ring or pick-up happened (the call object moves on)."""
+
+    type: ReportType
+    call_id: str
+    x: str
+    pool_key: str | None
+    sub_id: str | None
+    out_id: str | None
+    call_type: int
+    phone_no: str | None
+    peer_no: str | None
+    call_time: float
+    call_out_time: float | None
+    ring_time: float | None
+    start_time: float | None
+
+    @classmethod
+    def of(cls, report_type: ReportType, call: CallFacts) -> CallEvent:
+        """Copy ``call``'s facts now."""
+        return cls(
+            report_type,
+            call.call_id,
+            call.x,
+            call.pool_key,
+            call.sub_id,
+            call.out_id,
+            call.call_type,
+            call.phone_no,
+            call.peer_no,
+            call.call_time,
+            call.call_out_time,
+            call.ring_time,
+            call.start_time,
+        )
+
+
+def _city_of(x: str) -> str | None:
+    return home_location(PhoneNumber(x)).city if x else None
+
+
+def call_event_payload(event: CallEvent, report_id: str, zone: ZoneInfo) -> dict[str, object]:
+    """The start, ring or pick-up report: the end-of-call fields known at that moment (the
+    reference names of SPEC §6; times local ``YYYY-MM-DD HH:MM:SS``, null when not reached)."""
+    x = event.x or None
+    # The callee sees X; an intercepted call (call_type 4) has no callee.
+    routed = event.call_type in (0, 1)
+    return {
+        "id": report_id,
+        "report_type": str(event.type),
+        "pool_key": event.pool_key,
+        "sub_id": event.sub_id,
+        "call_id": event.call_id,
+        "phone_no": event.phone_no,
+        "secret_no": x,
+        "peer_no": event.peer_no,
+        "called_display_no": x if routed else None,
+        "city": _city_of(event.x),
+        "call_type": event.call_type,
+        "call_time": local_time(event.call_time, zone),
+        "call_out_time": local_time(event.call_out_time, zone),
+        "ring_time": local_time(event.ring_time, zone),
+        "start_time": local_time(event.start_time, zone),
+        "out_id": event.out_id,
+    }
+
+
+def end_payload(record: CallRecord, zone: ZoneInfo) -> dict[str, object]:
+    """The end-of-call report: the call record as the API shows it (every SPEC §6 field, its
+    ``id`` is the record's) plus ``report_type``."""
+    return {**record.to_report(zone), "report_type": str(ReportType.END)}
+
+
+def recording_report_id(call_id: str) -> str:
+    """The recording-ready report's id: derived from the call, so it is written once."""
+    return f"{call_id}-recording"
+
+
+def recording_payload(
+    event: RecordingEvent, record: CallRecord, zone: ZoneInfo
+) -> dict[str, object]:
+    """The recording-ready report of ``record``'s call."""
+    return {
+        "id": recording_report_id(record.call_id),
+        "report_type": str(ReportType.RECORDING),
+        "pool_key": record.pool_key or event.pool_key,
+        "sub_id": record.sub_id,
+        "call_id": record.call_id,
+        "secret_no": record.secret_no or None,
+        "out_id": record.out_id,
+        "start_time": local_time(record.start_time, zone),
+        "duration_s": round(event.duration_s, 3),
+        "size_bytes": event.size_bytes,
+        "ready_time": local_time(event.created_at, zone),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """A pool's figures when its thresholds are evaluated."""
+
+    numbers: int  # X numbers available to bindings
+    bound: int  # numbers carrying at least one binding
+
+    @property
+    def free(self) -> int:
+        """Numbers carrying no binding."""
+        return self.numbers - self.bound
+
+    @property
+    def utilisation_pct(self) -> float:
+        """Share of the numbers carrying a binding, in percent (0 for an empty pool)."""
+        return 100.0 * self.bound / self.numbers if self.numbers else 0.0
+
+
+def pool_warning_payload(
+    report_id: str,
+    *,
+    pool_key: str,
+    warning: PoolWarning,
+    threshold: float,
+    usage: PoolUsage,
+    now: float,
+    zone: ZoneInfo,
+) -> dict[str, object]:
+    """The pool-warning report of one crossing."""
+    return {
+        "id": report_id,
+        "report_type": str(ReportType.POOL_WARNING),
+        "pool_key": pool_key,
+        "warning": str(warning),
+        "threshold": threshold,
+        "free_numbers": usage.free,
+        "numbers": usage.numbers,
+        "bound_numbers": usage.bound,
+        "utilisation_pct": round(usage.utilisation_pct, 1),
+        "time": local_time(now, zone),
+    }
+
+
+def warning_changes(
+    *,
+    usage: PoolUsage,
+    warn_free_numbers: int | None,
+    warn_utilisation_pct: float | None,
+    active: dict[PoolWarning, bool],
+) -> dict[PoolWarning, bool]:
+    """The warnings whose state changes (True: crossed into warning, False: cleared).
+
+    Free numbers warn when they fall below ``warn_free_numbers``; utilisation warns when it
+    reaches ``warn_utilisation_pct``. A threshold removed clears its warning. A warning that is
+    already active stays quiet however often it is evaluated: one report per crossing.
+    """
+    now_active = {
+        PoolWarning.FREE_NUMBERS: warn_free_numbers is not None and usage.free < warn_free_numbers,
+        PoolWarning.UTILISATION: (
+            warn_utilisation_pct is not None
+            and usage.numbers > 0
+            # bound/numbers >= pct/100 without the float rounding of a percentage
+            and usage.bound * 100 >= warn_utilisation_pct * usage.numbers
+        ),
+    }
+    return {
+        warning: state
+        for warning, state in now_active.items()
+        if state != active.get(warning, False)
+    }
+
+
+# ------------------------------------------------------------------------------- the writer
+
+# An item of a write round: runs in the writer thread inside the round's transaction (under its
+# own savepoint) and returns the tenants that got reports.
+_ItemOp = Callable[[sqlite3.Connection, float], set[str | None]]
+
+
+@dataclass(slots=True)
+class _Item:
+    op: _ItemOp
+    future: asyncio.Future[None] | None = None  # None: nobody waits (call-path reports)
+    what: str = "report"
+
+
+def _run_items(
+    conn: sqlite3.Connection, *, items: Sequence[_Item], now: float
+) -> list[tuple[bool, set[str | None] | BaseException]]:
+    """One round: every item under its own savepoint, so one failing item (a duplicate call
+    record) rolls back only itself."""
+    results: list[tuple[bool, set[str | None] | BaseException]] = []
+    for item in items:
+        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            tenants = item.op(conn, now)
+        except Exception as error:
+            conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+            conn.execute(f"RELEASE {_SAVEPOINT}")
+            results.append((False, error))
+        else:
+            conn.execute(f"RELEASE {_SAVEPOINT}")
+            results.append((True, tenants))
+    return results
+
+
+WrittenListener = Callable[[set[str | None]], None]
+UrlsListener = Callable[[str], None]
+
+
+class CallReports:
+    """The reports of one control plane: the outbox writer, pool warnings, and the use cases
+    of the push URL, pull and ack API. Made by :func:`attach_reports`."""
+
+    def __init__(
+        self,
+        control: ControlPlane,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        warning_delay_s: float = DEFAULT_WARNING_DELAY_S,
+    ) -> None:
+        """``clock``: UTC epoch seconds for queue times (created, lease, back-off)."""
+        self.control = control
+        self.clock = clock
+        self.max_buffered = max_buffered
+        self._buffer: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._written_listeners: list[WrittenListener] = []
+        self._url_listeners: list[UrlsListener] = []
+        self.warnings = PoolWarnings(self, delay_s=warning_delay_s)
+        # Observability (metrics): reports dropped because the buffer was full or closed.
+        self.dropped = 0
+        self.rounds = 0
+
+    @property
+    def db(self) -> Database:
+        """The control plane's database."""
+        return self.control.db
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """Local time of the reports (``[time] zone``)."""
+        return self.control.zone
+
+    @property
+    def buffered(self) -> int:
+        """Reports waiting for the writer (metrics: part of the report queue depth)."""
+        return len(self._buffer)
+
+    def on_written(self, listener: WrittenListener) -> None:
+        """Call ``listener(tenants)`` after a transaction queued reports for ``tenants``."""
+        self._written_listeners.append(listener)
+
+    def on_urls_changed(self, listener: UrlsListener) -> None:
+        """Call ``listener(tenant_id)`` after the tenant's push URLs changed."""
+        self._url_listeners.append(listener)
+
+    def notify_written(self, tenants: set[str | None]) -> None:
+        """Tell the listeners (the push worker) that ``tenants`` have new reports."""
+        if not tenants:
+            return
+        for listener in self._written_listeners:
+            listener(tenants)
+
+    # --------------------------------------------------------------------- call path
+
+    def call_started(self, call: CallFacts) -> None:
+        """The call reached X and was routed or intercepted (pool, binding, type known)."""
+        self._event(ReportType.START, call)
+
+    def call_ringing(self, call: CallFacts) -> None:
+        """The callee rings (first 180/183; ``ring_time`` set)."""
+        self._event(ReportType.RING, call)
+
+    def call_answered(self, call: CallFacts) -> None:
+        """The callee answered (``start_time`` set)."""
+        self._event(ReportType.PICKUP, call)
+
+    def _event(self, report_type: ReportType, call: CallFacts) -> None:
+        if self._closing or len(self._buffer) >= self.max_buffered:
+            self._drop(report_type)
+            return
+        event = CallEvent.of(report_type, call)
+        zone = self.zone
+
+        def op(conn: sqlite3.Connection, now: float) -> set[str | None]:
+            report_id = secrets.token_hex(16)
+            report = NewReport(
+                id=report_id,
+                type=event.type,
+                payload=call_event_payload(event, report_id, zone),
+                call_id=event.call_id,
+                pool_key=event.pool_key,
+                secret_no=event.x or None,
+            )
+            return outbox.insert_reports(conn, [report], now=now)
+
+        self._submit(_Item(op))
+
+    def _drop(self, report_type: ReportType) -> None:
+        self.dropped += 1
+        if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+            _log.error(
+                "reports_dropped",
+                report_type=str(report_type),
+                dropped=self.dropped,
+                why="closed" if self._closing else "buffer full",
+            )
+
+    async def call_ended(self, record: CallRecord) -> None:
+        """Write ``record`` with its end-of-call report (and its recording-ready report when the
+        recording is attached already) in one transaction, after the call's earlier reports.
+
+        Replaces ``store.insert_call_record`` for the engine: returns once durable; raises
+        ``store.ConflictError`` (nothing written) for a record id that exists.
+        """
+        zone = self.zone
+
+        def op(conn: sqlite3.Connection, now: float) -> set[str | None]:
+            outbox.insert_call_record_row(conn, record)
+            tenants = outbox.insert_reports(conn, [_end_report(record, zone)], now=now)
+            return tenants | _recording_report(conn, record, zone, now)
+
+        await self._submit_and_wait(op, "call_record")
+
+    async def recording_ready(self, call_id: str) -> None:
+        """Queue the recording-ready report of ``call_id`` if its recording is attached and its
+        record written — for a recording attached *after* the call record (``call_ended``
+        covers the other order). Idempotent: the report is written once."""
+        zone = self.zone
+
+        def op(conn: sqlite3.Connection, now: float) -> set[str | None]:
+            record = outbox.call_record_row(conn, call_id)
+            if record is None:
+                return set()
+            return _recording_report(conn, record, zone, now)
+
+        await self._submit_and_wait(op, "recording_report")
+
+    async def flush(self) -> None:
+        """Wait until everything buffered before this call is committed."""
+        await self._submit_and_wait(lambda _conn, _now: set(), "flush")
+
+    async def close(self) -> None:
+        """Write what is buffered, stop the writer and the warning checks (before the database
+        closes). Reports of calls after this are dropped; ``call_ended`` still writes."""
+        self.warnings.close()
+        await self.warnings.wait_idle()
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    # --------------------------------------------------------------------- writer internals
+
+    def _submit(self, item: _Item) -> None:
+        self._buffer.append(item)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._write_loop(), name="maskline-report-writer"
+            )
+
+    async def _submit_and_wait(self, op: _ItemOp, what: str) -> None:
+        if self._closing:
+            # The writer is gone (shutdown): write directly, still one transaction.
+            tenants = await self.db.write(lambda conn: op(conn, self.clock()))
+            self.notify_written(tenants)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(_Item(op, future, what))
+        await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._buffer:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            items, self._buffer = self._buffer, []
+            try:
+                results = await self.db.write(partial(_run_items, items=items, now=self.clock()))
+            except Exception as error:  # the round's transaction failed as a whole
+                if await self._round_failed(items, error):
+                    return
+                continue
+            self.rounds += 1
+            tenants: set[str | None] = set()
+            for item, (ok, value) in zip(items, results, strict=True):
+                if ok:
+                    assert isinstance(value, set)
+                    tenants |= value
+                    if item.future is not None and not item.future.done():
+                        item.future.set_result(None)
+                elif item.future is not None:
+                    if not item.future.done():
+                        assert isinstance(value, BaseException)
+                        item.future.set_exception(value)
+                else:
+                    _log.error("report_not_written", what=item.what, error=repr(value))
+            self.notify_written(tenants)
+
+    async def _round_failed(self, items: list[_Item], error: Exception) -> bool:
+        """A round's transaction failed: waiting callers get the error, call-path reports are
+        tried again after a pause (unless the database is closed). True: stop the writer."""
+        keep: list[_Item] = []
+        for item in items:
+            if item.future is not None:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            else:
+                keep.append(item)
+        if isinstance(error, DatabaseClosedError):
+            self.dropped += len(keep) + len(self._buffer)
+            _log.error("reports_lost_database_closed", count=len(keep) + len(self._buffer))
+            for pending in self._buffer:
+                if pending.future is not None and not pending.future.done():
+                    pending.future.set_exception(error)
+            self._buffer.clear()
+            return True
+        _log.error("report_round_failed", error=repr(error), retrying=len(keep))
+        self._buffer[:0] = keep
+        await asyncio.sleep(_RETRY_PAUSE_S)
+        return False
+
+    # --------------------------------------------------------------------- pool warnings
+
+    def pool_changed(self, pool_key: str) -> None:
+        """The pool's numbers or bindings changed: evaluate its thresholds soon."""
+        self.warnings.note(pool_key)
+
+    # --------------------------------------------------------------------- API use cases
+
+    async def visible_tenant(self, principal: Principal, tenant_id: str) -> None:
+        """404 ``TENANT_NOT_EXIST`` unless ``tenant_id`` exists and ``principal`` may act for it
+        (another tenant's id answers exactly as an unknown one)."""
+        if not principal.is_operator and principal.tenant_id != tenant_id:
+            raise _tenant_not_found(tenant_id)
+        if await tenant_store.get_tenant(self.db, tenant_id) is None:
+            raise _tenant_not_found(tenant_id)
+
+    async def _queue_owner(self, principal: Principal, tenant_id: str | None) -> str | None:
+        """Whose queue a pull or ack reads: ``tenant_id`` when given (checked), else the
+        caller's own (the operator's: the reports of pools without a tenant)."""
+        if tenant_id is None:
+            return principal.tenant_id
+        await self.visible_tenant(principal, tenant_id)
+        return tenant_id
+
+    async def set_push_url(
+        self, principal: Principal, tenant_id: str, report_type: str, url: str
+    ) -> PushUrl:
+        """Create or replace the tenant's push URL of ``report_type`` (or ``default``)."""
+        await self.visible_tenant(principal, tenant_id)
+        kind = _check_report_type(report_type)
+        checked = check_push_url(url)
+        stored = await outbox.set_push_url(self.db, tenant_id, kind, checked, now=self.clock())
+        _log.info("report_url_set", tenant_id=tenant_id, report_type=kind)
+        self._urls_changed(tenant_id)
+        return stored
+
+    async def push_urls(self, principal: Principal, tenant_id: str) -> list[PushUrl]:
+        """The tenant's push URLs by type."""
+        await self.visible_tenant(principal, tenant_id)
+        return await outbox.list_push_urls(self.db, tenant_id)
+
+    async def delete_push_url(self, principal: Principal, tenant_id: str, report_type: str) -> None:
+        """Remove the tenant's push URL of ``report_type``: its reports wait for pull (or the
+        ``default`` URL). 404 ``REPORT_URL_NOT_EXIST`` when there is none."""
+        await self.visible_tenant(principal, tenant_id)
+        kind = _check_report_type(report_type)
+        if not await outbox.delete_push_url(self.db, tenant_id, kind):
+            raise NotFound(REPORT_URL_NOT_EXIST, f"no push URL for {kind!r} reports")
+        _log.info("report_url_deleted", tenant_id=tenant_id, report_type=kind)
+        self._urls_changed(tenant_id)
+
+    def _urls_changed(self, tenant_id: str) -> None:
+        for listener in self._url_listeners:
+            listener(tenant_id)
+
+    async def pull(
+        self,
+        principal: Principal,
+        *,
+        tenant_id: str | None = None,
+        max_reports: int = 100,
+        visibility_timeout_s: float = 60.0,
+    ) -> list[dict[str, object]]:
+        """Lease up to ``max_reports`` undelivered reports of the types without a push URL, in
+        order; each is invisible for ``visibility_timeout_s`` and comes back unless acked."""
+        if not 1 <= max_reports <= MAX_PULL:
+            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, f"max must be 1..{MAX_PULL}")
+        if not 1 <= visibility_timeout_s <= MAX_VISIBILITY_TIMEOUT_S:
+            raise InvalidInput(
+                ErrorCode.PARAMETER_ILLEGAL,
+                f"visibility_timeout_s must be 1..{MAX_VISIBILITY_TIMEOUT_S}",
+            )
+        owner = await self._queue_owner(principal, tenant_id)
+        pushed = await self._pushed_types(owner)
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> list[outbox.QueuedReport]:
+            return outbox.lease_rows(
+                conn,
+                owner,
+                pushed_types=pushed,
+                limit=max_reports,
+                now=now,
+                until=now + visibility_timeout_s,
+            )
+
+        leased = await self.db.write(op)
+        return [_parsed(row.payload) for row in leased]
+
+    async def ack(
+        self, principal: Principal, ids: Sequence[str], *, tenant_id: str | None = None
+    ) -> list[str]:
+        """Acknowledge pulled reports: they are delivered. Returns the ids that are (the
+        caller's own; unknown and foreign ids are left out)."""
+        if len(ids) > MAX_ACK_IDS:
+            raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, f"at most {MAX_ACK_IDS} ids per ack")
+        owner = await self._queue_owner(principal, tenant_id)
+        now = self.clock()
+        wanted = [i for i in ids if isinstance(i, str) and i]
+        return await self.db.write(lambda conn: outbox.ack_rows(conn, owner, wanted, now=now))
+
+    async def queue_status(self, principal: Principal, tenant_id: str) -> QueueStatus:
+        """The tenant's undelivered reports: count by type, oldest, latest push error."""
+        await self.visible_tenant(principal, tenant_id)
+        return await self.db.read(lambda conn: outbox.queue_status(conn, tenant_id))
+
+    async def _pushed_types(self, tenant_id: str | None) -> frozenset[str] | None:
+        """Types of ``tenant_id``'s reports that go by push; None: all (a ``default`` URL)."""
+        if tenant_id is None:
+            return frozenset()  # the operator's pools: pull only
+        urls = await outbox.list_push_urls(self.db, tenant_id)
+        types = frozenset(u.report_type for u in urls)
+        return None if DEFAULT_URL_TYPE in types else types
+
+
+def _end_report(record: CallRecord, zone: ZoneInfo) -> NewReport:
+    return NewReport(
+        id=record.id,
+        type=ReportType.END,
+        payload=end_payload(record, zone),
+        call_id=record.call_id,
+        pool_key=record.pool_key,
+        secret_no=record.secret_no or None,
+    )
+
+
+def _recording_report(
+    conn: sqlite3.Connection, record: CallRecord, zone: ZoneInfo, now: float
+) -> set[str | None]:
+    event = outbox.recording_event_row(conn, record.call_id)
+    if event is None:
+        return set()
+    report = NewReport(
+        id=recording_report_id(record.call_id),
+        type=ReportType.RECORDING,
+        payload=recording_payload(event, record, zone),
+        call_id=record.call_id,
+        pool_key=record.pool_key or event.pool_key,
+        secret_no=record.secret_no or None,
+    )
+    return outbox.insert_reports(conn, [report], now=now, if_absent=True)
+
+
+def _parsed(payload: str) -> dict[str, object]:
+    value = json.loads(payload)
+    assert isinstance(value, dict)
+    return value
+
+
+def _tenant_not_found(tenant_id: str) -> NotFound:
+    return NotFound(ErrorCode.TENANT_NOT_EXIST, f"no tenant {tenant_id!r}")
+
+
+def _check_report_type(report_type: str) -> str:
+    if report_type not in PUSH_URL_TYPES:
+        raise InvalidInput(
+            ErrorCode.PARAMETER_ILLEGAL,
+            f"unknown report type {report_type!r}; known: {', '.join(PUSH_URL_TYPES)}",
+        )
+    return report_type
+
+
+def check_push_url(url: str) -> str:
+    """An absolute ``http``/``https`` URL with a host, at most 2048 characters."""
+    text = url.strip()
+    problem: str | None = None
+    if not text or len(text) > MAX_URL_CHARS:
+        problem = f"1..{MAX_URL_CHARS} characters"
+    elif any(c.isspace() or unicodedata.category(c) == "Cc" for c in text):
+        problem = "no spaces or control characters"
+    else:
+        try:
+            parsed = httpx.URL(text)
+        except (httpx.InvalidURL, ValueError):
+            problem = "a valid URL"
+        else:
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                problem = "an absolute http:// or https:// URL with a host"
+    if problem is not None:
+        raise InvalidInput(ErrorCode.PARAMETER_ILLEGAL, f"the push URL must be {problem}")
+    return text
+
+
+# ------------------------------------------------------------------------------- pool warnings
+
+
+class PoolWarnings:
+    """Evaluates pools' thresholds after changes, a few milliseconds later, once for many.
+
+    The state of each warning is kept in ``pool_warning_states`` (loaded on first use), so a
+    warning that is active stays quiet after a restart too. A pool that changes back and forth
+    across a threshold within one delay is seen once, at the end of it.
+    """
+
+    def __init__(self, reports: CallReports, *, delay_s: float) -> None:
+        self._reports = reports
+        self._delay_s = delay_s
+        self._dirty: set[str] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._states: dict[tuple[str, PoolWarning], bool] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def note(self, pool_key: str) -> None:
+        """``pool_key`` changed: evaluate it after the delay (O(1), never waits)."""
+        if self._closed:
+            return
+        self._dirty.add(pool_key)
+        if self._handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a synchronous caller): evaluated with the next change
+            self._handle = loop.call_later(self._delay_s, self._due)
+
+    def _due(self) -> None:
+        self._handle = None
+        if self._closed or (self._task is not None and not self._task.done()):
+            if not self._closed and self._dirty:  # a check is running: look again after it
+                self._handle = asyncio.get_running_loop().call_later(self._delay_s, self._due)
+            return
+        pools, self._dirty = self._dirty, set()
+        self._task = asyncio.get_running_loop().create_task(self._check_logged(pools))
+
+    async def _check_logged(self, pools: Iterable[str]) -> None:
+        try:
+            await self.check(pools)
+        except Exception:
+            _log.exception("pool_warning_check_failed")
+
+    async def check(self, pool_keys: Iterable[str] | None = None) -> int:
+        """Evaluate ``pool_keys`` (None: every pool with a threshold or an active warning) now;
+        returns how many warning reports were written."""
+        reports = self._reports
+        control = reports.control
+        async with self._lock:
+            if self._states is None:
+                self._states = await outbox.load_warning_states(reports.db)
+            states = self._states
+            if pool_keys is None:
+                pools = await control.list_pools()
+                wanted = [
+                    p.pool_key
+                    for p in pools
+                    if p.warn_free_numbers is not None
+                    or p.warn_utilisation_pct is not None
+                    or any(states.get((p.pool_key, w), False) for w in PoolWarning)
+                ]
+            else:
+                wanted = sorted({PoolKey(key) for key in pool_keys})
+            written = 0
+            for pool_key in wanted:
+                try:
+                    pool = await control.get_pool(pool_key)
+                except NotFound:
+                    continue
+                numbers, bound, _pct = control.pool_usage(pool.pool_key)
+                usage = PoolUsage(numbers=numbers, bound=bound)
+                active = {w: states.get((pool.pool_key, w), False) for w in PoolWarning}
+                changes = warning_changes(
+                    usage=usage,
+                    warn_free_numbers=pool.warn_free_numbers,
+                    warn_utilisation_pct=pool.warn_utilisation_pct,
+                    active=active,
+                )
+                if not changes:
+                    continue
+                thresholds: dict[PoolWarning, float] = {
+                    PoolWarning.FREE_NUMBERS: float(pool.warn_free_numbers or 0),
+                    PoolWarning.UTILISATION: float(pool.warn_utilisation_pct or 0),
+                }
+                tenants = await reports.db.write(
+                    _warning_op(
+                        pool_key=pool.pool_key,
+                        changes=changes,
+                        thresholds=thresholds,
+                        usage=usage,
+                        now=reports.clock(),
+                        zone=reports.zone,
+                    )
+                )
+                for warning, state in changes.items():
+                    states[(pool.pool_key, warning)] = state
+                    if state:
+                        written += 1
+                        _log.info(
+                            "pool_warning",
+                            pool_key=pool.pool_key,
+                            warning=str(warning),
+                            free_numbers=usage.free,
+                            utilisation_pct=round(usage.utilisation_pct, 1),
+                        )
+                reports.notify_written(tenants)
+            return written
+
+    def close(self) -> None:
+        """No more evaluations (shutdown)."""
+        self._closed = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    async def wait_idle(self) -> None:
+        """Wait for a running evaluation to end."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+    async def settle(self) -> None:
+        """Wait until every change noted so far is evaluated (tests, shutdown)."""
+        while self._handle is not None or (self._task is not None and not self._task.done()):
+            if self._task is not None and not self._task.done():
+                await self.wait_idle()
+            else:
+                await asyncio.sleep(self._delay_s)
+
+
+def _warning_op(
+    *,
+    pool_key: str,
+    changes: dict[PoolWarning, bool],
+    thresholds: dict[PoolWarning, float],
+    usage: PoolUsage,
+    now: float,
+    zone: ZoneInfo,
+) -> Callable[[sqlite3.Connection], set[str | None]]:
+    def op(conn: sqlite3.Connection) -> set[str | None]:
+        tenants: set[str | None] = set()
+        for warning, state in changes.items():
+            outbox.set_warning_state_row(conn, pool_key, warning, active=state, now=now)
+            if not state:
+                continue
+            report_id = secrets.token_hex(16)
+            threshold = thresholds[warning]
+            report = NewReport(
+                id=report_id,
+                type=ReportType.POOL_WARNING,
+                payload=pool_warning_payload(
+                    report_id,
+                    pool_key=pool_key,
+                    warning=warning,
+                    threshold=int(threshold) if threshold.is_integer() else threshold,
+                    usage=usage,
+                    now=now,
+                    zone=zone,
+                ),
+                pool_key=pool_key,
+            )
+            tenants |= outbox.insert_reports(conn, [report], now=now)
+        return tenants
+
+    return op
+
+
+# ------------------------------------------------------------------------------- wiring
+
+_SERVICES: weakref.WeakKeyDictionary[ControlPlane, CallReports] = weakref.WeakKeyDictionary()
+
+
+def attach_reports(
+    control: ControlPlane,
+    *,
+    clock: Callable[[], float] = time.time,
+    max_buffered: int = DEFAULT_MAX_BUFFERED,
+    warning_delay_s: float = DEFAULT_WARNING_DELAY_S,
+) -> CallReports:
+    """Make the reports service of ``control`` (see :class:`CallReports`)."""
+    service = CallReports(
+        control, clock=clock, max_buffered=max_buffered, warning_delay_s=warning_delay_s
+    )
+    _SERVICES[control] = service
+    return service
+
+
+def reports_of(control: ControlPlane) -> CallReports:
+    """The reports service of ``control`` (made with the defaults when not attached)."""
+    service = _SERVICES.get(control)
+    if service is None:
+        service = attach_reports(control)
+    return service
+
+
+def pool_changed(control: ControlPlane, pool_key: str) -> None:
+    """For the control plane: a pool's numbers or bindings changed (no-op without a reports
+    service: nothing evaluates warnings then)."""
+    service = _SERVICES.get(control)
+    if service is not None:
+        service.pool_changed(pool_key)
