@@ -72,6 +72,7 @@ __all__ = [
     "FullRow",
     "FullStatistics",
     "LedgerLine",
+    "LineGroup",
     "Month",
     "PackageRecord",
     "PackageStatistics",
@@ -84,6 +85,7 @@ __all__ = [
     "package_statistics",
     "parse_day_range",
     "parse_month",
+    "summarise_groups",
     "summarise_ledger",
     "summarise_packages",
 ]
@@ -306,27 +308,56 @@ def _type_rank(kind: BindingType | None) -> int:
 _RowKey = tuple[str, BindingType | None, PoolKey | None, str, str | None]
 
 
-def summarise_ledger(lines: Iterable[LedgerLine], *, details: bool = False) -> tuple[FullRow, ...]:
-    """Group ``lines`` by (tenant, number type, pool, item, unit); ``topup`` lines are skipped.
+@dataclass(frozen=True, slots=True)
+class LineGroup:
+    """Ledger lines of one row key taken together: how many, Σ quantity, Σ amount."""
+
+    tenant_id: str
+    pool_type: BindingType | None
+    pool_key: PoolKey | None
+    item: str
+    unit: str | None
+    lines: int
+    quantity: int
+    amount: Decimal
+
+    @classmethod
+    def of(cls, line: LedgerLine) -> LineGroup:
+        """A group of the one ``line``."""
+        return cls(line.tenant_id, line.pool_type, line.pool_key, line.item, line.unit, 1,
+                   line.quantity, line.amount)  # fmt: skip
+
+
+def _row_key(group: LineGroup | LedgerLine) -> _RowKey:
+    return (group.tenant_id, group.pool_type, group.pool_key, group.item, group.unit)
+
+
+def summarise_groups(
+    groups: Iterable[LineGroup],
+    details: Mapping[_RowKey, Sequence[LedgerLine]] | None = None,
+) -> tuple[FullRow, ...]:
+    """Rows by (tenant, number type, pool, item, unit) from groups of lines; ``topup`` skipped.
 
     Rows are ordered by tenant, number type (AXB, AXN, AXN_EXT, 95AXN, AXG, none), pool key,
-    item (:data:`ITEM_ORDER`) and unit.
+    item (:data:`ITEM_ORDER`) and unit. ``details``: the lines of each row, by its key.
     """
-    groups: dict[_RowKey, list[LedgerLine]] = {}
-    for line in lines:
-        if line.item == TOPUP:
+    totals: dict[_RowKey, tuple[int, int, Decimal]] = {}
+    for group in groups:
+        if group.item == TOPUP:
             continue
-        key = (line.tenant_id, line.pool_type, line.pool_key, line.item, line.unit)
-        groups.setdefault(key, []).append(line)
+        key = _row_key(group)
+        lines, quantity, amount = totals.get(key, (0, 0, Decimal(0)))
+        totals[key] = (lines + group.lines, quantity + group.quantity, amount + group.amount)
 
     def order(key: _RowKey) -> tuple[object, ...]:
         tenant, kind, pool, item, unit = key
         return (tenant, _type_rank(kind), pool or "", _item_rank(item), unit or "")
 
     rows: list[FullRow] = []
-    for key in sorted(groups, key=order):
-        members = sorted(groups[key], key=lambda line: line.id)
+    for key in sorted(totals, key=order):
+        lines, quantity, amount = totals[key]
         tenant, kind, pool, item, unit = key
+        members = () if details is None else tuple(details.get(key, ()))
         rows.append(
             FullRow(
                 tenant_id=tenant,
@@ -334,13 +365,23 @@ def summarise_ledger(lines: Iterable[LedgerLine], *, details: bool = False) -> t
                 pool_key=pool,
                 item=item,
                 unit=unit,
-                count=sum(line.quantity for line in members),
-                amount=sum((line.amount for line in members), Decimal(0)),
-                lines=len(members),
-                details=tuple(members) if details else (),
+                count=quantity,
+                amount=amount,
+                lines=lines,
+                details=members,
             )
         )
     return tuple(rows)
+
+
+def summarise_ledger(lines: Iterable[LedgerLine], *, details: bool = False) -> tuple[FullRow, ...]:
+    """:func:`summarise_groups` of single lines; ``details``: keep them, oldest first."""
+    kept = [line for line in lines if line.item != TOPUP]
+    by_key: dict[_RowKey, list[LedgerLine]] = {}
+    if details:
+        for line in sorted(kept, key=lambda line: line.id):
+            by_key.setdefault(_row_key(line), []).append(line)
+    return summarise_groups((LineGroup.of(line) for line in kept), by_key if details else None)
 
 
 def _ledger_line(row: sqlite3.Row) -> LedgerLine:
@@ -361,6 +402,31 @@ def _ledger_line(row: sqlite3.Row) -> LedgerLine:
     )
 
 
+def _line_groups(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[LineGroup]:
+    # Grouped by the amount's text too: SQLite would sum TEXT through REAL; the few distinct
+    # amounts of a row (a price times a few minute counts) are multiplied out exactly here.
+    rows = conn.execute(
+        "SELECT l.tenant_id, p.type, l.pool_key, l.item, l.unit, l.amount,"  # noqa: S608
+        " COUNT(*), SUM(l.quantity)"
+        " FROM ledger l LEFT JOIN pools p ON p.pool_key = l.pool_key"
+        f" WHERE {where} GROUP BY l.tenant_id, l.pool_key, l.item, l.unit, l.amount",
+        params,
+    ).fetchall()
+    return [
+        LineGroup(
+            tenant_id=str(row[0]),
+            pool_type=None if row[1] is None else BindingType(row[1]),
+            pool_key=None if row[2] is None else PoolKey(row[2]),
+            item=str(row[3]),
+            unit=row[4],
+            lines=int(row[6]),
+            quantity=int(row[7]),
+            amount=Decimal(row[5]) * int(row[6]),
+        )
+        for row in rows
+    ]
+
+
 async def full_statistics(
     db: Database, month: Month, *, tenant_id: str | None = None, details: bool = False
 ) -> FullStatistics:
@@ -374,7 +440,10 @@ async def full_statistics(
         where += " AND l.tenant_id = ?"
         params.append(tenant_id)
 
-    def fn(conn: sqlite3.Connection) -> list[LedgerLine]:
+    def grouped(conn: sqlite3.Connection) -> list[LineGroup]:
+        return _line_groups(conn, where, params)
+
+    def each(conn: sqlite3.Connection) -> list[LedgerLine]:
         rows = conn.execute(
             "SELECT l.id, l.tenant_id, l.pool_key, p.type, l.number, l.item, l.period,"  # noqa: S608
             " l.quantity, l.unit, l.unit_price, l.amount, l.ref, l.created_at"
@@ -384,8 +453,11 @@ async def full_statistics(
         ).fetchall()
         return [_ledger_line(row) for row in rows]
 
-    lines = await db.read(fn)
-    return FullStatistics(month, tenant_id, summarise_ledger(lines, details=details))
+    if details:
+        rows = summarise_ledger(await db.read(each), details=True)
+    else:
+        rows = summarise_groups(await db.read(grouped))
+    return FullStatistics(month, tenant_id, rows)
 
 
 # ------------------------------------------------------------------------------ classified
@@ -403,17 +475,18 @@ class CallCounts:
 
 @dataclass(frozen=True, slots=True)
 class FeeLine:
-    """A charge (not a top-up) of a pool, placed in time for classified statistics.
+    """Charges (not top-ups) of a pool alike for classified statistics, taken together.
 
-    ``call_release_time``: the release time of the call the line rates, None for a monthly line.
+    ``call_in_range``: None for monthly lines; for lines rating calls, whether those calls ended
+    in the day range. ``number``: the rented number of rent lines (None for other items).
     """
 
     pool_key: PoolKey
     item: str
     number: PhoneNumber | None
-    amount: Decimal
+    amount: Decimal  # Σ of the lines
     period: str
-    call_release_time: float | None
+    call_in_range: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,15 +541,13 @@ def classify(
     fee_lines: Iterable[FeeLine],
     *,
     days: DayRange,
-    zone: ZoneInfo,
     number_type: BindingType | None = None,
 ) -> ClassifiedStatistics:
     """Classified statistics of ``pools`` (in that order) from their calls and ledger lines.
 
-    A call-linked fee line counts when its call ended in ``days``; a monthly line when its
-    period is a month ``days`` touches. Billed numbers: distinct numbers of counted rent lines.
+    A call's fee line counts when its call ended in ``days``; a monthly line when its period is
+    a month ``days`` touches. Billed numbers: distinct numbers of counted rent lines.
     """
-    start, end = days.bounds(zone)
     periods = {month.period for month in days.months()}
     in_scope = {pool.pool_key for pool in pools}
     call_fees: dict[PoolKey, Decimal] = {}
@@ -485,8 +556,8 @@ def classify(
     for line in fee_lines:
         if line.pool_key not in in_scope:
             continue
-        if line.call_release_time is not None:
-            if start <= line.call_release_time < end:
+        if line.call_in_range is not None:
+            if line.call_in_range:
                 call_fees[line.pool_key] = call_fees.get(line.pool_key, Decimal(0)) + line.amount
             continue
         if line.period not in periods:
@@ -556,23 +627,30 @@ def _call_counts(
     }
 
 
-def _fee_lines(conn: sqlite3.Connection, tenant_id: str, periods: Sequence[str]) -> list[FeeLine]:
+def _fee_lines(
+    conn: sqlite3.Connection, tenant_id: str, periods: Sequence[str], start: float, end: float
+) -> list[FeeLine]:
     marks = ", ".join("?" * len(periods))
+    # Grouped in SQL (a month has a line or two per call); amounts multiplied out exactly here.
     rows = conn.execute(
-        "SELECT l.pool_key, l.item, l.number, l.amount, l.period, c.release_time"  # noqa: S608
+        "SELECT l.pool_key, l.item, CASE WHEN l.item = 'rent' THEN l.number END,"  # noqa: S608
+        " l.amount, l.period,"
+        " CASE WHEN c.id IS NULL THEN NULL"
+        " WHEN c.release_time >= ? AND c.release_time < ? THEN 1 ELSE 0 END,"
+        " COUNT(*)"
         f" FROM ledger l LEFT JOIN call_records c ON {CALL_REF_JOIN}"
         f" WHERE l.tenant_id = ? AND l.period IN ({marks}) AND l.item != ?"
-        " AND l.pool_key IS NOT NULL",
-        (tenant_id, *periods, TOPUP),
+        " AND l.pool_key IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6",
+        (start, end, tenant_id, *periods, TOPUP),
     ).fetchall()
     return [
         FeeLine(
             pool_key=PoolKey(row[0]),
             item=str(row[1]),
             number=None if row[2] is None else PhoneNumber(row[2]),
-            amount=Decimal(row[3]),
+            amount=Decimal(row[3]) * int(row[6]),
             period=str(row[4]),
-            call_release_time=None if row[5] is None else float(row[5]),
+            call_in_range=None if row[5] is None else bool(row[5]),
         )
         for row in rows
     ]
@@ -611,11 +689,13 @@ async def classified_statistics(
 
     def fn(conn: sqlite3.Connection) -> tuple[dict[PoolKey, CallCounts], list[FeeLine]]:
         counts = _call_counts(conn, start, end, pool.pool_key if pool is not None else None)
-        lines = [line for tenant in tenants for line in _fee_lines(conn, tenant, periods)]
+        lines = [
+            line for tenant in tenants for line in _fee_lines(conn, tenant, periods, start, end)
+        ]
         return counts, lines
 
     counts, lines = await db.read(fn) if pools else ({}, [])
-    return classify(pools, counts, lines, days=days, zone=zone, number_type=number_type)
+    return classify(pools, counts, lines, days=days, number_type=number_type)
 
 
 # ------------------------------------------------------------------------------ packages
