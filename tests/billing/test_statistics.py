@@ -38,7 +38,7 @@ from routing.model import BindingType, PoolKey
 from store import Database
 from store import billing as billing_store
 from store.ledger import UnknownTenantError, insert_entry_in, topup
-from store.repositories import create_tenant, get_pool
+from store.repositories import create_pool, create_tenant, get_pool
 
 D = Decimal
 
@@ -359,5 +359,35 @@ async def test_package_records_and_remaining_quota(tmp_path: Path) -> None:
         assert (everyone.remaining_minutes, everyone.month_minutes) == (162, 8)
         with pytest.raises(UnknownTenantError):
             await package_statistics(db, parse_month("2026-12"), now=now, tenant_id="T9")
+    finally:
+        await db.close()
+
+
+async def test_sums_are_exact_decimals_whatever_the_amount_text(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "exact.sqlite3")
+    try:
+        await create_tenant(db, tenant_id="T1", name="t", now=at(2026, 12, 1))
+        pool = await create_pool(db, type=BindingType.AXB, name="p", tenant_id="T1",
+                                 now=at(2026, 12, 1))  # fmt: skip
+        # As floats 0.1 + 0.1 + 0.1 is 0.30000000000000004; "0.20" and "0.2" are one value.
+        amounts = ["0.1", "0.1", "0.1", "0.20", "0.2", "0.025", "-0.3"]
+
+        def op(conn: sqlite3.Connection) -> None:
+            for n, amount in enumerate(amounts):
+                insert_entry_in(
+                    conn, tenant_id="T1", item="discount" if amount.startswith("-") else "call",
+                    pool_key=pool, period="202612", quantity=1, unit="minute",
+                    amount=D(amount), ref=f"x{n}", created_at=at(2026, 12, 2),
+                )  # fmt: skip
+
+        await db.write(op)
+        for details in (False, True):
+            stats = await full_statistics(db, parse_month("2026-12"), details=details)
+            assert [(r.item, r.count, r.lines, r.amount) for r in stats.rows] == [
+                ("call", 6, 6, D("0.725")),
+                ("discount", 1, 1, D("-0.3")),
+            ]
+            assert stats.total == D("0.425")
+            assert money_text(stats.total) == "0.425"
     finally:
         await db.close()
