@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -40,7 +41,8 @@ import unicodedata
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from enum import IntEnum
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Final, Protocol
 from zoneinfo import ZoneInfo
 
@@ -64,7 +66,7 @@ from store.outbox import (
     RecordingEvent,
     ReportType,
 )
-from store.records import CallRecord, local_time
+from store.records import REPORT_FIELDS, TIME_FIELDS, CallRecord, local_time
 
 if TYPE_CHECKING:
     from api.control import ControlPlane
@@ -104,6 +106,7 @@ DEFAULT_WARNING_DELAY_S: Final = 0.05
 # After a failed write round the buffered reports are retried after this pause.
 _RETRY_PAUSE_S: Final = 0.5
 _SAVEPOINT: Final = "report_item"
+_TIME_FIELDS: Final = frozenset(TIME_FIELDS)
 
 
 # ------------------------------------------------------------------------------- payloads
@@ -176,6 +179,17 @@ class CallEvent:
         )
 
 
+@lru_cache(maxsize=8192)
+def _local_second(epoch_s: int, zone: ZoneInfo) -> str | None:
+    return local_time(epoch_s, zone)
+
+
+def _local(epoch_s: float | None, zone: ZoneInfo) -> str | None:
+    """``store.records.local_time`` (seconds truncated), cached per second: a call's reports
+    render the same few instants, and calls of one second share them."""
+    return None if epoch_s is None else _local_second(math.floor(epoch_s), zone)
+
+
 def _city_of(x: str) -> str | None:
     return home_location(PhoneNumber(x)).city if x else None
 
@@ -198,18 +212,29 @@ def call_event_payload(event: CallEvent, report_id: str, zone: ZoneInfo) -> dict
         "called_display_no": x if routed else None,
         "city": _city_of(event.x),
         "call_type": event.call_type,
-        "call_time": local_time(event.call_time, zone),
-        "call_out_time": local_time(event.call_out_time, zone),
-        "ring_time": local_time(event.ring_time, zone),
-        "start_time": local_time(event.start_time, zone),
+        "call_time": _local(event.call_time, zone),
+        "call_out_time": _local(event.call_out_time, zone),
+        "ring_time": _local(event.ring_time, zone),
+        "start_time": _local(event.start_time, zone),
         "out_id": event.out_id,
     }
 
 
 def end_payload(record: CallRecord, zone: ZoneInfo) -> dict[str, object]:
-    """The end-of-call report: the call record as the API shows it (every SPEC §6 field, its
-    ``id`` is the record's) plus ``report_type``."""
-    return {**record.to_report(zone), "report_type": str(ReportType.END)}
+    """The end-of-call report: the call record as the API shows it (``CallRecord.to_report``:
+    every SPEC §6 field, its ``id`` is the record's) plus ``report_type``. Rendered here with
+    the per-second time cache; a test holds it equal to ``to_report``."""
+    payload: dict[str, object] = {}
+    for name in REPORT_FIELDS:
+        value = getattr(record, name)
+        if name in _TIME_FIELDS:
+            payload[name] = _local(value, zone)
+        elif isinstance(value, IntEnum):
+            payload[name] = int(value)
+        else:
+            payload[name] = value
+    payload["report_type"] = str(ReportType.END)
+    return payload
 
 
 def recording_report_id(call_id: str) -> str:
@@ -317,28 +342,87 @@ _ItemOp = Callable[[sqlite3.Connection, float], set[str | None]]
 
 @dataclass(slots=True)
 class _Item:
-    op: _ItemOp
+    op: _ItemOp | None = None  # None: a call-path event, written with its neighbours
+    event: CallEvent | None = None
     future: asyncio.Future[None] | None = None  # None: nobody waits (call-path reports)
     what: str = "report"
 
 
+_Result = tuple[bool, set[str | None] | BaseException]
+
+
+def _event_report(event: CallEvent, zone: ZoneInfo) -> NewReport:
+    report_id = secrets.token_hex(16)
+    return NewReport(
+        id=report_id,
+        type=event.type,
+        payload=call_event_payload(event, report_id, zone),
+        call_id=event.call_id,
+        pool_key=event.pool_key,
+        secret_no=event.x or None,
+    )
+
+
+def _in_savepoint(
+    conn: sqlite3.Connection, run: Callable[[], set[str | None]], *, name: str = _SAVEPOINT
+) -> _Result:
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        tenants = run()
+    except Exception as error:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        return False, error
+    conn.execute(f"RELEASE {name}")
+    return True, tenants
+
+
 def _run_items(
-    conn: sqlite3.Connection, *, items: Sequence[_Item], now: float
-) -> list[tuple[bool, set[str | None] | BaseException]]:
-    """One round: every item under its own savepoint, so one failing item (a duplicate call
-    record) rolls back only itself."""
-    results: list[tuple[bool, set[str | None] | BaseException]] = []
-    for item in items:
-        conn.execute(f"SAVEPOINT {_SAVEPOINT}")
-        try:
-            tenants = item.op(conn, now)
-        except Exception as error:
-            conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
-            conn.execute(f"RELEASE {_SAVEPOINT}")
-            results.append((False, error))
-        else:
-            conn.execute(f"RELEASE {_SAVEPOINT}")
-            results.append((True, tenants))
+    conn: sqlite3.Connection,
+    *,
+    items: Sequence[_Item],
+    now: float,
+    zone: ZoneInfo,
+    owners: outbox.PoolOwners,
+) -> list[_Result]:
+    """One round, in order, under one savepoint; consecutive call-path events are inserted
+    together (one ``executemany``). Should an item fail (a duplicate call record), the round is
+    rolled back and run again item by item, each under its own savepoint, so that the failing
+    item alone is left out."""
+    insert = partial(outbox.insert_reports, conn, now=now, owners=owners)
+    groups: list[tuple[int, int]] = []  # [start, end) of the items of one step
+    index = 0
+    while index < len(items):
+        end = index + 1
+        if items[index].op is None:
+            while end < len(items) and items[end].op is None:
+                end += 1
+        groups.append((index, end))
+        index = end
+
+    def step(start: int, end: int) -> set[str | None]:
+        op = items[start].op
+        if op is not None:
+            return op(conn, now)
+        return insert([_event_report(it.event, zone) for it in items[start:end] if it.event])
+
+    def whole() -> set[str | None]:
+        tenants: set[str | None] = set()
+        for start, end in groups:
+            tenants |= step(start, end)
+        return tenants
+
+    ok, value = _in_savepoint(conn, whole, name="report_round")
+    if ok:
+        return [(True, value)] + [(True, set())] * (len(items) - 1)
+    results: list[_Result] = []
+    for start, end in groups:
+        if items[start].op is not None:
+            results.append(_in_savepoint(conn, partial(step, start, end)))
+            continue
+        for item in items[start:end]:  # events one by one: never expected to fail
+            assert item.event is not None
+            results.append(_in_savepoint(conn, partial(insert, [_event_report(item.event, zone)])))
     return results
 
 
@@ -368,6 +452,9 @@ class CallReports:
         self._closing = False
         self._written_listeners: list[WrittenListener] = []
         self._url_listeners: list[UrlsListener] = []
+        # Owners of pools, read once (pools are never deleted and never change owner); used
+        # only inside the database's writer thread.
+        self._owners: outbox.PoolOwners = {}
         self.warnings = PoolWarnings(self, delay_s=warning_delay_s)
         # Observability (metrics): reports dropped because the buffer was full or closed.
         self.dropped = 0
@@ -421,22 +508,7 @@ class CallReports:
         if self._closing or len(self._buffer) >= self.max_buffered:
             self._drop(report_type)
             return
-        event = CallEvent.of(report_type, call)
-        zone = self.zone
-
-        def op(conn: sqlite3.Connection, now: float) -> set[str | None]:
-            report_id = secrets.token_hex(16)
-            report = NewReport(
-                id=report_id,
-                type=event.type,
-                payload=call_event_payload(event, report_id, zone),
-                call_id=event.call_id,
-                pool_key=event.pool_key,
-                secret_no=event.x or None,
-            )
-            return outbox.insert_reports(conn, [report], now=now)
-
-        self._submit(_Item(op))
+        self._submit(_Item(event=CallEvent.of(report_type, call)))
 
     def _drop(self, report_type: ReportType) -> None:
         self.dropped += 1
@@ -459,7 +531,8 @@ class CallReports:
 
         def op(conn: sqlite3.Connection, now: float) -> set[str | None]:
             outbox.insert_call_record_row(conn, record)
-            tenants = outbox.insert_reports(conn, [_end_report(record, zone)], now=now)
+            end = _end_report(record, zone)
+            tenants = outbox.insert_reports(conn, [end], now=now, owners=self._owners)
             return tenants | _recording_report(conn, record, zone, now)
 
         await self._submit_and_wait(op, "call_record")
@@ -509,7 +582,7 @@ class CallReports:
             self.notify_written(tenants)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._submit(_Item(op, future, what))
+        self._submit(_Item(op=op, future=future, what=what))
         await future
 
     async def _write_loop(self) -> None:
@@ -522,7 +595,15 @@ class CallReports:
                 continue
             items, self._buffer = self._buffer, []
             try:
-                results = await self.db.write(partial(_run_items, items=items, now=self.clock()))
+                results = await self.db.write(
+                    partial(
+                        _run_items,
+                        items=items,
+                        now=self.clock(),
+                        zone=self.zone,
+                        owners=self._owners,
+                    )
+                )
             except Exception as error:  # the round's transaction failed as a whole
                 if await self._round_failed(items, error):
                     return

@@ -36,6 +36,7 @@ __all__ = [
     "PUSH_URL_TYPES",
     "DeliveryVia",
     "NewReport",
+    "PoolOwners",
     "PoolWarning",
     "PushUrl",
     "QueueStatus",
@@ -193,22 +194,36 @@ def _marks(count: int) -> str:
 # ------------------------------------------------------------------------------- writing
 
 
+#: pool key → (the pool exists, its tenant). Pools are never deleted and never change owner,
+#: so a writer may keep one such cache for good and pass it to every :func:`insert_reports`.
+PoolOwners = dict[str, tuple[bool, str | None]]
+
+_INSERT_REPORT: Final = (
+    " INTO report_outbox"
+    " (id, tenant_id, pool_key, call_id, kind, payload, created_at, next_attempt_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def insert_reports(
     conn: sqlite3.Connection,
     reports: Iterable[NewReport],
     *,
     now: float,
     if_absent: bool = False,
+    owners: PoolOwners | None = None,
 ) -> set[str | None]:
     """Queue ``reports`` in order (op building block); returns the tenants that got rows.
 
     The tenant is the owner of the report's pool (see the module docstring); a report of no
-    pool is skipped. A duplicate ``id`` raises ``ConflictError`` — or, with ``if_absent``, is
-    skipped (a report whose id is derived from what it describes, written at most once).
+    pool is skipped. A duplicate ``id`` raises ``ConflictError`` (nothing of ``reports`` is
+    written if the caller rolls back its savepoint) — or, with ``if_absent``, is skipped (a
+    report whose id is derived from what it describes, written at most once). ``owners``: a
+    cache of pool owners kept by the caller across calls.
     """
+    known: PoolOwners = {} if owners is None else owners
     tenants: set[str | None] = set()
-    # pool key → (the pool exists, its tenant): one lookup per pool and batch.
-    owners: dict[str, tuple[bool, str | None]] = {}
+    rows: list[tuple[object, ...]] = []
     for report in reports:
         pool_key = report.pool_key
         payload = report.payload
@@ -222,35 +237,40 @@ def insert_reports(
                     payload = {**payload, "pool_key": pool_key}
         if pool_key is None:
             continue
-        if pool_key not in owners:
-            owner = conn.execute(
+        owner = known.get(pool_key)
+        if owner is None:
+            row = conn.execute(
                 "SELECT tenant_id FROM pools WHERE pool_key = ?", (pool_key,)
             ).fetchone()
-            owners[pool_key] = (False, None) if owner is None else (True, owner[0])
-        exists, tenant = owners[pool_key]
+            owner = known[pool_key] = (False, None) if row is None else (True, row[0])
+        exists, tenant = owner
         if not exists:
             continue  # a pool key that names no pool: nobody to tell
-        verb = "INSERT OR IGNORE" if if_absent else "INSERT"
-        try:
-            cursor = conn.execute(
-                f"{verb} INTO report_outbox"
-                " (id, tenant_id, pool_key, call_id, kind, payload, created_at, next_attempt_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    report.id,
-                    tenant,
-                    pool_key,
-                    report.call_id,
-                    str(report.type),
-                    _json(payload),
-                    now,
-                    now,
-                ),
+        rows.append(
+            (
+                report.id,
+                tenant,
+                pool_key,
+                report.call_id,
+                str(report.type),
+                _json(payload),
+                now,
+                now,
             )
-        except sqlite3.IntegrityError as error:
-            raise ConflictError(f"report {report.id}: {error}") from error
-        if cursor.rowcount:
-            tenants.add(tenant)
+        )
+        tenants.add(tenant)
+    if not rows:
+        return set()
+    try:
+        if if_absent:
+            written: set[str | None] = set()
+            for row in rows:
+                if conn.execute("INSERT OR IGNORE" + _INSERT_REPORT, row).rowcount:
+                    written.add(row[1])  # type: ignore[arg-type]
+            return written
+        conn.executemany("INSERT" + _INSERT_REPORT, rows)
+    except sqlite3.IntegrityError as error:
+        raise ConflictError(f"reports: {error}") from error
     return tenants
 
 
