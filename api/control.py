@@ -269,9 +269,8 @@ class ControlPlane:
         for group_id, members in groups.items():
             self.index.set_group(group_id, members)
         self._group_pool = await self.db.read(_group_pools)
-        for info in await store.load_pool_inventory(self.db):
-            if info.status is NumberStatus.IN_POOL and info.pool_key is not None:
-                self._remember_number(info.pool_key, info.number, info.city, info.province)
+        for pool_key, number, city, province in await self.db.read(_allocatable_numbers):
+            self._remember_number(pool_key, number, city, province)
         await self.tenants.load()
         await self.inventory.load()
         await self.lists.load()
@@ -1032,6 +1031,20 @@ def _province_of_city(conn: sqlite3.Connection, city: str) -> str | None:
         (city, city + "市"),
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def _allocatable_numbers(conn: sqlite3.Connection) -> list[tuple[PoolKey, PhoneNumber, str, str]]:
+    """(pool, number, city, province) of every number in a pool, as ``load_pool_inventory``
+    orders them: the allocator's start-up load, four columns as plain tuples (the full
+    ``NumberInfo`` rows cost ~0.5 s more per 100,000 numbers)."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    cursor.execute(
+        "SELECT pool_key, number, city, province FROM numbers"
+        " WHERE pool_key IS NOT NULL AND status = ? ORDER BY pool_key, number",
+        (NumberStatus.IN_POOL.value,),
+    )
+    return cursor.fetchall()
 
 
 def _group_pools(conn: sqlite3.Connection) -> dict[GroupId, PoolKey]:

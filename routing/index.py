@@ -468,26 +468,29 @@ class BindingIndex:
         """
         refused: list[Binding] = []
         by_x = self._by_x
+        entry_of = by_x.get
         link = self._link
         axb = _AXB
         count = 0
         # _link inlined for AXB, the common case (DESIGN: a million bindings at start ≤ 5 s).
         for binding in bindings:
             x = binding.x
-            entry = by_x.get(x)
+            entry = entry_of(x)
             if binding.profile.type is axb:
                 if entry is None:
                     entry = by_x[x] = _AxbEntry()
                 elif type(entry) is not _AxbEntry:
                     refused.append(binding)
                     continue
-                for number in (binding.a, binding.b):
-                    current = entry.setdefault(number, binding)  # type: ignore[arg-type]
+                a = binding.a
+                current = entry.setdefault(a, binding)
+                if current is not binding:  # a slot shared with expired bindings: rare
+                    _slot_add(entry, a, binding)
+                b = binding.b
+                if b is not None:
+                    current = entry.setdefault(b, binding)
                     if current is not binding:
-                        if type(current) is list:
-                            current.append(binding)
-                        else:
-                            entry[number] = [current, binding]  # type: ignore[index, list-item]
+                        _slot_add(entry, b, binding)
                 entry.count += 1
                 count += 1
             elif entry is None or _entry_type(entry) is binding.profile.type:
