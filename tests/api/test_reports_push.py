@@ -4,9 +4,12 @@ persisted back-off through refusals, errors and timeouts, restart, per-tenant is
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from api_support import ZONE, Api, Clock
@@ -254,3 +257,59 @@ def test_a_request_is_the_leading_due_run_of_one_url() -> None:
     waiting = [_row(1, start, next_at=11.0), _row(2, start)]
     assert batches_by_url(waiting, urls, 10.0, 10) is None  # the head waits: nothing overtakes
     assert batches_by_url(rows, {"end": "http://e/"}, 10.0, 10) is None
+
+
+_KILLED_WRITER = """
+import asyncio, os, signal, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests/api"]
+from pathlib import Path
+from api_support import ZONE
+from api.control import ControlPlane
+from api.reports import attach_reports
+from reports_support import answered_call, routed_call
+from routing.index import BindingIndex
+from store import Database, get_binding
+
+async def main(db_path, sub_id):
+    db = await Database.open(Path(db_path))
+    control = ControlPlane(db=db, index=BindingIndex(), zone=ZONE)
+    await control.load()
+    reports = attach_reports(control)
+    binding = await get_binding(db, sub_id)
+    await answered_call(reports, binding, at=1_900_000_000.0)  # acknowledged: durable
+    reports.call_started(routed_call(binding, at=1_900_000_100.0))  # buffered, not written
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main(sys.argv[2], sys.argv[3]))
+"""
+
+
+async def test_acknowledged_reports_survive_kill_9(api: Api, scene: Scene) -> None:
+    await scene.reports.close()
+    await scene.control.db.close()
+    root = Path(__file__).resolve().parents[2]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_WRITER, str(root), str(api.db_path),
+        scene.binding.sub_id, cwd=root,
+    )  # fmt: skip
+    assert await child.wait() == -signal.SIGKILL
+    db = await Database.open(api.db_path)
+    control = ControlPlane(db=db, index=BindingIndex(), zone=ZONE, clock=api.clock)
+    await control.load()
+    reports = attach_reports(control)
+    pusher = ReportPusher(reports, FAST)
+    try:
+        async with receiving() as receiver:
+            await reports.set_push_url(
+                Principal(scene.a.tenant_id), scene.a.tenant_id, "default", receiver.url()
+            )
+            await pusher.start()
+            await receiver.wait_for(4)
+            await _until_delivered(scene)
+    finally:
+        await pusher.stop()
+        await db.close()
+    # The call whose end was acknowledged: all four reports. The start still in the buffer
+    # when the process died was never acknowledged to anyone: it is the loss the docs name.
+    assert [r["report_type"] for r in receiver.reports] == ["start", "ring", "pickup", "end"]
+    assert len({r["call_id"] for r in receiver.reports}) == 1
