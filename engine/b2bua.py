@@ -6,23 +6,52 @@ relay, the call record through the store.  Privacy rules (DESIGN.md "B2BUA
 rules"): the outbound leg is built from scratch — new Call-ID, tags, branch,
 CSeq; From and P-Asserted-Identity carry X; SDP is rewritten to our media
 ports; nothing of the other side's identity or addresses is copied.
+
+What the caller hears from maskline itself (engine.call_media does the packets):
+
+- **Enterprise ringback.** When the binding's code (else the pool's) names a tone with audio and
+  the caller offered G.711 under a static payload type, the offer relayed to the callee is cut
+  to that one codec (plus telephone-event, CN). At the callee's first 18x the caller gets 183
+  Session Progress with our own SDP answer (``media.sdp.local_answer``, side a of the relay)
+  and the tone, looped, as early media; later 18x are not relayed (the caller has its early
+  media). The callee's own early media, if any, takes over at its first RTP packet; at the
+  answer the tone stops and the 200 carries the same SDP as the 183 — the callee's answer,
+  necessarily in the same codec, only tells the relay where to send. A caller requiring
+  100rel gets the 183 reliably and the 200 after its PRACK, as every relayed 18x. Calls
+  without a tone are relayed exactly as before (the callee's SDP, rewritten, in each 18x/200).
+- **Announcements.** An intercepted call with such an offer: 183 with our answer, the cause's
+  prompt once, then the final response of ``INTERCEPT_STATUS`` (state ANNOUNCING; a CANCEL
+  meanwhile gets 487). The relay session exists for the prompt only.
+- **AXN-extension IVR.** See the section of that name below: the caller is answered by us
+  (200), keys the extension (RFC 4733 or INFO), and the call to A follows in state CONNECTING.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from config import Settings, TrunkSettings
+from engine.call_media import (
+    CallMedia,
+    ExtensionFound,
+    ExtensionIvr,
+    ExtensionNotFound,
+    PromptFrames,
+    ringing_tone_frames,
+)
 from engine.calls import (
+    CALLER_ANSWERED_STATES,
     Q850_MEDIA_TIMEOUT,
     Q850_NO_ANSWER,
     Q850_NORMAL_CLEARING,
     Q850_RECOVERY_ON_TIMER_EXPIRY,
+    Q850_UNALLOCATED,
     Call,
     CallInput,
     CallState,
@@ -31,6 +60,9 @@ from engine.calls import (
     q850_for_status,
 )
 from engine.logging import get_logger
+from media.dtmf import DtmfError, parse_info_body, telephone_event_payload_type
+from media.ivr import DEFAULT_MAX_LENGTH
+from media.prompts import prompt_for_cause
 from media.recording import CallRecording
 from media.relay import MediaRelay, MediaSession
 from media.sdp import (
@@ -38,7 +70,9 @@ from media.sdp import (
     NotRelayable,
     SdpError,
     SessionDescription,
+    answer_codec,
     keep_relayable_formats,
+    local_answer,
     media_endpoint,
     parse_sdp,
     ports_for_stream,
@@ -46,7 +80,7 @@ from media.sdp import (
     rewrite_for_leg,
 )
 from routing.index import BindingIndex, Intercept, NeedsExtension, Route
-from routing.model import InterceptCause, PhoneNumber
+from routing.model import Binding, InterceptCause, PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
 from sip.auth import authorization, parse_challenge
 from sip.builders import make_response, new_call_id, new_tag
@@ -95,7 +129,8 @@ _log = get_logger("engine.b2bua")
 SDP = "application/sdp"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 
-# SIP answer to the caller per interception cause (the announcement comes with the media issue).
+# SIP answer to the caller per interception cause (after the cause's announcement, when the
+# caller offered media we can play it in).
 INTERCEPT_STATUS: dict[InterceptCause, tuple[int, str]] = {
     InterceptCause.NO_BINDING: (404, "Not Found (no binding)"),
     InterceptCause.EXPIRED: (404, "Not Found (binding expired)"),
@@ -109,6 +144,12 @@ INTERCEPT_STATUS: dict[InterceptCause, tuple[int, str]] = {
 
 RecordSink = Callable[[Call, CallRecording | None], Awaitable[None]]
 """Writes an ended call's record; the recording, when there is one, first (engine.records)."""
+
+RingbackSource = Callable[[Binding, int, int], Awaitable[Sequence[bytes]]]
+"""``ringback(binding, call_type, payload_type)``: the enterprise ringback of a routed call as
+20 ms payloads of ``payload_type`` (0 PCMU, 8 PCMA); empty when neither the binding nor its
+pool sets a tone for this direction, or the tone has no audio (engine.server builds it from
+the pool's codes and the tone files, so this module needs neither the API nor the store)."""
 
 
 @dataclass(slots=True)
@@ -169,10 +210,32 @@ class _MediaState:
     # The call's recording when its binding asks for one: made with the session, fed by the
     # relay's on_packet hook from the answer on, written by the record sink after the call.
     recording: CallRecording | None = None
+    # The G.711 payload type we answer the caller with ourselves (media.sdp.answer_codec) and
+    # the caller's telephone-event type; codec None: no audio of ours can reach this caller.
+    codec: int | None = None
+    event_payload_type: int | None = None
+    # What the call does with its media beyond relaying (engine.call_media), made on first use.
+    call_media: CallMedia | None = None
+    # Enterprise ringback: the tone played while the callee rings (empty: none, plain relay).
+    ringback: Sequence[bytes] = ()
+    # Our own SDP answer to the caller (ringback 183, announcement 183, IVR 200). Once sent,
+    # every later response to the caller's INVITE carries it unchanged: the callee's answer
+    # only tells the relay where to send (the outbound offer was cut to the same codec).
+    caller_answer: bytes = b""
+    caller_answer_version: int = 0  # the o= version of caller_answer
+    early_answered: bool = False  # our 183 with caller_answer went to the caller
+    # The extension IVR while it runs, and the caller's offer the outbound leg is built from.
+    ivr: ExtensionIvr[Route] | None = None
+    offer: SessionDescription | None = None
+
+
+def _q850_reason(cause: int, text: str) -> str:
+    """An RFC 3326 Reason header value carrying a Q.850 cause."""
+    return f'Q.850;cause={cause};text="{text}"'
 
 
 # Reason header (RFC 3326) of the BYEs that release a call whose media died.
-_MEDIA_TIMEOUT_REASON = f'Q.850;cause={Q850_MEDIA_TIMEOUT};text="media timeout"'
+_MEDIA_TIMEOUT_REASON = _q850_reason(Q850_MEDIA_TIMEOUT, "media timeout")
 # Longest pause between two dead-media sweeps: a call is released at most this long after its
 # timeout ran out. One timer for all calls; each sweep reads two counters per watched call.
 _MEDIA_SWEEP_MAX_PERIOD_S = 1.0
@@ -193,8 +256,15 @@ class B2bua:
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
         x_usable: Callable[[PhoneNumber, float], bool] | None = None,
+        prompts: PromptFrames | None = None,
+        ringback: RingbackSource | None = None,
     ) -> None:
+        """``prompts``: announcements and the extension IVR's prompts (media.prompts); None
+        answers intercepted calls at once and intercepts AXN-extension calls. ``ringback``:
+        enterprise ringback (None: none)."""
         self._endpoint = endpoint
+        self._prompts = prompts
+        self._ringback = ringback
         self._index = index
         # False for an X whose user's real-person verification is overdue (SPEC §3): its calls
         # are intercepted. None: every X is usable.
@@ -218,6 +288,7 @@ class B2bua:
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: dict[str, Call] = {}  # calls not yet released
         self._media_sweep: asyncio.TimerHandle | None = None  # the dead-media sweep, when armed
+        self._ring_timers: dict[str, asyncio.TimerHandle] = {}  # calls' ringing timeouts
 
     @property
     def active_calls(self) -> int:
@@ -270,8 +341,17 @@ class B2bua:
             else Intercept(cause=InterceptCause.NO_BINDING, binding=None)
         )
         if isinstance(decision, NeedsExtension):
-            # The extension IVR comes with the media issue; until then say so.
-            decision = Intercept(cause=InterceptCause.NO_BINDING, binding=None)
+            if self._x_usable is not None and not self._x_usable(decision.x, now):
+                decision = Intercept(cause=InterceptCause.UNVERIFIED, binding=None)
+            else:
+                # The X's pool, in the record whatever happens (the tenant's report).
+                call.pool_key = decision.pool_key
+                offer = self._answerable_offer(request)
+                if offer is not None and self._prompts is not None:
+                    self._spawn(self._start_ivr(call, decision, trunk, offer))
+                    return
+                # No offer we can answer with our prompt in it: nobody to key an extension.
+                decision = Intercept(cause=InterceptCause.NO_BINDING, binding=None)
         if (
             isinstance(decision, Route)
             and self._x_usable is not None
@@ -315,22 +395,111 @@ class B2bua:
             return True
         if request.method == "BYE":
             self._answer(event.tx_key, request, 200)
-            if call.can(CallInput.CALLER_HUNG_UP):
+            hung_up = CallInput.CALLER_HUNG_UP if from_caller else CallInput.CALLEE_HUNG_UP
+            if call.can(hung_up):
                 call.release_dir = ReleaseDir.CALLER if from_caller else ReleaseDir.CALLEE
                 call.release_cause = Q850_NORMAL_CLEARING
-                other = call.outbound if from_caller else call.inbound
-                if other is not None:
-                    self._send_bye(other)
-                call.fire(CallInput.CALLER_HUNG_UP if from_caller else CallInput.CALLEE_HUNG_UP)
+                if call.state is CallState.CONNECTING:
+                    self._cancel_outbound(call)  # A is still ringing: CANCEL, not BYE
+                else:
+                    other = call.outbound if from_caller else call.inbound
+                    if other is not None:
+                        self._send_bye(other)
+                call.fire(hung_up)
                 self._finish(call)
             return True
         if request.method in ("INVITE", "UPDATE") and call.state is CallState.ANSWERED:
             self._relay_reinvite(call, event, from_caller=from_caller)
             return True
+        if (
+            request.method in ("INVITE", "UPDATE")
+            and from_caller
+            and call.state in (CallState.IVR, CallState.CONNECTING)
+        ):
+            self._answer_offer_locally(call, event)
+            return True
+        if request.method == "INFO" and from_caller and call.state is CallState.IVR:
+            self._on_info_key(call, event)
+            return True
         # UPDATE before the answer, INFO…: not relayed yet; refuse an offer so the call stays up.
         status = 488 if request.method in ("INVITE", "UPDATE") else 200
         self._answer(event.tx_key, request, status)
         return True
+
+    def _on_info_key(self, call: Call, event: RequestReceived) -> None:
+        """A SIP INFO from the caller while it keys an extension: the digit goes to the IVR.
+
+        ``application/dtmf-relay`` or ``application/dtmf`` with one key → 200; another content
+        type → 415, a body that is not one key → 400 (media.dtmf). An INFO without a body (a
+        keep-alive some phones send) → 200. Digits are never logged.
+        """
+        request = event.request
+        media = self._media.get(call.call_id)
+        if not request.body or media is None or media.call_media is None:
+            self._answer(event.tx_key, request, 200)
+            return
+        try:
+            key = parse_info_body(request.headers.get("Content-Type") or "", request.body)
+        except DtmfError as error:
+            self._answer(event.tx_key, request, error.status_code)
+            return
+        self._answer(event.tx_key, request, 200)
+        media.call_media.key_from_info(key.digit)
+        self._flush()
+
+    def _answer_offer_locally(self, call: Call, event: RequestReceived) -> None:
+        """A re-INVITE or UPDATE from the caller while we answer for the call (IVR, A ringing).
+
+        There is no other leg to relay it to: we answer with our own SDP (same codec, the
+        caller's new address noted for the relay; RFC 3264 §8) and take it as a session
+        refresh (RFC 4028 §10). An offer that drops our codec or is not relayable → 488, the
+        session goes on as it was (RFC 3261 §14.2).
+        """
+        request = event.request
+        media = self._media.get(call.call_id)
+        if media is None or media.session is None or media.codec is None:
+            self._answer(event.tx_key, request, 488)
+            return
+        session_timer = self._negotiate_inbound(event)
+        if session_timer is False:
+            return
+        body = b""
+        if request.body:
+            try:
+                offer = self._relayable_offer(request.body, stream=media.stream)
+            except NotRelayable as error:
+                self._answer(event.tx_key, request, 488, extra=[("Warning", self._warning(error))])
+                return
+            except SdpError:
+                self._answer(event.tx_key, request, 488, "Not Acceptable Here (unreadable SDP)")
+                return
+            if str(media.codec) not in offer.media[media.stream].formats:
+                self._answer(event.tx_key, request, 488, "Not Acceptable Here (codec change)")
+                return
+            media.session.expect("a", media_endpoint(offer, media.stream))
+            media.offer = offer
+            body = self._caller_sdp(call, offer, media, changed_only=True)
+            media.caller_answer = body
+        elif request.method == "INVITE":
+            body = media.caller_answer  # an INVITE without offer: our SDP is the offer (§14.2)
+        inbound = call.inbound
+        reply = make_response(
+            request,
+            200,
+            None,
+            extra=[
+                ("Contact", str(self._local_contact(call))),
+                *_session_timer_response_headers(session_timer),
+            ],
+            body=body,
+            content_type=SDP if body else None,
+        )
+        with contextlib.suppress(SipUsageError):
+            self._endpoint.send_response(event.tx_key, reply, self._clock())
+        if body:
+            inbound.local_sdp = body
+        self._refreshed(call, inbound, session_timer)
+        self._flush()
 
     def _relay_reinvite(self, call: Call, event: RequestReceived, *, from_caller: bool) -> None:
         """Relay a mid-call re-INVITE or UPDATE to the other leg; its answer goes back.
@@ -504,13 +673,18 @@ class B2bua:
             self._release_session(call, cause=Q850_RECOVERY_ON_TIMER_EXPIRY, why="refresh_timeout")
             return
         if call.outbound is not None and event.tx_key == call.outbound.tx_key:
-            if call.can(CallInput.FAILED):
+            if call.state is CallState.CONNECTING:
+                # A never answered our INVITE; the caller, answered by us, gets a BYE.
+                cause = Q850_RECOVERY_ON_TIMER_EXPIRY
+                reason = _q850_reason(cause, "no response")
+                self._release_answered(call, CallInput.FAILED, cause=cause, reason=reason)
+            elif call.can(CallInput.FAILED):
                 call.release_dir = ReleaseDir.PLATFORM
                 call.release_cause = Q850_RECOVERY_ON_TIMER_EXPIRY
                 self._answer_inbound(call, 408)
                 call.fire(CallInput.FAILED)
                 self._finish(call)
-        elif event.tx_key == call.inbound.tx_key and call.state is CallState.ANSWERED:
+        elif event.tx_key == call.inbound.tx_key and call.state in CALLER_ANSWERED_STATES:
             # Our 2xx was never acknowledged (Timer L): the caller is gone.
             self._release_answered(call, CallInput.FAILED, cause=Q850_RECOVERY_ON_TIMER_EXPIRY)
 
@@ -522,7 +696,7 @@ class B2bua:
         loses nothing acknowledged.  Must run while the SIP transport is open.
         """
         for call in list(self._active.values()):
-            if call.state is CallState.ANSWERED:
+            if call.state in CALLER_ANSWERED_STATES:
                 self._release_answered(call, CallInput.FAILED, cause=Q850_NORMAL_CLEARING)
                 continue
             call.release_dir = ReleaseDir.PLATFORM
@@ -550,13 +724,7 @@ class B2bua:
 
     async def _connect(self, call: Call, route: Route, trunk: TrunkSettings) -> None:
         binding = route.binding
-        call.sub_id = binding.sub_id
-        call.pool_key = binding.pool_key
-        call.out_id = binding.out_id
-        call.call_type = route.call_type
-        call.phone_no = route.phone_no
-        call.peer_no = route.peer_no
-        call.callee = route.callee
+        self._take_route(call, route)
         inbound_request = call.inbound.request
         assert inbound_request is not None
         if not inbound_request.body:
@@ -574,6 +742,16 @@ class B2bua:
             self._fail_setup(call, 488, "Not Acceptable Here (unreadable SDP)")
             return
         stream = relayable_stream(offer)
+        codec = answer_codec(offer, stream)
+        tone: Sequence[bytes] = ()
+        if codec is not None and self._ringback is not None:
+            tone = await self._ringback_for(call, binding, route.call_type, codec)
+            if call.state is not CallState.ROUTING:
+                return  # cancelled while the tone was looked up: nothing opened yet
+        if tone and codec is not None:
+            # We answer the caller ourselves with this codec (the 183 of the ringback): the
+            # callee is offered nothing else, so its answer cannot disagree.
+            offer = keep_relayable_formats(offer, stream, codec=codec)
         try:
             session = await self._relay.open_session(call.call_id)
         except Exception:
@@ -581,7 +759,11 @@ class B2bua:
             self._fail_setup(call, 503, "Service Unavailable (no media ports)")
             return
         media = self._media[call.call_id] = _MediaState(
-            session=session, stream=stream, offer_sendrecv=_sendrecv(offer, stream)
+            session=session,
+            stream=stream,
+            offer_sendrecv=_sendrecv(offer, stream),
+            codec=codec,
+            event_payload_type=telephone_event_payload_type(offer.media[stream]),
         )
         if binding.record:  # the binding's flag, the pool's default already resolved into it
             media.recording = CallRecording(
@@ -591,11 +773,42 @@ class B2bua:
             await self._close_media(call)
             return
         session.expect("a", media_endpoint(offer, stream))
+        if tone:
+            media.ringback = tone
+            media.caller_answer = self._caller_sdp(call, offer, media)
+        self._send_outbound(call, route, trunk, offer, media)
+        self._flush()
+
+    def _take_route(self, call: Call, route: Route) -> None:
+        """The call record's facts of the binding the call is routed by."""
+        binding = route.binding
+        call.sub_id = binding.sub_id
+        call.pool_key = binding.pool_key
+        call.out_id = binding.out_id
+        call.call_type = route.call_type
+        call.phone_no = route.phone_no
+        call.peer_no = route.peer_no
+        call.callee = route.callee
+        call.unconnected_cause = 0
+
+    def _send_outbound(
+        self,
+        call: Call,
+        route: Route,
+        trunk: TrunkSettings,
+        offer: SessionDescription,
+        media: _MediaState,
+    ) -> None:
+        """Send the INVITE to the callee: the caller's offer anchored on our side-b port."""
+        session = media.session
+        assert session is not None
+        inbound_request = call.inbound.request
+        assert inbound_request is not None
         media.sdp_version += 1
         body = rewrite_for_leg(
             offer,
             address=self._settings.media.address,
-            ports=ports_for_stream(offer, stream, session.port_b),
+            ports=ports_for_stream(offer, media.stream, session.port_b),
             session_id=int(call.call_time),
             version=media.sdp_version,
         )
@@ -617,10 +830,82 @@ class B2bua:
         self._calls_by_leg[(outbound.call_id, outbound.local_tag)] = call
         call.call_out_time = self._wall_clock()
         call.fire(CallInput.OUTBOUND_SENT)
-        ring_timeout_s = binding.ring_timeout_s
-        loop = asyncio.get_running_loop()
-        call.timers.append(loop.call_later(ring_timeout_s, self._ring_timeout, call))
-        self._flush()
+        ring_timeout_s = route.binding.ring_timeout_s
+        handle = asyncio.get_running_loop().call_later(ring_timeout_s, self._ring_timeout, call)
+        call.timers.append(handle)
+        self._ring_timers[call.call_id] = handle
+
+    async def _ringback_for(
+        self, call: Call, binding: Binding, call_type: int, codec: int
+    ) -> Sequence[bytes]:
+        """The enterprise ringback of a routed call; empty when none (or on any failure: a
+        call never fails for its ringback)."""
+        assert self._ringback is not None
+        try:
+            return await self._ringback(binding, call_type, codec)
+        except Exception:
+            _log.exception("ringback_lookup_failed", call=call.call_id)
+            return ()
+
+    def _caller_sdp(
+        self,
+        call: Call,
+        offer: SessionDescription,
+        media: _MediaState,
+        *,
+        changed_only: bool = False,
+    ) -> bytes:
+        """Our own SDP answer to the caller's ``offer`` (media.sdp.local_answer), on side a.
+
+        ``changed_only``: a re-offer; the version moves on only when the answer's content
+        changes (RFC 3264 §8), the same answer again keeps it.
+        """
+        session = media.session
+        assert session is not None and media.codec is not None
+
+        def render(version: int) -> bytes:
+            return local_answer(
+                offer,
+                media.stream,
+                payload_type=media.codec if media.codec is not None else 0,
+                address=self._settings.media.address,
+                port=session.port_a,
+                session_id=int(call.call_time) + 1,
+                version=version,
+            )
+
+        if changed_only and media.caller_answer:
+            same = render(media.caller_answer_version)
+            if same == media.caller_answer:
+                return same
+        media.sdp_version += 1
+        media.caller_answer_version = media.sdp_version
+        return render(media.sdp_version)
+
+    def _call_media(self, media: _MediaState) -> CallMedia:
+        """The call's CallMedia, made on first use (recording, ringback, prompts, keys)."""
+        if media.call_media is None:
+            assert media.session is not None
+            media.call_media = CallMedia(
+                media.session,
+                # A plain recorded call may have no codec of ours: it plays nothing then.
+                caller_payload_type=media.codec if media.codec is not None else 0,
+                event_payload_type=media.event_payload_type,
+            )
+        return media.call_media
+
+    def _answerable_offer(self, request: Request) -> tuple[SessionDescription, int, int] | None:
+        """(relayable offer, its stream, our codec) when we can answer the caller ourselves:
+        an INVITE with a G.711 sendrecv offer under a static payload type; else None."""
+        if not request.body:
+            return None
+        try:
+            offer = self._relayable_offer(request.body)
+        except SdpError:  # NotRelayable included
+            return None
+        stream = relayable_stream(offer)
+        codec = answer_codec(offer, stream)
+        return None if codec is None else (offer, stream, codec)
 
     def _build_outbound_invite(
         self,
@@ -669,6 +954,24 @@ class B2bua:
             return  # a retransmission of a reliable 18x already PRACKed and relayed (§4)
         if call.ring_time is None:
             call.ring_time = self._wall_clock()
+        media = self._media.get(call.call_id)
+        if call.state is CallState.CONNECTING or (media is not None and media.ringback):
+            # The caller hears us, not the callee's signalling: our 183 with our own answer
+            # (ringback) went or goes out once; an extension caller is answered already. The
+            # callee's early SDP, if any, only points the relay at it: its first RTP packet
+            # then takes over from our tone (CallMedia handover).
+            if response.body:
+                self._expect_callee(call, response)
+            if media is not None and media.ringback and not media.early_answered:
+                media.early_answered = True
+                self._send_provisional(call, 183, media.caller_answer)
+                self._call_media(media).play_to_caller(
+                    media.ringback, loop=True, until_callee_media=True
+                )
+                _log.info("ringback_started", call=call.call_id)
+            call.fire(CallInput.PROVISIONAL)
+            self._flush()
+            return
         body = self._answer_sdp_for_caller(call, response) if response.body else b""
         status = response.status_code if response.status_code in (180, 183) else 180
         self._send_provisional(call, status, body)
@@ -838,45 +1141,66 @@ class B2bua:
                 self._send_bye(outbound)  # answered after we gave up (RFC 3261 §15)
             self._flush()
             return  # a 2xx retransmission: the ACK above was all it needed
-        body = self._answer_sdp_for_caller(call, response)
-        inbound_request = call.inbound.request
-        assert inbound_request is not None
-        contact = self._local_contact(call)
-        inbound = call.inbound
-
-        def send_answer() -> None:
-            # RFC 4028 §9: the 2xx tells the caller the interval and who refreshes.
-            self._answer_inbound(
-                call, 200, body=body, extra=_session_timer_response_headers(inbound.session_timer)
-            )
-            dialog = inbound.dialog
-            if dialog is None:
-                dialog = inbound.dialog = Dialog.create_uas(
-                    inbound_request, inbound.local_tag, contact
-                )
-            if dialog.state is DialogState.EARLY:
-                dialog.confirm()
-
-        call.inbound.local_sdp = body
+        media = self._media.get(call.call_id)
+        if media is not None and media.caller_answer:
+            # The caller has our own answer already (ringback 183, IVR 200) and keeps it; our
+            # tone stops now, and the callee's media is relayed from its first packet.
+            self._expect_callee(call, response)
+            body = media.caller_answer
+            if media.call_media is not None:
+                media.call_media.stop_playback()
+        else:
+            body = self._answer_sdp_for_caller(call, response)
         outbound.session_timer = _uac_session(response, None)
         outbound.peer_allows_update = _allows_update(response)
-        reliable = self._reliable.get(call.call_id)
-        if reliable is not None and (reliable.unacked is not None or reliable.queued):
-            # RFC 3262 §3: no final response before the PRACK of every reliable provisional.
-            reliable.held_answer = send_answer
-        else:
-            send_answer()
+        connecting = call.state is CallState.CONNECTING
+        if not connecting:
+            reliable = self._reliable.get(call.call_id)
+            if reliable is not None and (reliable.unacked is not None or reliable.queued):
+                # RFC 3262 §3: no final response before the PRACK of every reliable provisional.
+                call.inbound.local_sdp = body
+                reliable.held_answer = functools.partial(self._answer_caller, call, body)
+            else:
+                self._answer_caller(call, body)
         call.start_time = self._wall_clock()
         call.fire(CallInput.ANSWERED)
-        self._cancel_timers(call)
+        if connecting:
+            # The caller's leg has been up since the IVR: its session timer and maximum
+            # duration run on; only the ringing timeout ends.
+            ring_timer = self._ring_timers.pop(call.call_id, None)
+            if ring_timer is not None:
+                ring_timer.cancel()
+                with contextlib.suppress(ValueError):
+                    call.timers.remove(ring_timer)
+        else:
+            self._cancel_timers(call)
         self._update_media_watch(call)
         self._start_recording(call)
-        loop = asyncio.get_running_loop()
-        max_duration_s = self._settings.sip.max_call_duration_s
-        call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
-        self._arm_session_timer(call, call.inbound)
+        if not connecting:
+            loop = asyncio.get_running_loop()
+            max_duration_s = self._settings.sip.max_call_duration_s
+            call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
+            self._arm_session_timer(call, call.inbound)
         self._arm_session_timer(call, outbound)
         self._flush()
+
+    def _answer_caller(self, call: Call, body: bytes) -> None:
+        """Send the 200 to the caller's INVITE with ``body`` and confirm its dialog."""
+        inbound = call.inbound
+        inbound_request = inbound.request
+        assert inbound_request is not None
+        inbound.local_sdp = body
+        # RFC 4028 §9: the 2xx tells the caller the interval and who refreshes.
+        self._answer_inbound(
+            call, 200, body=body, extra=_session_timer_response_headers(inbound.session_timer)
+        )
+        dialog = inbound.dialog
+        if dialog is None:
+            dialog = inbound.dialog = Dialog.create_uas(
+                inbound_request, inbound.local_tag, self._local_contact(call)
+            )
+        if dialog.state is DialogState.EARLY:
+            dialog.confirm()
 
     def _on_rejected(self, call: Call, response: Response) -> None:
         if not call.can(CallInput.CALLEE_REJECTED):
@@ -896,6 +1220,15 @@ class B2bua:
             response = Response(403, "Forbidden (trunk authentication failed)")
         call.release_dir = ReleaseDir.CALLEE
         call.release_cause = q850_for_status(status)
+        if call.state is CallState.CONNECTING:
+            # The caller's leg is up (extension IVR): A's refusal ends it with a BYE whose
+            # Reason carries the cause (RFC 3326), e.g. 17 user busy for a 486.
+            text = (response.reason or "").strip().replace('"', "'") or f"SIP {status}"
+            self._send_bye(call.inbound, reason=_q850_reason(call.release_cause, text))
+            call.fire(CallInput.CALLEE_REJECTED)
+            self._finish(call)
+            self._flush()
+            return
         self._answer_inbound(call, status if status != 487 else 480, response.reason or None)
         call.fire(CallInput.CALLEE_REJECTED)
         self._finish(call)
@@ -975,6 +1308,18 @@ class B2bua:
         self._calls_by_tx[outbound.tx_key] = call
         self._flush()
 
+    def _expect_callee(self, call: Call, response: Response) -> None:
+        """Point the relay's side b at the address of the callee's answer (early or final)."""
+        media = self._media.get(call.call_id)
+        if media is None or media.session is None or not response.body:
+            return
+        try:
+            answer = parse_sdp(response.body)
+        except SdpError:
+            return
+        media.session.expect("b", media_endpoint(answer, media.stream))
+        media.sendrecv = media.offer_sendrecv and _sendrecv(answer, media.stream)
+
     def _answer_sdp_for_caller(self, call: Call, response: Response) -> bytes:
         media = self._media.get(call.call_id)
         if media is None or media.session is None or not response.body:
@@ -1013,7 +1358,15 @@ class B2bua:
     # -- timers -------------------------------------------------------------------------------
 
     def _ring_timeout(self, call: Call) -> None:
+        self._ring_timers.pop(call.call_id, None)
         if not call.can(CallInput.RING_TIMEOUT):
+            return
+        if call.state is CallState.CONNECTING:
+            reason = _q850_reason(Q850_NO_ANSWER, "no answer")
+            self._release_answered(
+                call, CallInput.RING_TIMEOUT, cause=Q850_NO_ANSWER, reason=reason
+            )
+            self._flush()
             return
         call.release_dir = ReleaseDir.PLATFORM
         call.release_cause = Q850_NO_ANSWER
@@ -1043,20 +1396,21 @@ class B2bua:
     def _start_recording(self, call: Call) -> None:
         """Record the conversation from the answer on: the recording's sample 0 is now.
 
-        Only here does the session get a per-packet hook, so unrecorded calls relay with none
-        (one ``is None`` test per packet). The hook appends the datagram and its arrival time,
-        nothing more; decoding and writing happen after the call, off the loop (records).
+        The call's CallMedia installs the relay hook (unrecorded calls relay with none once any
+        tone has stopped: one ``is None`` test per packet). The recording appends the datagram
+        and its arrival time, nothing more; decoding and writing happen after the call, off the
+        loop (records).
         """
         media = self._media.get(call.call_id)
         if media is None or media.session is None or media.recording is None:
             return
         media.recording.started_at = self._clock()
-        media.session.on_packet = media.recording.on_packet
+        self._call_media(media).record(media.recording)
 
     def _update_media_watch(self, call: Call) -> None:
         """Start or pause the dead-media watch of an answered call after an offer/answer."""
         media = self._media.get(call.call_id)
-        if media is None or media.session is None or call.state is not CallState.ANSWERED:
+        if media is None or media.session is None or call.state not in CALLER_ANSWERED_STATES:
             return
         session = media.session
         if not media.sendrecv:
@@ -1155,7 +1509,7 @@ class B2bua:
                 call.timers.remove(handle)
         leg.session_handles.clear()
         timer = leg.session_timer
-        if timer is None or call.state is not CallState.ANSWERED:
+        if timer is None or call.state not in CALLER_ANSWERED_STATES:
             return
         loop = asyncio.get_running_loop()
         expiry_s = expiry_after_s(timer.interval_s, local_refreshes=timer.local_refreshes)
@@ -1171,7 +1525,7 @@ class B2bua:
         re-INVITE offering the SDP we last sent, unchanged (RFC 4028 §7.4, RFC 3264 §8)."""
         dialog = leg.dialog
         if (
-            call.state is not CallState.ANSWERED
+            call.state not in CALLER_ANSWERED_STATES
             or leg.session_timer is None
             or dialog is None
             or dialog.is_terminated
@@ -1243,13 +1597,16 @@ class B2bua:
     def _release_answered(
         self, call: Call, call_input: CallInput, *, cause: int, reason: str | None = None
     ) -> None:
-        """The platform ends an answered call: BYE on both legs (with ``reason`` as their
-        RFC 3326 Reason header, if given), then the usual release."""
+        """The platform ends a call whose caller is answered: BYE on both legs (with
+        ``reason`` as their RFC 3326 Reason header, if given) — CANCEL instead of BYE for an
+        outbound leg still ringing (CONNECTING) — then the usual release."""
         call.release_dir = ReleaseDir.PLATFORM
         call.release_cause = cause
-        for leg in (call.inbound, call.outbound):
-            if leg is not None:
-                self._send_bye(leg, reason=reason)
+        self._send_bye(call.inbound, reason=reason)
+        if call.state is CallState.CONNECTING:
+            self._cancel_outbound(call)
+        elif call.outbound is not None:
+            self._send_bye(call.outbound, reason=reason)
         call.fire(call_input)
         self._finish(call)
 
@@ -1265,9 +1622,195 @@ class B2bua:
         status, reason = INTERCEPT_STATUS[decision.cause]
         call.release_dir = ReleaseDir.PLATFORM
         call.release_cause = q850_for_status(status)
+        announcement = self._announcement(call, decision.cause)
+        if announcement is not None:
+            call.fire(CallInput.ANNOUNCE)
+            self._spawn(self._announce(call, *announcement, status=status, reason=reason))
+            return
         self._answer_inbound(call, status, reason)
         call.fire(CallInput.FAILED)
         self._finish(call)
+
+    # -- announcements ------------------------------------------------------------------------
+    #
+    # An intercepted call whose caller offered G.711 hears why (SPEC §4): 183 Session Progress
+    # with our own SDP answer, the cause's prompt once as early media, then the final response
+    # it always got (INTERCEPT_STATUS). A relay session is opened for the prompt only and closed
+    # with the call. No offer, no G.711 or no prompt file: the final response at once. A CANCEL
+    # during the prompt ends it (487); the record is the intercept's, with the caller's release.
+
+    def _announcement(
+        self, call: Call, cause: InterceptCause
+    ) -> tuple[SessionDescription, int, int, Sequence[bytes]] | None:
+        """(offer, stream, codec, prompt frames) to announce ``cause`` with, or None."""
+        if self._prompts is None or call.inbound.request is None:
+            return None
+        answerable = self._answerable_offer(call.inbound.request)
+        if answerable is None:
+            return None
+        offer, stream, codec = answerable
+        frames = self._prompts.frames(prompt_for_cause(cause), codec)
+        return (offer, stream, codec, frames) if frames else None
+
+    async def _announce(
+        self,
+        call: Call,
+        offer: SessionDescription,
+        stream: int,
+        codec: int,
+        frames: Sequence[bytes],
+        *,
+        status: int,
+        reason: str,
+    ) -> None:
+        try:
+            session = await self._relay.open_session(call.call_id)
+        except Exception:
+            _log.exception("media_session_failed", call=call.call_id)
+            session = None
+        if session is not None:
+            media = self._media[call.call_id] = _MediaState(
+                session=session, stream=stream, codec=codec
+            )
+            if call.state is not CallState.ANNOUNCING:  # cancelled while the ports were opened
+                await self._close_media(call)
+                return
+            session.expect("a", media_endpoint(offer, stream))
+            media.caller_answer = self._caller_sdp(call, offer, media)
+            self._send_provisional(call, 183, media.caller_answer)
+            self._flush()
+            _log.info("announcement_started", call=call.call_id, cause=call.unconnected_cause)
+            await self._call_media(media).play_to_caller(frames)
+        if not call.can(CallInput.FAILED):
+            return  # cancelled (487 sent) or released at shutdown during the prompt
+        self._answer_inbound(call, status, reason)
+        call.fire(CallInput.FAILED)
+        self._finish(call)
+        self._flush()
+
+    # -- the AXN-extension IVR ----------------------------------------------------------------
+    #
+    # N calls an AXN-extension X (NeedsExtension): we answer the caller ourselves (200 with our
+    # SDP answer), watch its media for inactivity and run ExtensionIvr: the prompt, keys from
+    # RFC 4733 events (the relay hook, via CallMedia) and from SIP INFO (_on_info_key), lookups
+    # in the binding index with the extension, retries. Found → the INVITE to A goes out as in
+    # _connect, cut to the caller's codec, while the caller hears the enterprise ringback (or
+    # the national ringing tone) until A's own media or answer; A's answer only starts the
+    # relay, the caller has had our SDP since the IVR. A busy, unanswered or failing → BYE to
+    # the caller with the Q.850 cause in a Reason header. Not found after [ivr] max_tries → the
+    # not-found prompt, then BYE; the record is an intercept (NO_BINDING) of the X's pool.
+
+    async def _start_ivr(
+        self,
+        call: Call,
+        need: NeedsExtension,
+        trunk: TrunkSettings,
+        answerable: tuple[SessionDescription, int, int],
+    ) -> None:
+        offer, stream, codec = answerable
+        try:
+            session = await self._relay.open_session(call.call_id)
+        except Exception:
+            _log.exception("media_session_failed", call=call.call_id)
+            self._fail_setup(call, 503, "Service Unavailable (no media ports)")
+            return
+        media = self._media[call.call_id] = _MediaState(
+            session=session,
+            stream=stream,
+            codec=codec,
+            event_payload_type=telephone_event_payload_type(offer.media[stream]),
+            offer=offer,
+        )
+        if call.state is not CallState.ROUTING:  # cancelled while the ports were opened
+            await self._close_media(call)
+            return
+        session.expect("a", media_endpoint(offer, stream))
+        media.caller_answer = self._caller_sdp(call, offer, media)
+        try:
+            self._answer_caller(call, media.caller_answer)
+        except SipError:  # no Contact to build the dialog on (RFC 3261 §12.1.1)
+            self._fail_setup(call, 400, "Bad Request (no Contact)")
+            return
+        call.fire(CallInput.IVR_ANSWERED)
+        loop = asyncio.get_running_loop()
+        max_duration_s = self._settings.sip.max_call_duration_s
+        call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
+        self._arm_session_timer(call, call.inbound)
+        self._update_media_watch(call)
+        assert self._prompts is not None
+        settings = self._settings.ivr
+        media.ivr = ExtensionIvr(
+            self._call_media(media),
+            self._prompts,
+            lookup=functools.partial(self._lookup_extension, need),
+            on_outcome=functools.partial(self._on_ivr_outcome, call, trunk),
+            max_tries=settings.max_tries,
+            inter_digit_timeout_s=settings.inter_digit_timeout_s,
+            max_length=DEFAULT_MAX_LENGTH,
+        )
+        media.ivr.start()
+        _log.info("ivr_started", call=call.call_id)
+        self._flush()
+
+    def _lookup_extension(self, need: NeedsExtension, extension: str) -> Route | None:
+        """The route of the binding (X, extension) for this caller now, or None for anything
+        that would not connect (unknown, expired, blocked, restricted, X unverified)."""
+        now = self._wall_clock()
+        decision = self._index.resolve(need.x, need.caller, now=now, extension=extension)
+        if not isinstance(decision, Route):
+            return None
+        if self._x_usable is not None and not self._x_usable(decision.binding.x, now):
+            return None
+        return decision
+
+    def _on_ivr_outcome(
+        self,
+        call: Call,
+        trunk: TrunkSettings,
+        outcome: ExtensionFound[Route] | ExtensionNotFound,
+    ) -> None:
+        media = self._media.get(call.call_id)
+        if media is not None:
+            media.ivr = None
+        if call.state is not CallState.IVR:
+            return
+        if isinstance(outcome, ExtensionFound):
+            _log.info("extension_found", call=call.call_id)
+            self._spawn(self._connect_extension(call, outcome.found, trunk))
+            return
+        _log.info("extension_not_found", call=call.call_id)
+        call.call_type = 4
+        call.unconnected_cause = InterceptCause.NO_BINDING.unconnected_cause
+        reason = _q850_reason(Q850_UNALLOCATED, "extension not found")
+        self._release_answered(
+            call, CallInput.EXTENSION_NOT_FOUND, cause=Q850_UNALLOCATED, reason=reason
+        )
+        self._flush()
+
+    async def _connect_extension(self, call: Call, route: Route, trunk: TrunkSettings) -> None:
+        """Ring A for an extension caller already answered by us (IVR → CONNECTING)."""
+        media = self._media.get(call.call_id)
+        if media is None or media.session is None or media.offer is None or media.codec is None:
+            return
+        self._take_route(call, route)
+        tone: Sequence[bytes] = ()
+        if self._ringback is not None:
+            tone = await self._ringback_for(call, route.binding, route.call_type, media.codec)
+            if call.state is not CallState.IVR:
+                return  # the caller hung up meanwhile
+        if route.binding.record:
+            media.recording = CallRecording(
+                clock=self._clock, max_duration_s=self._settings.sip.max_call_duration_s
+            )
+        offer = keep_relayable_formats(media.offer, media.stream, codec=media.codec)
+        self._send_outbound(call, route, trunk, offer, media)
+        # While A rings the ringing timeout bounds the call; the dead-media watch resumes at
+        # the answer (a caller's phone may well send nothing while it listens to ringback).
+        media.session.stop_watching()
+        self._call_media(media).play_to_caller(
+            tone or ringing_tone_frames(media.codec), loop=True, until_callee_media=True
+        )
+        self._flush()
 
     def _fail_setup(
         self,
@@ -1405,6 +1948,15 @@ class B2bua:
         self._authenticated.discard(call.call_id)
         self._min_se_retried.discard(call.call_id)
         self._outbound_rseq.pop(call.call_id, None)
+        self._ring_timers.pop(call.call_id, None)
+        media = self._media.get(call.call_id)
+        if media is not None:
+            # Nothing more is played or keyed from now; the session closes right after.
+            if media.ivr is not None:
+                media.ivr.close()
+                media.ivr = None
+            if media.call_media is not None:
+                media.call_media.close()
         reliable = self._reliable.pop(call.call_id, None)
         if reliable is not None:
             if reliable.handle is not None:

@@ -10,15 +10,23 @@ recorded, plays nothing and collects no keys relays with the hook unset (DESIGN:
 hot path stays one ``is None`` test). :class:`ExtensionIvr` drives the AXN-extension prompt of
 one call on top of a ``CallMedia``: it plays the prompts, feeds keys from RTP (RFC 4733) or
 SIP INFO to ``media.ivr.ExtensionCollector`` and reports the outcome. Digits are never logged.
+
+:func:`ringing_tone_frames` is the national ringing tone (China: 450 Hz, 1 s on, 4 s off,
+about -10 dBm0), played to an extension caller — answered by us already, so the phone makes no
+ringback of its own — while A rings and no enterprise ringback is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
+import numpy as np
+
+from media.audio import frames as g711_frames
 from media.dtmf import DtmfDetector
 from media.ivr import (
     ExtensionCollector,
@@ -35,7 +43,33 @@ from media.recording import CallRecording
 from media.relay import MediaSession, PacketDirection
 from media.rtp_out import RtpStreamWriter
 
-__all__ = ["CallMedia", "ExtensionFound", "ExtensionIvr", "ExtensionNotFound", "PromptFrames"]
+__all__ = [
+    "CallMedia",
+    "ExtensionFound",
+    "ExtensionIvr",
+    "ExtensionNotFound",
+    "PromptFrames",
+    "ringing_tone_frames",
+]
+
+_SAMPLE_RATE: Final = 8000
+# GB/T 3380 / YD/T 1277 ringing tone: 450 Hz, 1 s on, 4 s off. -10 dBm0 in G.711 is about 0.22
+# of full scale (a full-scale sine is +3.17 dBm0).
+_RINGING_HZ: Final = 450.0
+_RINGING_ON_S: Final = 1.0
+_RINGING_OFF_S: Final = 4.0
+_RINGING_AMPLITUDE: Final = 7200.0
+
+
+@functools.cache
+def ringing_tone_frames(payload_type: int) -> tuple[bytes, ...]:
+    """One cadence of the national ringing tone as 20 ms payloads of ``payload_type`` (0 or 8),
+    to be looped. Made once per payload type; ``ValueError`` for a type that is not G.711."""
+    on = np.arange(int(_RINGING_ON_S * _SAMPLE_RATE)) / _SAMPLE_RATE
+    tone = (_RINGING_AMPLITUDE * np.sin(2 * np.pi * _RINGING_HZ * on)).astype(np.int16)
+    cadence = np.concatenate([tone, np.zeros(int(_RINGING_OFF_S * _SAMPLE_RATE), np.int16)])
+    return tuple(g711_frames(cadence, payload_type))
+
 
 _Found = TypeVar("_Found")
 

@@ -31,13 +31,29 @@ def new_call_ref() -> str:
 
 
 class CallState(Enum):
-    """Life of a call seen from the controller."""
+    """Life of a call seen from the controller.
+
+    A routed call goes ROUTING → CALLING → EARLY → ANSWERED. An intercepted call whose caller
+    can hear us goes ROUTING → ANNOUNCING (183 and the cause's prompt) → ENDED with the final
+    response. An AXN-extension call is answered by maskline itself: ROUTING → IVR (200 to the
+    caller, prompt, keys) → CONNECTING (the INVITE to A is out; the caller's leg is already
+    up, so A's provisionals are not relayed and a failure is a BYE, not a final response) →
+    ANSWERED, or IVR → ENDED after the not-found prompt.
+    """
 
     ROUTING = auto()  # inbound INVITE accepted, outbound leg being prepared
     CALLING = auto()  # outbound INVITE sent
     EARLY = auto()  # callee ringing / early media relayed to the caller
     ANSWERED = auto()  # 200 relayed, media flowing
+    ANNOUNCING = auto()  # intercepted: 183 sent, the announcement plays, then the final response
+    IVR = auto()  # AXN extension: we answered the caller, the extension is being keyed
+    CONNECTING = auto()  # AXN extension found: the caller's leg is up, A is being called
     ENDED = auto()
+
+
+# States in which the caller's INVITE has been answered 200: its leg is a confirmed dialog
+# (BYE, session timers, dead-media watch), whatever the state of the other leg.
+CALLER_ANSWERED_STATES = frozenset({CallState.IVR, CallState.CONNECTING, CallState.ANSWERED})
 
 
 class CallInput(Enum):
@@ -54,7 +70,10 @@ class CallInput(Enum):
     MAX_DURATION = auto()
     SESSION_EXPIRED = auto()  # RFC 4028: a leg's session timer ran out without a refresh
     MEDIA_TIMEOUT = auto()  # no RTP from either party for [media] inactivity_timeout_s
-    FAILED = auto()  # transaction timeout, transport error, media failure
+    FAILED = auto()  # transaction timeout, transport error, media failure; an announcement over
+    ANNOUNCE = auto()  # intercepted with an offer we can answer: the announcement starts
+    IVR_ANSWERED = auto()  # AXN extension: we answered the caller to collect the extension
+    EXTENSION_NOT_FOUND = auto()  # no valid extension in the tries allowed: prompt, then BYE
 
 
 S = CallState
@@ -81,6 +100,28 @@ CALL_TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
     (S.ANSWERED, In.SESSION_EXPIRED): S.ENDED,
     (S.ANSWERED, In.MEDIA_TIMEOUT): S.ENDED,
     (S.ANSWERED, In.FAILED): S.ENDED,
+    # Intercepted, with an announcement: only the caller's CANCEL or its end can follow.
+    (S.ROUTING, In.ANNOUNCE): S.ANNOUNCING,
+    (S.ANNOUNCING, In.CALLER_CANCELLED): S.ENDED,
+    (S.ANNOUNCING, In.FAILED): S.ENDED,
+    # The AXN-extension IVR: the caller's leg is answered by us.
+    (S.ROUTING, In.IVR_ANSWERED): S.IVR,
+    (S.IVR, In.OUTBOUND_SENT): S.CONNECTING,
+    (S.IVR, In.EXTENSION_NOT_FOUND): S.ENDED,
+    (S.IVR, In.CALLER_HUNG_UP): S.ENDED,
+    (S.IVR, In.MAX_DURATION): S.ENDED,
+    (S.IVR, In.SESSION_EXPIRED): S.ENDED,
+    (S.IVR, In.MEDIA_TIMEOUT): S.ENDED,
+    (S.IVR, In.FAILED): S.ENDED,
+    (S.CONNECTING, In.PROVISIONAL): S.CONNECTING,
+    (S.CONNECTING, In.ANSWERED): S.ANSWERED,
+    (S.CONNECTING, In.CALLEE_REJECTED): S.ENDED,
+    (S.CONNECTING, In.RING_TIMEOUT): S.ENDED,
+    (S.CONNECTING, In.CALLER_HUNG_UP): S.ENDED,
+    (S.CONNECTING, In.MAX_DURATION): S.ENDED,
+    (S.CONNECTING, In.SESSION_EXPIRED): S.ENDED,
+    (S.CONNECTING, In.MEDIA_TIMEOUT): S.ENDED,
+    (S.CONNECTING, In.FAILED): S.ENDED,
 }
 
 

@@ -1,4 +1,11 @@
-"""Process wiring for ``maskline serve``: one uvloop event loop, SIP on UDP and TCP, clean stop."""
+"""Process wiring for ``maskline serve``: one uvloop event loop, SIP on UDP and TCP, clean stop.
+
+Media features wired here (engine.b2bua uses them through injected callables, so it imports
+neither the API nor the store): the announcement and IVR prompts of ``[audio] prompts_dir``
+(missing defaults made with espeak-ng at start; if that fails, calls still work, announcements
+are skipped), and enterprise ringback — the binding's code, else its pool's, resolved to a
+tenant's tone file under ``[audio] ringback_dir`` (pools are cached by the control plane).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +13,28 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from api.app import create_app
-from api.control import open_control_plane
+from api.control import ControlPlane, open_control_plane
+from api.errors import ControlError
 from api.recordings import configure_recordings, run_retention
+from api.ringback import attach_ringback
 from api.server import start_api
 from config import Settings
-from engine.b2bua import B2bua
+from engine.b2bua import B2bua, RingbackSource
 from engine.logging import get_logger
 from engine.records import CallRecorder
 from engine.signalling import Signalling
 from engine.transport import SipTransport
+from media.audio import AudioError
+from media.dtmf import INFO_CONTENT_TYPES
 from media.ports import PortAllocator
+from media.prompts import PromptLibrary, ensure_prompts
 from media.relay import MediaRelay
+from media.ringback import RingbackLibrary, ringback_tone_for
+from routing.model import Binding
 from sip.endpoint import Endpoint, EndpointStats
 from sip.reliable import OPTION_TAG as REL_OPTION_TAG
 from sip.session_timer import OPTION_TAG
@@ -57,9 +72,46 @@ def build_endpoint(settings: Settings) -> Endpoint:
         timers=TimerConfig(t1_s=sip.t1_ms / 1000, t2_s=sip.t2_ms / 1000, t4_s=sip.t4_ms / 1000),
         max_message_bytes=sip.max_message_bytes,
         # RFC 4028 session timers and RFC 3262 100rel on each leg: Require: timer or 100rel
-        # is served, not answered 420.
-        policy=UasPolicy(supported_extensions=frozenset({OPTION_TAG, REL_OPTION_TAG})),
+        # is served, not answered 420. INFO bodies with DTMF reach the extension IVR; other
+        # bodies than SDP and those are answered 415 by the UAS checks.
+        policy=UasPolicy(
+            supported_extensions=frozenset({OPTION_TAG, REL_OPTION_TAG}),
+            accepted_content_types=frozenset({"application/sdp", *INFO_CONTENT_TYPES}),
+        ),
     )
+
+
+async def load_prompts(prompts_dir: Path, *, voice: str) -> PromptLibrary:
+    """The prompts, the missing defaults made first (espeak-ng, in a worker thread).
+
+    A failure to make them (espeak-ng missing, directory not writable) is logged and the
+    server runs on: a prompt without a file plays as nothing, so intercepted calls get their
+    final response at once, as without announcements.
+    """
+    try:
+        await asyncio.to_thread(ensure_prompts, prompts_dir, voice=voice)
+    except (AudioError, OSError) as error:
+        _log.error("prompts_unavailable", prompts_dir=str(prompts_dir), error=str(error))
+    return await asyncio.to_thread(PromptLibrary, prompts_dir)
+
+
+def ringback_source(control: ControlPlane, library: RingbackLibrary) -> RingbackSource:
+    """The enterprise ringback of a routed call: binding code first, else the pool's (SPEC
+    §2), as the payloads of the pool's tenant's tone; empty for none."""
+
+    async def frames(binding: Binding, call_type: int, payload_type: int) -> Sequence[bytes]:
+        try:
+            pool = await control.get_pool(binding.pool_key)
+        except ControlError:
+            return ()
+        tone = ringback_tone_for(
+            binding.ringback, pool.ringback, binding_type=binding.type, call_type=call_type
+        )
+        if tone is None:
+            return ()
+        return library.frames(pool.tenant_id, tone, payload_type)
+
+    return frames
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -70,6 +122,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     control = await open_control_plane(settings)
     # Signed recording URLs and the download route read [recording] (directory, URL lifetime).
     configure_recordings(control, settings.recording)
+    audio = settings.audio
+    attach_ringback(control, ringback_dir=audio.ringback_dir, voice=audio.tts_voice)
     try:
         api_server = await start_api(
             create_app(control, operator_token=settings.api.operator_token),
@@ -81,6 +135,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         raise
     # --- end control plane ----------------------------------------------------------------
     try:
+        prompts = await load_prompts(audio.prompts_dir, voice=audio.tts_voice)
+        # Every pool in the control plane's cache now: the ringback lookup of a call never
+        # reads the database (a pool created later is read once, on its first call).
+        await control.list_pools()
         endpoint = build_endpoint(settings)
         signalling = Signalling(endpoint, clock=loop.time)
         transport = SipTransport(endpoint, on_events=signalling.handle_events, loop=loop)
@@ -102,6 +160,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             clock=loop.time,
             wall_clock=time.time,
             x_usable=control.inventory.is_bindable,
+            prompts=prompts,
+            ringback=ringback_source(control, RingbackLibrary(audio.ringback_dir)),
         )
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])

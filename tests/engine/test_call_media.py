@@ -10,9 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
-from engine.call_media import CallMedia, ExtensionFound, ExtensionIvr, ExtensionNotFound
+from engine.call_media import (
+    CallMedia,
+    ExtensionFound,
+    ExtensionIvr,
+    ExtensionNotFound,
+    ringing_tone_frames,
+)
+from media import g711
 from media.dtmf import telephone_event_packets
 from media.player import PlaybackEnd
 from media.prompts import PromptName
@@ -237,3 +245,17 @@ async def test_close_ends_without_an_outcome() -> None:
     await asyncio.sleep(0.3)
     assert run.outcomes == [] and run.looked_up == []
     assert not run.media.playing
+
+
+@pytest.mark.parametrize("payload_type", [0, 8])
+def test_ringing_tone_is_450_hz_one_second_in_five(payload_type: int) -> None:
+    frames = ringing_tone_frames(payload_type)
+    assert len(frames) == 250 and all(len(frame) == 160 for frame in frames)  # 5 s of 20 ms
+    samples = g711.decode(payload_type, b"".join(frames)).astype(np.float64)
+    on, off = samples[:8000], samples[8000:]
+    spectrum = np.abs(np.fft.rfft(on * np.hanning(len(on))))
+    assert abs(np.argmax(spectrum) * 8000 / len(on) - 450) < 2
+    rms_dbfs = 20 * np.log10(np.sqrt(np.mean(on**2)) / 32768)
+    assert -20 < rms_dbfs < -14  # about -10 dBm0 (a full-scale sine is +3.17 dBm0)
+    assert np.max(np.abs(off)) < 16  # the 4 s pause is silence (G.711's idle code)
+    assert ringing_tone_frames(payload_type) is frames  # made once
