@@ -763,7 +763,7 @@ class B2bua:
             stream=stream,
             offer_sendrecv=_sendrecv(offer, stream),
             codec=codec,
-            event_payload_type=telephone_event_payload_type(offer.media[stream]),
+            # No event_payload_type: a routed call's keys go to the callee, never to us.
         )
         if binding.record:  # the binding's flag, the pool's default already resolved into it
             media.recording = CallRecording(

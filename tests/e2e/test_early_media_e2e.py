@@ -627,3 +627,81 @@ def test_info_bodies_other_than_one_key_are_refused(early: EarlyServer) -> None:
     record = _latest_record(early, mark)  # the caller hung up while keying
     assert record["release_dir"] == 1 and record["start_time"] is None
     assert record["pool_key"] == early.pools[X_EXT]
+
+
+def test_ringback_to_a_caller_requiring_100rel(early: EarlyServer, tmp_path: Path) -> None:
+    """RFC 3262: the ringback's 183 is reliable (Require: 100rel, RSeq) and the 200 waits for
+    its PRACK; the tone plays meanwhile and the 200 repeats the 183's SDP."""
+    mark = _newest_id(early)
+    endpoint = RtpEndpoint()
+    client = UdpClient(early.server.sip)
+    host, port = client.local
+    server = f"{early.server.sip[0]}:{early.server.sip[1]}"
+    call_id, tag = new_call_id(), "rel" + new_branch()[-8:]
+    dialog = [f"From: <sip:{A}@{host}:{port}>;tag={tag}", f"Call-ID: {call_id}", "Max-Forwards: 70"]
+    sdp = (
+        f"v=0\r\no=a 1 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+        f"m=audio {endpoint.port} RTP/AVP 0 8\r\n"
+    )
+    via = f"Via: SIP/2.0/UDP {host}:{port};branch={new_branch()};rport"
+    command, _ = _sipp("uas_ring_then_answer.xml", tmp_path, "callee", ["-d", "1500"])
+    command[command.index("-p") + 1] = str(early.callee_port)
+    callee = subprocess.Popen(command, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    replies: list[SipReply] = []
+
+    def next_reply(wanted: Callable[[SipReply], bool]) -> SipReply:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            data = client.receive(deadline - time.monotonic())
+            if data is None:
+                break
+            reply = parse_reply(data)
+            replies.append(reply)
+            if wanted(reply):
+                return reply
+        raise AssertionError(f"no such reply in {[r.status for r in replies]}")
+
+    try:
+        _await_listening(early.callee_port, callee)
+        client.send(_raw([f"INVITE sip:{X_TONES}@{server} SIP/2.0", via, *dialog,
+                          f"To: <sip:{X_TONES}@{server}>", "CSeq: 1 INVITE",
+                          f"Contact: <sip:{A}@{host}:{port}>", "Require: 100rel",
+                          "Content-Type: application/sdp"], sdp))  # fmt: skip
+        early_ok = next_reply(lambda r: r.status == 183)
+        assert "100rel" in early_ok.tokens("require") and early_ok.get("rseq"), early_ok.raw
+        to = early_ok.get("to") or ""
+        # PCMU is the caller's first codec: the answer and the tone are PCMU.
+        assert b"m=audio " in early_ok.body and b"a=rtpmap:0 PCMU/8000" in early_ok.body
+        assert endpoint.wait_for_packets(10, timeout=5)[0].payload_type == 0
+        # The callee answers 1.5 s in; until our PRACK the 200 must not come (only 183 again).
+        held_until = time.monotonic() + 2.5
+        while (left := held_until - time.monotonic()) > 0:
+            data = client.receive(left)
+            if data is not None:
+                assert parse_reply(data).status == 183, data[:200]
+        client.send(_raw([f"PRACK sip:{X_TONES}@{server} SIP/2.0",
+                          f"Via: SIP/2.0/UDP {host}:{port};branch={new_branch()};rport",
+                          *dialog, f"To: {to}", "CSeq: 2 PRACK",
+                          f"RAck: {early_ok.get('rseq')} 1 INVITE"]))  # fmt: skip
+        next_reply(lambda r: r.status == 200 and (r.get("cseq") or "").endswith("PRACK"))
+        answered = next_reply(lambda r: r.status == 200 and r.get("cseq") == "1 INVITE")
+        assert answered.body == early_ok.body, "the 200 repeats the 183's answer"
+        client.send(_raw([f"ACK sip:{X_TONES}@{server} SIP/2.0",
+                          f"Via: SIP/2.0/UDP {host}:{port};branch={new_branch()};rport",
+                          *dialog, f"To: {to}", "CSeq: 1 ACK"]))  # fmt: skip
+        client.send(_raw([f"BYE sip:{X_TONES}@{server} SIP/2.0",
+                          f"Via: SIP/2.0/UDP {host}:{port};branch={new_branch()};rport",
+                          *dialog, f"To: {to}", "CSeq: 3 BYE"]))  # fmt: skip
+        next_reply(lambda r: r.get("cseq") == "3 BYE")
+        assert callee.wait(timeout=10) == 0
+        ringback = endpoint.received(payload_types=(0,))
+    finally:
+        if callee.poll() is None:
+            callee.kill()
+        client.close()
+        endpoint.close()
+    audio = decode_stream(ringback)
+    assert len(ringback) >= 50  # the callee rang 1.5 s
+    assert best_correlation(audio, early.tone("binding-tone")[: SAMPLE_RATE // 2]) > 0.9
+    assert _latest_record(early, mark)["start_time"] is not None
