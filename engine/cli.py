@@ -746,10 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
         cli_billing,
         cli_inventory,
         cli_lists,
+        cli_reports,
         cli_stats,
         cli_tenants,
     )
-    from engine import cli_reports  # noqa: PLC0415
 
     for register in (
         *_COMMANDS,
