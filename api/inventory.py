@@ -11,7 +11,8 @@ through ``control._remember_number`` / ``control._forget_number`` after each dur
 
 Money: a purchase charges the pool's tenant the first month's rent of every number it buys, in
 the same transaction as the purchase and only if the balance covers it (SPEC §3, §7); operator
-pools are not charged.  The tariff is :data:`RENT_BY_SPEC` until per-tenant tariffs exist.
+pools are not charged.  The rents are the tenant's tariff (``billing``: SPEC §7 defaults,
+:data:`RENT_BY_SPEC`, unless the operator set others for the tenant).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 import store
 from api.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from api.principal import visible_to
+from billing.ledger_run import tariff_for
 from engine.logging import get_logger
 from routing.model import BindingType, NumberSpec, PhoneNumber, PoolKey
 from routing.numbers import InvalidNumberError, normalize
@@ -422,7 +424,7 @@ class Inventory:
             city=wanted_city,
             specs=specs,
             prefix=wanted_prefix,
-            rent_by_spec=RENT_BY_SPEC,
+            rent_by_spec=(await tariff_for(self.control.db, pool.tenant_id)).rent_by_spec(),
             period=self._period(now),
             verification_deadline=self._grace_deadline(pool.type, now),
             now=now,

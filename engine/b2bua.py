@@ -34,7 +34,7 @@ import functools
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from config import Settings, TrunkSettings
 from engine.call_media import (
@@ -143,6 +143,33 @@ INTERCEPT_STATUS: dict[InterceptCause, tuple[int, str]] = {
 
 
 RecordSink = Callable[[Call, CallRecording | None], Awaitable[None]]
+
+
+class CallEvents(Protocol):
+    """Who hears of a call's progress as it happens (the tenant's start, ring and pick-up
+    reports, SPEC §6): each method returns at once and never waits on disk or network."""
+
+    def call_started(self, call: Call) -> None:
+        """The call's routing outcome is known (routed or intercepted)."""
+
+    def call_ringing(self, call: Call) -> None:
+        """The callee rings (first provisional response of the outbound leg)."""
+
+    def call_answered(self, call: Call) -> None:
+        """The callee answered."""
+
+
+class _NoCallEvents:
+    def call_started(self, call: Call) -> None:
+        pass
+
+    def call_ringing(self, call: Call) -> None:
+        pass
+
+    def call_answered(self, call: Call) -> None:
+        pass
+
+
 """Writes an ended call's record; the recording, when there is one, first (engine.records)."""
 
 RingbackSource = Callable[[Binding, int, int], Awaitable[Sequence[bytes]]]
@@ -258,11 +285,13 @@ class B2bua:
         x_usable: Callable[[PhoneNumber, float], bool] | None = None,
         prompts: PromptFrames | None = None,
         ringback: RingbackSource | None = None,
+        events: CallEvents | None = None,
     ) -> None:
         """``prompts``: announcements and the extension IVR's prompts (media.prompts); None
         answers intercepted calls at once and intercepts AXN-extension calls. ``ringback``:
-        enterprise ringback (None: none)."""
+        enterprise ringback (None: none). ``events``: progress reports (None: none)."""
         self._endpoint = endpoint
+        self._events: CallEvents = events if events is not None else _NoCallEvents()
         self._prompts = prompts
         self._ringback = ringback
         self._index = index
@@ -790,6 +819,7 @@ class B2bua:
         call.peer_no = route.peer_no
         call.callee = route.callee
         call.unconnected_cause = 0
+        self._events.call_started(call)
 
     def _send_outbound(
         self,
@@ -954,6 +984,7 @@ class B2bua:
             return  # a retransmission of a reliable 18x already PRACKed and relayed (§4)
         if call.ring_time is None:
             call.ring_time = self._wall_clock()
+            self._events.call_ringing(call)
         media = self._media.get(call.call_id)
         if call.state is CallState.CONNECTING or (media is not None and media.ringback):
             # The caller hears us, not the callee's signalling: our 183 with our own answer
@@ -1163,6 +1194,7 @@ class B2bua:
             else:
                 self._answer_caller(call, body)
         call.start_time = self._wall_clock()
+        self._events.call_answered(call)
         call.fire(CallInput.ANSWERED)
         if connecting:
             # The caller's leg has been up since the IVR: its session timer and maximum
@@ -1619,6 +1651,7 @@ class B2bua:
             call.phone_no = binding.a
         call.call_type = 4
         call.unconnected_cause = decision.cause.unconnected_cause
+        self._events.call_started(call)
         status, reason = INTERCEPT_STATUS[decision.cause]
         call.release_dir = ReleaseDir.PLATFORM
         call.release_cause = q850_for_status(status)
@@ -1781,6 +1814,7 @@ class B2bua:
         _log.info("extension_not_found", call=call.call_id)
         call.call_type = 4
         call.unconnected_cause = InterceptCause.NO_BINDING.unconnected_cause
+        self._events.call_started(call)
         reason = _q850_reason(Q850_UNALLOCATED, "extension not found")
         self._release_answered(
             call, CallInput.EXTENSION_NOT_FOUND, cause=Q850_UNALLOCATED, reason=reason

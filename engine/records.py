@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from engine.calls import Call
@@ -75,8 +76,13 @@ class CallRecorder:
         *,
         recording_dir: Path = Path("var/recordings"),
         zone: dt.tzinfo = dt.UTC,
+        write_record: Callable[[CallRecord], Awaitable[None]] | None = None,
     ) -> None:
+        """``write_record``: the durable write of a record (default: the row alone); the
+        reports service passes one that writes the row and its end-of-call report in one
+        transaction."""
         self._db = db
+        self._write = write_record if write_record is not None else self._insert
         self._cdr = cdr
         self._recording_dir = recording_dir
         self._zone = zone
@@ -96,7 +102,7 @@ class CallRecorder:
 
     async def _write_record(self, call: Call) -> None:
         record = call_record_of(call)
-        await insert_call_record(self._db, record)
+        await self._write(record)
         await self._cdr.append(record)
         _log.info(
             "call_ended",
@@ -108,6 +114,9 @@ class CallRecorder:
             duration_s=round(record.duration_s, 1),
             recorded=record.recording_path is not None,
         )
+
+    async def _insert(self, record: CallRecord) -> None:
+        await insert_call_record(self._db, record)
 
     async def _save_recording(self, call: Call, recording: CallRecording) -> None:
         """Write the WAV off the event loop, attach it to the call, note its path on ``call``."""

@@ -20,8 +20,11 @@ from api.app import create_app
 from api.control import ControlPlane, open_control_plane
 from api.errors import ControlError
 from api.recordings import configure_recordings, run_retention
+from api.report_push import ReportPusher
+from api.reports import attach_reports
 from api.ringback import attach_ringback
 from api.server import start_api
+from billing.ledger_run import run_billing
 from config import Settings
 from engine.b2bua import B2bua, RingbackSource
 from engine.logging import get_logger
@@ -120,6 +123,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     stop = stop or _stop_on_signals(loop)
     # --- control plane (api/): database + binding index, loaded before SIP listens ---------
     control = await open_control_plane(settings)
+    # Tenants' reports (SPEC §6): the outbox writer now, the push workers once SIP is up.
+    reports = attach_reports(control)
     # Signed recording URLs and the download route read [recording] (directory, URL lifetime).
     configure_recordings(control, settings.recording)
     audio = settings.audio
@@ -155,6 +160,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 cdr,
                 recording_dir=settings.recording.dir,
                 zone=settings.time.tzinfo,
+                write_record=reports.call_ended,
             ),
             flush=transport.flush,
             clock=loop.time,
@@ -162,24 +168,38 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             x_usable=control.inventory.is_bindable,
             prompts=prompts,
             ringback=ringback_source(control, RingbackLibrary(audio.ringback_dir)),
+            events=reports,
         )
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
-        # Recordings older than [recording] retention_days are deleted by a periodic sweep.
-        retention = asyncio.create_task(run_retention(control.db, settings.recording))
+        pusher = ReportPusher(reports)
+        await pusher.start()  # reports left pending by the last run go first
+        await reports.warnings.check()  # pool thresholds crossed while the server was down
+        # Periodic jobs: recordings older than [recording] retention_days are deleted; calls
+        # are rated and monthly rent billed into the ledger (billing.ledger_run).
+        jobs = [
+            asyncio.create_task(run_retention(control.db, settings.recording)),
+            asyncio.create_task(run_billing(control.db, settings)),
+        ]
         try:
             await stop.wait()
         finally:
             _log.info("stopping", **_stats(endpoint.stats))
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+            for job in jobs:
+                job.cancel()
+            for job in jobs:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
             # Release calls while SIP can still send their BYEs, then stop listening.
             await signalling.b2bua.close()
             transport.close()
             await transport.wait_closed()
             await relay.close_all()
             await cdr.close()
+            # Reports last: every call's end report is in the outbox by now. A push in flight
+            # gets a moment, then is cut and sent again after the restart.
+            await pusher.stop()
+            await reports.close()
     finally:
         # --- control plane shutdown, after SIP: API first, then the database -----------------
         await api_server.stop()

@@ -33,6 +33,7 @@ from api.inventory import RENT_BY_SPEC, SecretStatus
 from routing.index import BindingIndex
 from routing.model import BindingType, NumberSpec, PhoneNumber
 from store import Database, Verification, ledger
+from store.billing import set_tariff_overrides
 
 A = "13800138000"
 B = "13900139000"
@@ -928,3 +929,15 @@ def test_cli_usage_errors_are_json(argv: list[str], capsys: pytest.CaptureFixtur
 
     assert cli.main(argv) == 2
     assert json.loads(capsys.readouterr().out)["code"] == "USAGE"
+
+
+async def test_purchase_charges_the_tenants_own_rent(stocked: ControlPlane) -> None:
+    await set_tariff_overrides(
+        stocked.db, TENANT_A, {"rent_virtual": Decimal("7.30")}, now=stocked.clock()
+    )
+    pool = await tenant_pool(stocked)
+    await funded(stocked, TENANT_A, "10")
+    await stocked.inventory.buy(pool, count=1, city="北京")
+    [entry] = await ledger.entries(stocked.db, TENANT_A, item="rent")
+    assert entry.amount == entry.unit_price == Decimal("7.30")
+    assert await stocked.inventory.balance(TENANT_A) == Decimal("2.70")
