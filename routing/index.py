@@ -41,8 +41,10 @@ real number → binding (A and B both keyed, with the binding count); for the ex
 is the binding itself; for AXN_EXT an object with a dict A → binding and a dict extension →
 binding.  A slot holds a ``Binding`` or, rarely (expired bindings not yet removed), a list of
 them.  There is no dict sub_id → binding: bindings are found by X (see
-:meth:`~BindingIndex.get`); a resolve at a million bindings touches two dicts, the binding and
-its expiry, which is what bounds it (cache misses, not instructions).
+:meth:`~BindingIndex.get`).  A resolve at a million bindings is bound by cache misses, not
+instructions: X's dict, the binding, the numbers it compares and routes to; the expiry is
+checked on the binding's shared :attr:`~routing.model.Binding.expiry_hour` first, so the
+binding's own expiry float is read only in its last hour.
 """
 
 from __future__ import annotations
@@ -584,7 +586,9 @@ class BindingIndex:
             if slot is None:
                 return _NO_BINDING
             binding: Binding = slot if type(slot) is not list else _pick(slot)  # type: ignore[assignment]
-            if binding.expires_at <= now:
+            # The shared hour first: the binding's own expiry (a float object elsewhere in
+            # memory) is read only in its last hour or after.
+            if binding.expiry_hour <= now and binding.expires_at <= now:
                 return Intercept(_EXPIRED, binding)
             if caller == binding.a:
                 callee: PhoneNumber = binding.b  # type: ignore[assignment]  # AXB: never None
@@ -618,7 +622,7 @@ class BindingIndex:
                 extension=extension,
             )
         # Exclusive: AXN, 95AXN, AXG.
-        if binding.expires_at <= now:
+        if binding.expiry_hour <= now and binding.expires_at <= now:
             return Intercept(_EXPIRED, binding)
         if caller is not None and caller == binding.a:
             return self._finish_a(binding, caller)

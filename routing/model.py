@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field
 from enum import IntEnum, StrEnum
+from math import isfinite
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, NewType
 
@@ -193,6 +194,52 @@ def sub_key(sub_id: str) -> SubId | int:
     return SubId(sub_id)
 
 
+#: One shared float per whole hour an expiry falls in (see :func:`expiry_hour`); cleared, like
+#: the profiles, when it reaches ``_MAX_PROFILES``.
+_HOURS: dict[float, float] = {}
+_HOUR_S: Final = 3600.0
+
+
+def expiry_hour(expires_at: float) -> float:
+    """``expires_at`` rounded down to the whole hour (UTC), as one float object shared by
+    every binding expiring in that hour.
+
+    The call path compares this first: a binding whose hour lies after ``now`` is in force
+    without reading its own expiry, a float object of its own and one more cache miss per
+    call at a million bindings (the hour floats, a few hundred, stay in cache).  Exact:
+    ``expires_at % 3600`` is exact in binary floating point, so the result never exceeds
+    ``expires_at``; a value that is not finite is its own hour.
+    """
+    if not isfinite(expires_at):
+        return expires_at
+    hour = expires_at - expires_at % _HOUR_S
+    shared = _HOURS.get(hour)
+    if shared is None:
+        if len(_HOURS) >= _MAX_PROFILES:
+            _HOURS.clear()
+        shared = _HOURS[hour] = hour
+    return shared
+
+
+class _Cold:
+    """``out_id`` and ``created_at`` of a binding that has a ``created_at`` (one slot for two).
+
+    Bindings in the index have none (0.0): the load does not read it and the control plane
+    indexes its bindings without it, so nearly every binding holds just its ``out_id`` (or
+    None) in that slot.
+    """
+
+    __slots__ = ("created_at", "out_id")
+
+    def __init__(self, out_id: str | None, created_at: float) -> None:
+        self.out_id = out_id
+        self.created_at = created_at
+
+
+def _cold(out_id: str | None, created_at: float) -> _Cold | str | None:
+    return out_id if created_at == 0.0 else _Cold(out_id, created_at)
+
+
 class Binding:
     """One binding of real numbers to a middle number X.
 
@@ -203,16 +250,18 @@ class Binding:
 
     Built and read like a dataclass of the 15 fields of ``__init__`` (keyword or positional
     construction, ``dataclasses.replace``/``fields``, field-wise ``==``, the dataclass
-    ``repr``), but stored compactly, for DESIGN's ≤ 400 bytes per binding at a million: what
-    resolve reads per call (``a``, ``b``, ``expires_at``, ``x``) and what differs per binding
-    (``out_id``, ``created_at``) are slots; ``sub_id`` is held as :attr:`sub_key` (an int for
-    canonical decimal ids); the eight settings bindings share (pool, type, flags, group,
-    extension, ringback) are one interned :class:`BindingProfile`, read through properties.
-    ``created_at`` is 0.0 when unknown: bindings loaded into the index at start do not carry
-    it (the store has it; see ``store.load_active_bindings``).
+    ``repr``), but stored compactly, for DESIGN's ≤ 400 bytes per binding at a million, in 8
+    slots (a 96-byte object): ``a``, ``b`` and ``x`` as given; the expiry, and beside it
+    :attr:`expiry_hour` (shared, what resolve compares first); ``sub_id`` as :attr:`sub_key`
+    (an int for canonical decimal ids); ``out_id`` with ``created_at`` in one slot (just the
+    ``out_id`` when ``created_at`` is 0.0, unknown); and the eight settings bindings share
+    (pool, type, flags, group, extension, ringback) as one interned :class:`BindingProfile`.
+    Those are read through properties.  Bindings in the index have ``created_at`` 0.0: the
+    start-up load does not read it and the control plane indexes bindings without it (the
+    store has it; views read the store).
     """
 
-    __slots__ = ("a", "b", "created_at", "expires_at", "out_id", "profile", "sub_key", "x")
+    __slots__ = ("_cold", "_expires_at", "a", "b", "expiry_hour", "profile", "sub_key", "x")
 
     # Set below from _BindingFields: what makes dataclasses.replace/fields/is_dataclass work.
     __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
@@ -221,12 +270,12 @@ class Binding:
 
     x: PhoneNumber
     a: PhoneNumber
-    expires_at: float
     b: PhoneNumber | None
-    out_id: str | None
-    created_at: float
+    expiry_hour: float
     profile: BindingProfile
     sub_key: SubId | int
+    _expires_at: float
+    _cold: _Cold | str | None
 
     def __init__(  # noqa: PLR0917  # positional as the dataclass's: Binding(sub_id, pool_key, …)
         self,
@@ -249,10 +298,10 @@ class Binding:
         self.sub_key = sub_key(sub_id)
         self.x = x
         self.a = a
-        self.expires_at = expires_at
+        self._expires_at = expires_at
+        self.expiry_hour = expiry_hour(expires_at)
         self.b = b
-        self.out_id = out_id
-        self.created_at = created_at
+        self._cold = _cold(out_id, created_at)
         self.profile = binding_profile(
             pool_key,
             type,
@@ -263,6 +312,35 @@ class Binding:
             extension=extension,
             ringback=ringback,
         )
+
+    @property
+    def expires_at(self) -> float:
+        """UTC epoch seconds after which the binding no longer routes calls."""
+        return self._expires_at
+
+    @expires_at.setter
+    def expires_at(self, value: float) -> None:
+        self._expires_at = value
+        self.expiry_hour = expiry_hour(value)
+
+    @property
+    def out_id(self) -> str | None:
+        cold = self._cold
+        return cold.out_id if isinstance(cold, _Cold) else cold
+
+    @out_id.setter
+    def out_id(self, value: str | None) -> None:
+        self._cold = _cold(value, self.created_at)
+
+    @property
+    def created_at(self) -> float:
+        """UTC epoch seconds of the bind; 0.0 when unknown (bindings held by the index)."""
+        cold = self._cold
+        return cold.created_at if isinstance(cold, _Cold) else 0.0
+
+    @created_at.setter
+    def created_at(self, value: float) -> None:
+        self._cold = _cold(self.out_id, value)
 
     @property
     def sub_id(self) -> SubId:
@@ -346,9 +424,9 @@ def restore_binding(  # noqa: PLR0917  # positional only: called a million times
     binding.x = x
     binding.a = a
     binding.b = b
-    binding.expires_at = expires_at
-    binding.out_id = out_id
-    binding.created_at = 0.0
+    binding._expires_at = expires_at
+    binding.expiry_hour = expiry_hour(expires_at)
+    binding._cold = out_id
     binding.profile = profile
     return binding
 

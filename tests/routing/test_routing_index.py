@@ -573,6 +573,19 @@ def test_replace_and_add_errors(index: BindingIndex) -> None:
     assert index.by_x(X) == [binding] and index.by_x(X2) == []
 
 
+@pytest.mark.parametrize("kind", [BindingType.AXB, BindingType.AXN])
+def test_expiry_within_its_last_hour_is_exact(index: BindingIndex, kind: BindingType) -> None:
+    """resolve looks at the binding's hour first; within that hour the exact expiry decides."""
+    hour = 3_600.0 * 500
+    expires_at = hour + 1_800.25
+    index.add(bind(kind, expires_at=expires_at, b=B if kind is BindingType.AXB else None), hour)
+    caller = B if kind is BindingType.AXB else N
+    for now in (hour - 1.0, hour, expires_at - 0.25):
+        assert route(index.resolve(X, caller, now=now)).callee == A
+    for now in (expires_at, expires_at + 0.25, hour + 3_600.0):
+        intercepted(index.resolve(X, caller, now=now), InterceptCause.EXPIRED)
+
+
 def test_check_changes_nothing(index: BindingIndex) -> None:
     binding = bind()
     index.check(binding, NOW)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Mapping
 
 import pytest
@@ -19,6 +20,7 @@ from routing.model import (
     Restriction,
     SubId,
     binding_profile,
+    expiry_hour,
     restore_binding,
     sub_key,
 )
@@ -184,3 +186,45 @@ def test_restore_binding_is_binding_without_created_at() -> None:
     )
     assert restored == dataclasses.replace(binding, created_at=0.0)
     assert restored.created_at == 0.0
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=2**34, allow_nan=False),
+        # just below, at and just above whole hours: where a rounding error would show
+        st.integers(1, 2**20).flatmap(
+            lambda hours: st.sampled_from(
+                [
+                    math.nextafter(hours * 3600.0, 0),
+                    hours * 3600.0,
+                    math.nextafter(hours * 3600.0, math.inf),
+                ]
+            )
+        ),
+    )
+)
+def test_expiry_hour_is_the_hour_the_expiry_falls_in(expires_at: float) -> None:
+    hour = expiry_hour(expires_at)
+    assert hour <= expires_at < hour + 3600
+    assert hour % 3600 == 0
+    assert expiry_hour(hour + 1800.5) is hour  # one shared float per hour
+
+
+def test_expiry_hour_of_non_finite_values_is_the_value() -> None:
+    assert expiry_hour(math.inf) == math.inf
+    assert math.isnan(expiry_hour(math.nan))
+
+
+def test_setting_expiry_out_id_and_created_at_keeps_the_derived_slots_right() -> None:
+    binding = full()
+    binding.expires_at = 7_200.5
+    assert binding.expires_at == 7_200.5 and binding.expiry_hour == 7_200.0
+    binding.out_id = None
+    assert (binding.out_id, binding.created_at) == (None, FULL["created_at"])
+    binding.created_at = 0.0
+    binding.out_id = "o-9"
+    assert (binding.out_id, binding.created_at) == ("o-9", 0.0)
+    binding.created_at = 5.0
+    assert (binding.out_id, binding.created_at) == ("o-9", 5.0)
+    assert binding == dataclasses.replace(full(), expires_at=7_200.5, out_id="o-9", created_at=5.0)
