@@ -1,7 +1,7 @@
 """Media benchmark: how many concurrent G.711 calls one relay process carries cleanly, with and
 without recording, beside a plain uvloop UDP echo measured in the same run.
 
-    .venv/bin/python bench/media.py                   # full run (~6-10 min on 2 cores)
+    .venv/bin/python bench/media.py                   # full run (~8-15 min on 2 cores)
     .venv/bin/python bench/media.py --quick           # 3 s runs, coarser steps, no what-if
     .venv/bin/python bench/media.py --only relay,echo --start 800 --step 100
 
@@ -14,11 +14,11 @@ count steps up until a run is not clean, then bisects to find the highest clean 
 
 Processes: this script (owns the far parties' sockets), one server child per relay worker
 (``--serve relay``: ``media.relay.MediaRelay`` on uvloop, one ``MediaSession`` per call, with
-``--record`` a recording hook on every session; ``--serve echo``: plain uvloop
-``DatagramProtocol``s sending every datagram back), and the load generator ``rtpgen`` written in
-C (bench/media_rtpgen.c, compiled once into bench/out/ with ``cc``): it sends with ``sendmmsg``,
-receives with ``recvmmsg``, keeps every packet's send time and measures its latency on arrival,
-so its own cost per packet stays well below the relay's. See bench/README.md for each figure.
+``--record`` a ``media.recording.CallRecording`` hooked on every session; ``--serve echo``:
+plain uvloop ``DatagramProtocol``s sending every datagram back), and the load generator
+``rtpgen`` written in C (bench/media_rtpgen.c, compiled once into bench/out/ with ``cc``): it
+sends with ``sendmmsg``, receives with ``recvmmsg``, keeps every packet's send time and
+measures its latency on arrival. See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -458,11 +458,26 @@ class Echo(asyncio.DatagramProtocol):
         self.transport.sendto(data, addr)
 
 
+class ConnectedEcho(Echo):
+    """What-if: the socket is connect()ed to its one far party, so a send names no address
+    (uvloop converts none, the kernel reuses the socket's cached route) and the kernel itself
+    drops datagrams from any other source -- what a latched relay side could do."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(data)
+
+
 def cpu_mark() -> dict[str, float]:
-    return {"cpu_s": time.process_time(), "wall_s": time.monotonic()}
+    with open("/proc/self/statm") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return {
+        "cpu_s": time.process_time(),
+        "wall_s": time.monotonic(),
+        "rss_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
+    }
 
 
-async def serve(kind: str, record: bool, port_min: int, port_max: int) -> None:
+async def serve(kind: str, args: Any) -> None:
     """Child process: set up, then answer ``mark``/``stats``/``render``/``quit`` on stdin."""
     loop = asyncio.get_running_loop()
 
@@ -477,23 +492,26 @@ async def serve(kind: str, record: bool, port_min: int, port_max: int) -> None:
         # One echo socket per relay socket: the same socket count, epoll fan-out and per-socket
         # wake-ups as the relay, so relay/echo isolates the relay's own work.
         ports = []
-        for _ in range(request["sockets"]):
+        for peer in request["peers"]:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SERVER_BUFFER_BYTES)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SERVER_BUFFER_BYTES)
             sock.bind((HOST, 0))
-            await loop.create_datagram_endpoint(Echo, sock=sock)
+            if args.connected:
+                sock.connect((HOST, peer))
+            protocol = ConnectedEcho if args.connected else Echo
+            await loop.create_datagram_endpoint(protocol, sock=sock)
             ports.append(sock.getsockname()[1])
         reply: dict[str, Any] = {"ports": ports}
     else:
-        relay = MediaRelay(HOST, PortAllocator(port_min, port_max), loop=loop)
+        relay = MediaRelay(HOST, PortAllocator(args.port_min, args.port_max), loop=loop)
         rec = recording()
         pairs = []
         for a_port, b_port in request["endpoints"]:
             session = await relay.open_session()
             session.expect("a", (HOST, a_port))
             session.expect("b", (HOST, b_port))
-            if record:
+            if args.record:
                 recorder = rec.new(loop.time)
                 session.on_packet = recorder.on_packet
                 recorders.append(recorder)
@@ -558,6 +576,7 @@ class Variant:
     kind: str  # "echo" or "relay"
     record: bool = False
     workers: int = 1
+    connected: bool = False  # echo: each socket connect()ed to its far party
 
 
 VARIANTS: Final = {
@@ -568,9 +587,10 @@ VARIANTS: Final = {
         Variant("relay+rec", "relay", record=True),
         Variant("relay-x2", "relay", workers=2),
         Variant("relay+rec-x2", "relay", record=True, workers=2),
+        Variant("echo-connected", "echo", connected=True),
     )
 }
-WHAT_IF: Final = ("relay-x2", "relay+rec-x2")
+WHAT_IF: Final = ("relay-x2", "echo-connected")
 
 
 @dataclass(slots=True)
@@ -588,9 +608,12 @@ class RunResult:
     received_window: int
     server_cpu: list[float]  # per worker: CPU seconds / wall seconds
     server_cpu_s: float
+    server_rss_growth_bytes: int  # all workers: resident memory after the run minus before
     generator_cpu: float
-    foreign_cpu: float  # other processes' CPU time / wall time (cores): other people's work
+    foreign_cpu: float  # others' CPU time / wall time (cores): processes, or machine minus ours
     softirq_cpu: float  # ksoftirqd's CPU time / wall time (cores)
+    machine_cpu: float  # all CPUs' busy time / wall time (cores), everyone's
+    cpu_pressure: float  # share of the run during which some task waited for a CPU (PSI)
     rcvbuf_errors: int  # the kernel's UDP receive-buffer drops during the run (system-wide)
     relay_stats: dict[str, int] = field(default_factory=dict)
     render: dict[str, Any] | None = None
@@ -679,6 +702,27 @@ def foreign_cpu_s(
     return others, softirq
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all CPUs spent busy since boot, everyone's (/proc/stat, tick-sampled)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_pressure_s() -> float:
+    """Seconds during which some runnable task waited for a CPU, since boot (PSI; 0 without).
+
+    With the relay and the generator alone on two cores, neither waits; when other people's
+    processes want CPU too, someone does."""
+    try:
+        with open("/proc/pressure/cpu") as pressure:
+            some = pressure.readline().split()
+    except OSError:
+        return 0.0
+    return int(some[-1].removeprefix("total=")) / 1e6
+
+
 def udp_rcvbuf_errors() -> int:
     with open("/proc/net/snmp") as snmp:
         lines = [line.split() for line in snmp if line.startswith("Udp:")]
@@ -708,6 +752,8 @@ class Server:
         ]
         if variant.record:
             cmd.append("--record")
+        if variant.connected:
+            cmd.append("--connected")
         if cpu is not None:
             cmd += ["--cpu", str(cpu)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -747,7 +793,8 @@ def flows_for(
     lines: list[str] = [""] * (2 * calls)
     if variant.kind == "echo":
         # 2 sockets per call as the relay has; each stream is echoed back to its sender.
-        server = Server(variant, {"sockets": 2 * calls}, (0, 0), server_cpu(0, args))
+        peers = [ports[j % g] for j in range(2 * calls)]
+        server = Server(variant, {"peers": peers}, (0, 0), server_cpu(0, args))
         servers.append(server)
         for j, echo_port in enumerate(server.reply["ports"]):
             lines[j] = f"{fds[j % g]} {echo_port} {fds[j % g]} {echo_port} {j} {j % 2}"
@@ -773,12 +820,42 @@ def server_cpu(worker: int, args: Any) -> int | None:
     return (worker + 1) % (os.cpu_count() or 1) if args.pin else None
 
 
+def wait_for_quiet(args: Any) -> None:
+    """Wait (up to ``--quiet-wait`` seconds) until other processes use less than
+    ``--max-foreign`` cores over one second: this script's own processes are idle here, so
+    the machine's busy time is other people's."""
+    deadline = time.monotonic() + args.quiet_wait
+    waited = False
+    while True:
+        busy = machine_busy_s()
+        time.sleep(1.0)
+        foreign = machine_busy_s() - busy
+        if foreign <= args.max_foreign or time.monotonic() >= deadline:
+            break
+        if not waited:
+            print(f"  (other processes use {100 * foreign:.0f} % of a core: waiting)", flush=True)
+            waited = True
+
+
+def disturbed(r: RunResult, args: Any) -> bool:
+    """Whether other people's work took CPU the relay or the generator needed during ``r``.
+
+    CPU waiting (PSI) counts only where this bench's own busy processes fit the CPUs: with
+    more workers plus the generator than cores, they wait for each other anyway.
+    """
+    if r.foreign_cpu > args.max_foreign:
+        return True
+    own_busy = VARIANTS[r.variant].workers + 1
+    return own_busy <= (os.cpu_count() or 1) and r.cpu_pressure > args.max_cpu_wait
+
+
 def run(variant: Variant, mode: str, calls: int, args: Any, *, profile: bool = False) -> RunResult:
     """One measured run of ``variant`` with ``calls`` calls (paced) or streams (flood).
 
     ``profile``: sample the servers' main threads with ``perf record`` during the middle of the
     run and attach each cost category's share of their CPU time.
     """
+    wait_for_quiet(args)
     socks = [far_party_socket() for _ in range(args.generator_sockets)]
     servers: list[Server] = []
     try:
@@ -787,6 +864,7 @@ def run(variant: Variant, mode: str, calls: int, args: Any, *, profile: bool = F
         before = [s.ask("mark") for s in servers]
         ours = [os.getpid(), *(s.proc.pid for s in servers)]
         procs_before, drops_before = cpu_by_process(ours), udp_rcvbuf_errors()
+        busy_before, pressure_before = machine_busy_s(), cpu_pressure_s()
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         gen = subprocess.Popen(
             [
@@ -813,6 +891,7 @@ def run(variant: Variant, mode: str, calls: int, args: Any, *, profile: bool = F
         if gen.wait():
             raise RuntimeError(f"rtpgen exited with {gen.returncode}")
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy_after, pressure_after = machine_busy_s(), cpu_pressure_s()
         procs_after, drops_after = cpu_by_process(ours), udp_rcvbuf_errors()
         after = [s.ask("mark") for s in servers]
         stats: dict[str, int] = {}
@@ -837,7 +916,11 @@ def run(variant: Variant, mode: str, calls: int, args: Any, *, profile: bool = F
         - children_before.ru_utime
         - children_before.ru_stime
     )
-    foreign = foreign_cpu_s(procs_before, procs_after)
+    others_s, softirq_s = foreign_cpu_s(procs_before, procs_after)
+    # Processes that start and end within the run (a test suite's servers) escape the
+    # per-process count; the machine's busy time minus ours catches them, with tick noise.
+    unaccounted_s = (busy_after - busy_before) - sum(cpu_s) - generator_cpu_s - softirq_s
+    foreign_s = max(others_s, unaccounted_s)
     delivery = account(
         sent=out["sent"], histogram=out["hist"], bucket_us=out["bucket_us"], stale=out["stale"]
     )
@@ -853,9 +936,14 @@ def run(variant: Variant, mode: str, calls: int, args: Any, *, profile: bool = F
         received_window=out["received_window"],
         server_cpu=[c / wall_s for c in cpu_s],
         server_cpu_s=sum(cpu_s),
+        server_rss_growth_bytes=sum(
+            int(a["rss_bytes"] - b["rss_bytes"]) for a, b in zip(after, before, strict=True)
+        ),
         generator_cpu=generator_cpu_s / wall_s,
-        foreign_cpu=foreign[0] / wall_s,
-        softirq_cpu=foreign[1] / wall_s,
+        foreign_cpu=foreign_s / wall_s,
+        softirq_cpu=softirq_s / wall_s,
+        machine_cpu=(busy_after - busy_before) / wall_s,
+        cpu_pressure=(pressure_after - pressure_before) / wall_s,
         rcvbuf_errors=drops_after - drops_before,
         relay_stats=stats,
         render=render,
@@ -903,11 +991,11 @@ def describe(r: RunResult) -> str:
     d = r.delivery
     cpu = "+".join(f"{100 * c:.0f}" for c in r.server_cpu)
     line = (
-        f"  {r.variant:13} {r.calls:>5} calls  loss {d.loss_pct:7.3f} % "
+        f"  {r.variant:14} {r.calls:>5} calls  loss {d.loss_pct:7.3f} % "
         f"(late {d.late:,}, missing {d.missing:,})  latency p50 {d.p50_us / 1000:.2f} "
         f"p99 {d.p99_us / 1000:.1f} max {d.max_us / 1000:.0f} ms  server {cpu} % CPU "
         f"{r.us_per_packet:.1f} µs/pkt  gen {100 * r.generator_cpu:.0f} %  "
-        f"others {100 * r.foreign_cpu:.0f} %  ksoftirqd {100 * r.softirq_cpu:.0f} %  "
+        f"others {100 * r.foreign_cpu:.0f} %  CPU wait {100 * r.cpu_pressure:.0f} %  "
         f"{'clean' if r.clean else 'NOT clean'}"
     )
     if r.misrouted or r.send_failed or r.rcvbuf_errors:
@@ -933,7 +1021,7 @@ def search(names: Sequence[str], args: Any, results: list[RunResult]) -> dict[st
             return searches
         for name, calls in pending:
             clean = False
-            attempts = disturbed = 0
+            attempts = retries = 0
             while attempts < args.attempts:
                 r = run(VARIANTS[name], "paced", calls, args)
                 results.append(r)
@@ -941,15 +1029,11 @@ def search(names: Sequence[str], args: Any, results: list[RunResult]) -> dict[st
                 if r.clean:
                     clean = True
                     break
-                if r.foreign_cpu > args.max_foreign and disturbed < args.disturbed_retries:
-                    # Other people's work took a core share the relay or the generator needed:
-                    # this failure says nothing about the relay. Run it again.
-                    disturbed += 1
-                    print(
-                        f"  (other processes took {100 * r.foreign_cpu:.0f} % of a core: "
-                        "run again, not counted)",
-                        flush=True,
-                    )
+                if disturbed(r, args) and retries < args.disturbed_retries:
+                    # Other people's work took CPU the relay or the generator needed: this
+                    # failure says nothing about the relay. Run it again.
+                    retries += 1
+                    print("  (disturbed by other processes: run again, not counted)", flush=True)
                     continue
                 attempts += 1
             searches[name].record(calls, clean)
@@ -965,17 +1049,24 @@ def best_clean(results: Iterable[RunResult], name: str, calls: int) -> RunResult
 
 
 def saturation(names: Sequence[str], args: Any, results: list[RunResult]) -> dict[str, RunResult]:
+    """Two interleaved rounds of flood runs; a disturbed run is run again (up to
+    ``--disturbed-retries``); the best round of each variant is kept."""
     best: dict[str, RunResult] = {}
     for _ in range(2):
         for name in names:
-            r = run(VARIANTS[name], "flood", args.flood_calls, args)
-            results.append(r)
-            print(
-                f"  {name:13} {r.pps:>10,.0f} packets/s  server "
-                f"{'+'.join(f'{100 * c:.0f}' for c in r.server_cpu)} % CPU  "
-                f"{r.us_per_packet:.2f} µs/pkt  gen {100 * r.generator_cpu:.0f} %",
-                flush=True,
-            )
+            for _ in range(args.disturbed_retries + 1):
+                r = run(VARIANTS[name], "flood", args.flood_calls, args)
+                results.append(r)
+                print(
+                    f"  {name:14} {r.pps:>10,.0f} packets/s  server "
+                    f"{'+'.join(f'{100 * c:.0f}' for c in r.server_cpu)} % CPU  "
+                    f"{r.us_per_packet:.2f} µs/pkt  gen {100 * r.generator_cpu:.0f} %  "
+                    f"others {100 * r.foreign_cpu:.0f} %",
+                    flush=True,
+                )
+                if not disturbed(r, args):
+                    break
+                print("  (disturbed by other processes: run again)", flush=True)
             if name not in best or r.pps > best[name].pps:
                 best[name] = r
     return best
@@ -989,7 +1080,7 @@ def summary(
 ) -> None:
     print("\nsummary (highest clean call count: < 0.1 % lost, later than 100 ms = lost)")
     print(
-        f"  {'variant':13} {'calls':>6} {'pkt/s':>8} {'server CPU':>10} {'µs/pkt':>7} "
+        f"  {'variant':14} {'calls':>6} {'pkt/s':>8} {'server CPU':>10} {'µs/pkt':>7} "
         f"{'p99 ms':>7} {'calls/core':>10} {'flood pkt/s':>12} {'µs/pkt':>7}"
     )
     knees: dict[str, int] = {}
@@ -998,13 +1089,13 @@ def summary(
         knees[name] = k.clean_max
         r = best_clean(results, name, k.clean_max)
         f = flood.get(name)
-        flood_cols = f"{f.pps:>12,.0f} {1e6 / f.pps * len(f.server_cpu):>7.2f}" if f else ""
+        flood_cols = f"{f.pps:>12,.0f} {f.us_per_packet:>7.2f}" if f else ""
         if r is None:
-            print(f"  {name:13} {'0':>6}  (no clean run)  {flood_cols}")
+            print(f"  {name:14} {'0':>6}  (no clean run)  {flood_cols}")
             continue
         cores = sum(r.server_cpu)
         print(
-            f"  {name:13} {k.clean_max:>5}{'+' if k.capped else ' '} "
+            f"  {name:14} {k.clean_max:>5}{'+' if k.capped else ' '} "
             f"{PACKETS_PER_CALL_S * k.clean_max:>8,} {100 * cores:>9.0f}% "
             f"{r.us_per_packet:>7.2f} {r.delivery.p99_us / 1000:>7.1f} "
             f"{k.clean_max / cores if cores else math.nan:>10,.0f} {flood_cols}"
@@ -1013,11 +1104,17 @@ def summary(
             rd = r.render
             files = max(rd["files"], 1)
             print(
-                f"  {'':13} after the run, {rd['files']} recordings ({rd['audio_s'] / files:.1f} s "
+                f"  {'':14} after the run, {rd['files']} recordings ({rd['audio_s'] / files:.1f} s "
                 f"of audio each, {rd['bytes'] / 1e6:,.0f} MB): render "
                 f"{1000 * rd['render_cpu_s'] / files:.1f} ms CPU per call "
                 f"({1000 * rd['render_cpu_s'] / rd['audio_s']:.2f} ms per audio second), "
                 f"write {1000 * rd['write_s'] / files:.1f} ms per call"
+            )
+            held = r.server_rss_growth_bytes
+            print(
+                f"  {'':14} held in memory while recording: the servers grew by "
+                f"{held / 1e6:,.0f} MB during the run, {held / (r.calls * r.seconds) / 1e3:.1f} kB "
+                "per call-second"
             )
     print("\nratios (same run)")
     pairs = [
@@ -1026,6 +1123,7 @@ def summary(
         ("relay+rec", "relay"),
         ("relay-x2", "relay"),
         ("relay+rec-x2", "relay+rec"),
+        ("echo-connected", "echo"),
     ]
     for top, bottom in pairs:
         if top in knees and bottom in knees and knees[bottom]:
@@ -1092,12 +1190,24 @@ def print_profile(r: RunResult) -> None:
     assert r.profile is not None
     print(
         f"\nprofile: {r.variant} at {r.calls} calls, {'clean' if r.clean else 'NOT clean'} "
-        f"(loss {r.delivery.loss_pct:.3f} %), server CPU {100 * sum(r.server_cpu):.0f} %, "
+        f"(loss {r.delivery.loss_pct:.3f} %, others {100 * r.foreign_cpu:.0f} %, CPU wait "
+        f"{100 * r.cpu_pressure:.0f} %), server CPU {100 * sum(r.server_cpu):.0f} %, "
         f"{r.us_per_packet:.2f} µs per packet (perf, the relay's main thread)"
     )
     for name, share in sorted(r.profile.items(), key=lambda kv: -kv[1]):
         if share >= 0.001:
             print(f"  {100 * share:5.1f} %  {share * r.us_per_packet:5.2f} µs/pkt  {name}")
+
+
+def profile(name: str, calls: int, args: Any, results: list[RunResult]) -> None:
+    """One perf-profiled run; run again (up to ``--disturbed-retries``) while disturbed."""
+    for _ in range(args.disturbed_retries + 1):
+        r = run(VARIANTS[name], "paced", calls, args, profile=True)
+        results.append(r)
+        if not disturbed(r, args):
+            break
+        print(f"  ({name} profile disturbed by other processes: run again)", flush=True)
+    print_profile(r)
 
 
 def main() -> None:
@@ -1119,13 +1229,26 @@ def main() -> None:
         "--max-foreign",
         type=float,
         default=0.2,
-        help="a failed run during which other processes used more than this "
-        "many cores is run again (not counted)",
+        help="a failed run during which other processes used more than this many cores is "
+        "run again (not counted); before each run, wait until they use less",
+    )
+    parser.add_argument(
+        "--max-cpu-wait",
+        type=float,
+        default=0.15,
+        help="a failed run during which some task waited for a CPU more than this share of "
+        "the time (PSI) is run again (not counted)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=300,
+        help="before each run, wait up to this many seconds for other processes to go quiet",
     )
     parser.add_argument(
         "--disturbed-retries",
         type=int,
-        default=3,
+        default=5,
         help="how often a disturbed failure is run again before it counts",
     )
     parser.add_argument(
@@ -1166,6 +1289,7 @@ def main() -> None:
     parser.add_argument("--serve", choices=["relay", "echo"], help=argparse.SUPPRESS)
     parser.add_argument("--record", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--connected", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--pin",
         action="store_true",
@@ -1176,7 +1300,7 @@ def main() -> None:
     if args.serve:
         if args.cpu is not None:
             os.sched_setaffinity(0, {args.cpu})
-        uvloop.run(serve(args.serve, args.record, args.port_min, args.port_max))
+        uvloop.run(serve(args.serve, args))
         return
     if args.quick:
         args.seconds, args.step, args.resolution, args.attempts = 3.0, 300, 100, 1
@@ -1225,9 +1349,7 @@ def main() -> None:
         print("\nprofile skipped: perf is not installed")
     elif profile_calls:
         for name in [n for n in ("relay", "relay+rec") if n in names]:
-            r = run(VARIANTS[name], "paced", profile_calls, args, profile=True)
-            results.append(r)
-            print_profile(r)
+            profile(name, profile_calls, args, results)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(
