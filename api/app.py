@@ -16,11 +16,11 @@ the configured ``[time] zone``.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -292,10 +292,25 @@ def _validation_message(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
-def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
+class MetricsExporter(Protocol):
+    """What serves ``GET /metrics`` (``engine.metrics.Metrics``)."""
+
+    async def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        ...
+
+
+def create_app(
+    control: ControlPlane,
+    *,
+    operator_token: str | None,
+    metrics: MetricsExporter | None = None,
+) -> FastAPI:
     """The FastAPI application over ``control``.
 
     ``operator_token`` None closes the operator role (tenants' access keys still work).
+    ``metrics``: served as ``GET /metrics`` (Prometheus text; the operator's bearer token, like
+    ``/v1``); None: no such route.
     """
     app = FastAPI(
         title="maskline operator API",
@@ -568,6 +583,17 @@ def create_app(control: ControlPlane, *, operator_token: str | None) -> FastAPI:
     ):
         app.include_router(area.build_router(control, principal), prefix="/v1", responses=_ERRORS)
     app.include_router(routes_recordings.build_router(control, principal))
+    if metrics is not None:
+        exporter = metrics
+
+        # Prometheus scrapes with ``authorization: {credentials: <operator_token>}``; call
+        # volumes are the operator's business, not a tenant's (docs/operations.md).
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics_text(who: Who) -> Response:
+            operator_only(who)
+            body, content_type = await exporter.exposition()
+            return Response(content=body, media_type=content_type)
+
     app.add_route(
         "/", build_rpc_endpoint(control), methods=["GET", "POST"], include_in_schema=False
     )

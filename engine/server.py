@@ -5,6 +5,11 @@ neither the API nor the store): the announcement and IVR prompts of ``[audio] pr
 (missing defaults made with espeak-ng at start; if that fails, calls still work, announcements
 are skipped), and enterprise ringback — the binding's code, else its pool's, resolved to a
 tenant's tone file under ``[audio] ringback_dir`` (pools are cached by the control plane).
+
+Metrics (``engine.metrics``, ``GET /metrics`` on the API listener): made before the API starts,
+the engine's parts attached as they are built. The B2BUA's call events go to the reports service
+and the metrics alike (:class:`CallEventsFanOut`); each call's record is counted on its way to
+the store (:func:`observed_write`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from api.app import create_app
@@ -26,8 +31,10 @@ from api.ringback import attach_ringback
 from api.server import start_api
 from billing.ledger_run import run_billing
 from config import Settings
-from engine.b2bua import B2bua, RingbackSource
+from engine.b2bua import B2bua, CallEvents, RingbackSource
+from engine.calls import Call
 from engine.logging import get_logger
+from engine.metrics import CountingMediaRelay, Metrics
 from engine.records import CallRecorder
 from engine.signalling import Signalling
 from engine.transport import SipTransport
@@ -35,7 +42,6 @@ from media.audio import AudioError
 from media.dtmf import INFO_CONTENT_TYPES
 from media.ports import PortAllocator
 from media.prompts import PromptLibrary, ensure_prompts
-from media.relay import MediaRelay
 from media.ringback import RingbackLibrary, ringback_tone_for
 from routing.model import Binding
 from sip.endpoint import Endpoint, EndpointStats
@@ -44,6 +50,7 @@ from sip.session_timer import OPTION_TAG
 from sip.transaction import TimerConfig
 from sip.uas import UasPolicy
 from store.cdr import CdrWriter
+from store.records import CallRecord
 
 _log = get_logger("engine.server")
 
@@ -117,25 +124,67 @@ def ringback_source(control: ControlPlane, library: RingbackLibrary) -> Ringback
     return frames
 
 
+class CallEventsFanOut:
+    """A ``CallEvents`` telling each of ``listeners`` in turn (the reports, then the metrics)."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self, *listeners: CallEvents) -> None:
+        self._listeners = listeners
+
+    def call_started(self, call: Call) -> None:
+        """Routing outcome known."""
+        for listener in self._listeners:
+            listener.call_started(call)
+
+    def call_ringing(self, call: Call) -> None:
+        """The callee rings."""
+        for listener in self._listeners:
+            listener.call_ringing(call)
+
+    def call_answered(self, call: Call) -> None:
+        """The callee answered."""
+        for listener in self._listeners:
+            listener.call_answered(call)
+
+
+def observed_write(
+    write: Callable[[CallRecord], Awaitable[None]], observe: Callable[[CallRecord], None]
+) -> Callable[[CallRecord], Awaitable[None]]:
+    """``write`` (the durable write of a call record), ``observe(record)`` first: the call has
+    ended whether or not its record then reaches the disk."""
+
+    async def write_record(record: CallRecord) -> None:
+        observe(record)
+        await write(record)
+
+    return write_record
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     loop = asyncio.get_running_loop()
     stop = stop or _stop_on_signals(loop)
+    metrics = Metrics(clock=time.monotonic)
     # --- control plane (api/): database + binding index, loaded before SIP listens ---------
     control = await open_control_plane(settings)
     # Tenants' reports (SPEC §6): the outbox writer now, the push workers once SIP is up.
     reports = attach_reports(control)
+    index = control.index
+    metrics.attach(db=control.db, reports=reports, bindings_indexed=index.__len__)
     # Signed recording URLs and the download route read [recording] (directory, URL lifetime).
     configure_recordings(control, settings.recording)
     audio = settings.audio
     attach_ringback(control, ringback_dir=audio.ringback_dir, voice=audio.tts_voice)
+    metrics.start(loop)  # the event-loop lag timer
     try:
         api_server = await start_api(
-            create_app(control, operator_token=settings.api.operator_token),
+            create_app(control, operator_token=settings.api.operator_token, metrics=metrics),
             settings.api.listen_host,
             settings.api.listen_port,
         )
     except BaseException:
+        metrics.stop()
         await control.close()
         raise
     # --- end control plane ----------------------------------------------------------------
@@ -148,7 +197,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         signalling = Signalling(endpoint, clock=loop.time)
         transport = SipTransport(endpoint, on_events=signalling.handle_events, loop=loop)
         media = settings.media
-        relay = MediaRelay(media.address, PortAllocator(media.port_min, media.port_max), loop=loop)
+        relay = CountingMediaRelay(
+            media.address, PortAllocator(media.port_min, media.port_max), loop=loop
+        )
         cdr = CdrWriter(settings.cdr.dir, settings.time.tzinfo)
         signalling.b2bua = B2bua(
             endpoint=endpoint,
@@ -160,7 +211,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 cdr,
                 recording_dir=settings.recording.dir,
                 zone=settings.time.tzinfo,
-                write_record=reports.call_ended,
+                write_record=observed_write(reports.call_ended, metrics.calls.call_ended),
             ),
             flush=transport.flush,
             clock=loop.time,
@@ -168,8 +219,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             x_usable=control.inventory.is_bindable,
             prompts=prompts,
             ringback=ringback_source(control, RingbackLibrary(audio.ringback_dir)),
-            events=reports,
+            events=CallEventsFanOut(reports, metrics.calls),
         )
+        b2bua = signalling.b2bua
+        metrics.attach(endpoint=endpoint, relay=relay, active_calls=lambda: b2bua.active_calls)
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
         pusher = ReportPusher(reports)
@@ -203,6 +256,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     finally:
         # --- control plane shutdown, after SIP: API first, then the database -----------------
         await api_server.stop()
+        metrics.stop()
         await control.close()
         _log.info("stopped")
 
