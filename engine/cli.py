@@ -743,6 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     # they are imported here, once this module is complete.
     from engine import (  # noqa: PLC0415
         cli_audio,
+        cli_backup,
         cli_billing,
         cli_inventory,
         cli_lists,
@@ -760,6 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
         *cli_billing.COMMANDS,
         *cli_reports.COMMANDS,
         *cli_stats.COMMANDS,
+        *cli_backup.COMMANDS,
     ):
         register(commands)
     return parser

@@ -21,6 +21,9 @@ Time in the store: UTC epoch seconds as ``REAL`` (the unit of ``routing.model.Bi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import os
 import re
 import sqlite3
 import time
@@ -346,3 +349,141 @@ def _run_read(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -
         return fn(conn)
     finally:
         conn.execute("ROLLBACK")
+
+
+# ------------------------------------------------------------------------------ backup
+
+
+class BackupError(StoreError):
+    """An online backup could not be made; nothing was left at the destination."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """A finished backup: where it is and what it holds."""
+
+    path: Path
+    size_bytes: int
+    pages: int
+    schema_version: int  # the newest migration applied in the copy
+    elapsed_s: float
+
+
+def backup_database(source: Path, destination: Path, *, overwrite: bool = False) -> BackupResult:
+    """Copy the maskline database at ``source`` to ``destination`` while it may be in use.
+
+    SQLite's online backup API copies every page in **one** step, i.e. inside one read
+    transaction of the source: the copy is the database as of one commit (never half a
+    transaction), and, the source being in WAL mode, maskline's writer goes on committing
+    meanwhile (a reader never blocks it). The copy is then made self-contained (rollback
+    journal, no ``-wal`` file beside it), checked with ``PRAGMA quick_check``, fsynced, and only
+    then moved to ``destination`` — atomically, so a crash or an error never leaves a partial
+    file there. Blocking: run it in a thread from async code.
+
+    Raises ``BackupError`` (with nothing created) when ``source`` is missing or not a maskline
+    database, ``destination`` exists (unless ``overwrite``), is the source itself, or its
+    directory does not exist, and when the copy fails its check.
+    """
+    started = time.perf_counter()
+    source = Path(source)
+    destination = Path(destination)
+    if not source.is_file():
+        raise BackupError(f"no database at {source}")
+    if destination.is_dir():
+        raise BackupError(f"{destination} is a directory; give the backup file's name")
+    if destination.exists():
+        if destination.resolve() == source.resolve():
+            raise BackupError("the backup cannot overwrite the database itself")
+        if not overwrite:
+            raise BackupError(f"{destination} exists (overwrite it explicitly)")
+    if not destination.parent.is_dir():
+        raise BackupError(f"directory {destination.parent} does not exist")
+    partial = destination.parent / f".{destination.name}.{os.getpid()}.partial"
+    try:
+        pages, schema_version = _copy_checked(source, partial)
+        _fsync_file(partial)
+        _move_into_place(partial, destination, overwrite=overwrite)
+    finally:
+        for leftover in (partial, partial.with_name(partial.name + "-journal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    _fsync_directory(destination.parent)
+    return BackupResult(
+        path=destination,
+        size_bytes=destination.stat().st_size,
+        pages=pages,
+        schema_version=schema_version,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def _copy_checked(source: Path, target: Path) -> tuple[int, int]:
+    """Back ``source`` up into the new file ``target``; (pages, schema version) of the copy."""
+    # mode=rw: never create a database where there was none.
+    uri = f"{source.resolve().as_uri()}?mode=rw"
+    try:
+        src = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as error:
+        raise BackupError(f"cannot open {source}: {error}") from error
+    try:
+        src.execute("PRAGMA busy_timeout = 5000")
+        dst = sqlite3.connect(target, isolation_level=None)
+        try:
+            try:
+                src.backup(dst)  # pages=-1: everything in one step (one snapshot)
+            except sqlite3.Error as error:
+                raise BackupError(f"backup of {source} failed: {error}") from error
+            # The pages carry the source's WAL flag: turn the copy into one plain file.
+            dst.execute("PRAGMA journal_mode = DELETE")
+            (check,) = dst.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise BackupError(f"the copy failed its integrity check: {check}")
+            try:
+                (version,) = dst.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            except sqlite3.OperationalError:
+                raise BackupError(f"{source} is not a maskline database") from None
+            (pages,) = dst.execute("PRAGMA page_count").fetchone()
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    return int(pages), int(version or 0)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _move_into_place(partial: Path, destination: Path, *, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(partial, destination)
+        return
+    # A hard link never replaces an existing file: a destination created meanwhile is kept.
+    try:
+        os.link(partial, destination)
+    except FileExistsError:
+        raise BackupError(f"{destination} exists (overwrite it explicitly)") from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if destination.exists():  # no hard links here: check, then rename
+            raise BackupError(f"{destination} exists (overwrite it explicitly)") from None
+        os.replace(partial, destination)
