@@ -1,0 +1,1143 @@
+"""Call-setup benchmark: calls per second through SIPp direct, the sippy B2BUA and maskline.
+
+DESIGN "Performance": ≥ 1,000 AXB calls/s through the B2BUA with 0 failed calls, ≥ 3× (issue 7:
+≥ 4×) the sippy B2BUA measured in the same run, ≤ 0.6 ms of CPU per call, added post-dial delay
+p99 < 5 ms at half that load. One run on loopback steps the offered load up through
+
+* ``direct``: SIPp caller → SIPp callee, nothing between them (the machine's ceiling);
+* ``sippy``: the sippy 2.5 B2BUA (``b2bua_simple``, pip ``sippy``, a dev dependency);
+* ``maskline``: a real ``maskline serve`` (temporary config and database) with AXB bindings
+  provisioned through its REST API, one binding per caller line of SIPp's ``-inf`` file;
+* ``maskline+stalled-push`` (issue 6 acceptance 5): the same, but the pool belongs to a tenant
+  whose report push URL points at an HTTP receiver that accepts and never answers.
+
+The same SIPp scenarios (``sipp_scenarios/bench_uac.xml``, ``bench_uas.xml``) and the same
+caller file drive every system. Per step: achieved calls/s, failed calls, retransmissions,
+p50/p99 INVITE → 200 response time (SIPp ``-trace_rtt``, 1 ms resolution), CPU of the system
+under test (``/proc``). Printed at the end: the highest clean rate of each system, the ratios
+maskline/sippy and maskline/direct, CPU per call, the added post-dial delay p99 at half
+maskline's clean rate, the reports-stalled comparison; a PNG of achieved vs offered load and
+the figures as JSON go to ``bench/out/``.
+
+Usage (from the repository root; the first form sets up ``.venv`` with ``make deps`` if needed)::
+
+    python3 bench/cps.py                      # full run: 10 s steps (~8-10 min on 2 cores)
+    python3 bench/cps.py --quick              # smoke run, 3 s steps (~2-3 min)
+    .venv/bin/python bench/cps.py --systems maskline --rates 200,400,600 --seconds 5
+    .venv/bin/python bench/cps.py --profile   # + py-spy profile of maskline at its knee
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+OUT = ROOT / "bench" / "out"
+SCENARIOS = ROOT / "sipp_scenarios"
+UAC_SCENARIO = SCENARIOS / "bench_uac.xml"
+UAS_SCENARIO = SCENARIOS / "bench_uas.xml"
+LOOPBACK = "127.0.0.1"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+# The load: 100 ms calls (ACK → BYE), as in the issue's reference figures.
+CALL_HOLD_MS = 100
+FULL_RATES = (100, 200, 300, 400, 500, 650, 800, 1000, 1250, 1500, 2000, 2500, 3000, 3500)
+QUICK_RATES = (100, 300, 600, 1000, 1500, 2000, 3000)
+# A step is clean when no call failed, the calls were set up at ≥ 95 % of the offered rate
+# (a system that falls behind is not keeping up, even if every call ends well), and at most
+# 0.1 % of the calls needed a retransmission (each means a message lost or > T1 = 500 ms late).
+CLEAN_MIN_ACHIEVED = 0.95
+CLEAN_MAX_RETRANS_PER_CALL = 0.001
+# Kernel socket buffers asked of SIPp (capped by net.core.rmem_max / wmem_max): at thousands of
+# calls per second the default ~200 KiB overflows during bursts and drops datagrams.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+# Caller lines / AXB bindings: distinct A and B per binding, BINDINGS_PER_X on each X.
+X_COUNT = 10
+BINDINGS_PER_X = 200
+BINDING_EXPIRES = "2030-01-01 00:00:00"
+TOKEN = "bench-operator-token"
+READY_DEADLINE_S = 60.0  # maskline's first start makes the prompts with espeak-ng
+SUMMARY_TOP = 25
+
+
+# ======================================================================== pure helpers
+def parse_stat_rows(text: str) -> list[dict[str, str]]:
+    """Rows of a SIPp ``-trace_stat`` file (``;``-separated, header first)."""
+    rows = csv.DictReader(io.StringIO(text), delimiter=";")
+    return [{k: v for k, v in row.items() if k and v is not None} for row in rows]
+
+
+def stat_counter(row: dict[str, str], name: str) -> int:
+    """An integer counter of a stat row, 0 when absent or empty."""
+    value = row.get(name, "").strip()
+    return int(value) if value.lstrip("-").isdigit() else 0
+
+
+def parse_rtt(text: str) -> list[tuple[float, float]]:
+    """``(time_ms, response_time_ms)`` of every rtd 1 sample of a SIPp ``-trace_rtt`` file
+    (header ``Date_ms;response_time_ms;rtd_no``; times in ms since SIPp started)."""
+    samples: list[tuple[float, float]] = []
+    for line in text.splitlines()[1:]:
+        parts = line.strip().split(";")
+        if len(parts) < 3 or parts[2].strip() != "1":
+            continue
+        try:
+            samples.append((float(parts[0]), float(parts[1])))
+        except ValueError:
+            continue
+    return samples
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def achieved_rate(times_ms: Sequence[float]) -> float:
+    """Calls set up per second: answers (200s) over the time they took to arrive.
+
+    n answers spaced evenly at rate r span (n - 1) / r seconds, so the rate is (n - 1) / span.
+    The span is floored at one SIPp clock tick (1 ms) so that a burst reads as fast, not as a
+    division by zero. With fewer than two answers there is no span: the rate is 0.
+    """
+    if len(times_ms) < 2:
+        return 0.0
+    span_s = max((max(times_ms) - min(times_ms)) / 1000, 0.001)
+    return (len(times_ms) - 1) / span_s
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One step: ``calls`` offered at ``offered_cps`` through ``system``."""
+
+    system: str
+    offered_cps: int
+    calls: int
+    successful: int
+    failed: int
+    retransmissions: int
+    achieved_cps: float
+    rtt_p50_ms: float | None
+    rtt_p99_ms: float | None
+    sut_cpu_s: float
+    uac_cpu_s: float
+    uas_cpu_s: float
+    machine_busy_s: float
+    wall_s: float
+    note: str = ""
+
+    @property
+    def cpu_ms_per_call(self) -> float | None:
+        """CPU of the system under test per successful call, ms."""
+        return self.sut_cpu_s * 1000 / self.successful if self.successful else None
+
+    @property
+    def sut_cpu_pct(self) -> float:
+        return 100 * self.sut_cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def foreign_cpu_pct(self) -> float:
+        """CPU the machine spent outside the SIPp pair and the system under test (other users'
+        processes, the kernel's softirq work is counted in the processes it ran for)."""
+        ours = self.sut_cpu_s + self.uac_cpu_s + (0 if self.system == "direct" else self.uas_cpu_s)
+        return max(0.0, 100 * (self.machine_busy_s - ours) / self.wall_s) if self.wall_s else 0.0
+
+    @property
+    def clean(self) -> bool:
+        return is_clean(self)
+
+
+def is_clean(step: StepResult) -> bool:
+    """No failed call, every call answered, set up at ≥ 95 % of the offered rate, retransmissions
+    on at most 0.1 % of the calls."""
+    return (
+        step.failed == 0
+        and step.successful == step.calls
+        and step.achieved_cps >= CLEAN_MIN_ACHIEVED * step.offered_cps
+        and step.retransmissions <= CLEAN_MAX_RETRANS_PER_CALL * step.calls
+    )
+
+
+def max_clean(steps: Sequence[StepResult], system: str) -> StepResult | None:
+    """The clean step of ``system`` at the highest offered rate."""
+    clean = [s for s in steps if s.system == system and s.clean]
+    return max(clean, key=lambda s: s.offered_cps) if clean else None
+
+
+def unclean_streak(steps: Sequence[StepResult]) -> int:
+    """How many of the last steps in a row were unclean."""
+    streak = 0
+    for step in reversed(steps):
+        if step.clean:
+            break
+        streak += 1
+    return streak
+
+
+def refine_rate(steps: Sequence[StepResult], *, granularity: int = 25) -> int | None:
+    """A rate between the highest clean step and the first unclean step above it, when they are
+    more than 10 % apart (rounded to ``granularity``, not one already run); None otherwise."""
+    clean = [s.offered_cps for s in steps if s.clean]
+    if not clean:
+        return None
+    best = max(clean)
+    above = [s.offered_cps for s in steps if not s.clean and s.offered_cps > best]
+    if not above:
+        return None
+    first_bad = min(above)
+    if first_bad <= best * 1.1:
+        return None
+    mid = round((best + first_bad) / 2 / granularity) * granularity
+    done = {s.offered_cps for s in steps}
+    return mid if best < mid < first_bad and mid not in done else None
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One caller line: A calls X and reaches B."""
+
+    a: str
+    x: str
+    b: str
+
+
+def bindings_plan(x_count: int = X_COUNT, per_x: int = BINDINGS_PER_X) -> list[Binding]:
+    """Distinct A and B numbers (Chinese mobiles, 138… and 139…) on ``x_count`` X numbers
+    (170…), ``per_x`` bindings each; ordered round-robin over X so consecutive calls spread."""
+    return [
+        Binding(a=f"138{i:08d}", x=f"170{i % x_count:08d}", b=f"139{i:08d}")
+        for i in range(x_count * per_x)
+    ]
+
+
+def sipp_inf(plan: Sequence[Binding]) -> str:
+    """SIPp ``-inf`` file: SEQUENTIAL, ``field0`` = A, ``field1`` = X."""
+    return "SEQUENTIAL\n" + "".join(f"{b.a};{b.x};\n" for b in plan)
+
+
+def fmt(value: float | None, spec: str = ".0f", none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def format_steps(steps: Sequence[StepResult]) -> str:
+    """The per-step table."""
+    header = (
+        f"{'system':<22} {'offered':>7} {'achieved':>8} {'calls':>6} {'ok':>6} {'failed':>6} "
+        f"{'retrans':>7} {'p50ms':>5} {'p99ms':>5} {'SUT cpu%':>8} {'ms/call':>7} "
+        f"{'uac%':>5} {'uas%':>5} {'other%':>6} clean"
+    )
+    lines = [header, "-" * len(header)]
+    for s in steps:
+        lines.append(
+            f"{s.system:<22} {s.offered_cps:>7} {s.achieved_cps:>8.0f} {s.calls:>6} "
+            f"{s.successful:>6} {s.failed:>6} {s.retransmissions:>7} "
+            f"{fmt(s.rtt_p50_ms):>5} {fmt(s.rtt_p99_ms):>5} {s.sut_cpu_pct:>8.0f} "
+            f"{fmt(s.cpu_ms_per_call, '.3f'):>7} {100 * s.uac_cpu_s / s.wall_s:>5.0f} "
+            f"{100 * s.uas_cpu_s / s.wall_s:>5.0f} {s.foreign_cpu_pct:>6.0f} "
+            f"{'yes' if s.clean else 'NO'}{'  ' + s.note if s.note else ''}"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The headline figures of one run."""
+
+    max_clean_cps: dict[str, int | None]
+    cpu_ms_per_call: dict[str, float | None]  # at each system's highest clean step
+    maskline_over_sippy: float | None
+    maskline_over_direct: float | None
+    pdd_rate: int | None
+    pdd_p99_ms: dict[str, float | None] = field(default_factory=dict)  # at pdd_rate
+    added_pdd_p99_ms: float | None = None
+    stalled: dict[str, Any] = field(default_factory=dict)
+
+
+def summarise(
+    steps: Sequence[StepResult],
+    systems: Sequence[str],
+    half_steps: Sequence[StepResult] = (),
+    stalled: dict[str, Any] | None = None,
+) -> Summary:
+    """Max clean rate and CPU per call of each system, the ratios, the added PDD at half the
+    maskline clean rate (maskline p99 minus direct p99 at that same rate)."""
+    best = {name: max_clean(steps, name) for name in systems}
+    cps = {name: (s.offered_cps if s else None) for name, s in best.items()}
+    cpu = {name: (s.cpu_ms_per_call if s else None) for name, s in best.items()}
+    pdd = {s.system: s.rtt_p99_ms for s in half_steps}
+    rate = half_steps[0].offered_cps if half_steps else None
+    added = None
+    if pdd.get("maskline") is not None and pdd.get("direct") is not None:
+        added = max(0.0, float(pdd["maskline"] or 0) - float(pdd["direct"] or 0))
+    return Summary(
+        max_clean_cps=cps,
+        cpu_ms_per_call=cpu,
+        maskline_over_sippy=ratio(cps.get("maskline"), cps.get("sippy")),
+        maskline_over_direct=ratio(cps.get("maskline"), cps.get("direct")),
+        pdd_rate=rate,
+        pdd_p99_ms=pdd,
+        added_pdd_p99_ms=added,
+        stalled=stalled or {},
+    )
+
+
+def stalled_comparison(
+    steps: Sequence[StepResult], base: str = "maskline", variant: str = "maskline+stalled-push"
+) -> dict[str, Any]:
+    """Max clean rate of both, and CPU per call side by side at every rate both ran clean."""
+    by_rate = {
+        name: {s.offered_cps: s for s in steps if s.system == name and s.clean}
+        for name in (base, variant)
+    }
+    common = sorted(set(by_rate[base]) & set(by_rate[variant]))
+    rows = [
+        {
+            "offered_cps": rate,
+            "base_achieved": round(by_rate[base][rate].achieved_cps),
+            "stalled_achieved": round(by_rate[variant][rate].achieved_cps),
+            "base_cpu_ms": by_rate[base][rate].cpu_ms_per_call,
+            "stalled_cpu_ms": by_rate[variant][rate].cpu_ms_per_call,
+        }
+        for rate in common
+    ]
+    base_best = max_clean(steps, base)
+    variant_best = max_clean(steps, variant)
+    return {
+        "base_max_clean_cps": base_best.offered_cps if base_best else None,
+        "stalled_max_clean_cps": variant_best.offered_cps if variant_best else None,
+        "rows": rows,
+    }
+
+
+def format_summary(summary: Summary) -> str:
+    cps, cpu = summary.max_clean_cps, summary.cpu_ms_per_call
+    lines = ["system                 max clean calls/s   CPU ms/call there"]
+    for name in cps:
+        lines.append(f"{name:<22} {fmt(cps[name]):>17}   {fmt(cpu[name], '.3f'):>17}")
+    lines.append(f"maskline / sippy  = {fmt(summary.maskline_over_sippy, '.2f')}x   (target >= 4x)")
+    lines.append(f"maskline / direct = {fmt(summary.maskline_over_direct, '.2f')}x")
+    lines.append(
+        f"maskline CPU per call = {fmt(cpu.get('maskline'), '.3f')} ms   (target <= 0.6 ms)"
+    )
+    if summary.pdd_rate is not None:
+        p99 = summary.pdd_p99_ms
+        lines.append(
+            f"post-dial delay p99 at {summary.pdd_rate} calls/s (half maskline's clean rate): "
+            f"direct {fmt(p99.get('direct'))} ms, maskline {fmt(p99.get('maskline'))} ms -> "
+            f"added {fmt(summary.added_pdd_p99_ms)} ms   (target < 5 ms; SIPp resolution 1 ms)"
+        )
+    if summary.stalled:
+        st = summary.stalled
+        lines.append(
+            "reports stalled (issue 6 acc. 5): max clean calls/s "
+            f"{fmt(st.get('base_max_clean_cps'))} (no push) vs "
+            f"{fmt(st.get('stalled_max_clean_cps'))} (push URL stalled)"
+        )
+        for row in st.get("rows", []):
+            lines.append(
+                f"  at {row['offered_cps']:>5} calls/s: achieved {row['base_achieved']:>5} vs "
+                f"{row['stalled_achieved']:>5}, CPU ms/call {fmt(row['base_cpu_ms'], '.3f')} vs "
+                f"{fmt(row['stalled_cpu_ms'], '.3f')}"
+            )
+        if "queue" in st:
+            lines.append(f"  stalled tenant's report queue at the end: {st['queue']}")
+    return "\n".join(lines)
+
+
+def profile_top(collapsed: str, top: int = SUMMARY_TOP) -> dict[str, list[tuple[str, float]]]:
+    """Self and inclusive shares (%) per function of py-spy ``--format raw`` output (one
+    ``frame;frame;...;leaf count`` line per stack; frames ``function (file:line)``, the line
+    dropped so one function is one entry)."""
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame_name(frame) for frame in stack.split(";") if frame]
+        if not frames:
+            continue
+        total += count
+        self_time[frames[-1]] += count
+        for name in set(frames):
+            inclusive[name] += count
+    if not total:
+        return {"self": [], "inclusive": []}
+    return {
+        "self": [(name, 100 * n / total) for name, n in self_time.most_common(top)],
+        "inclusive": [(name, 100 * n / total) for name, n in inclusive.most_common(top)],
+    }
+
+
+def _frame_name(frame: str) -> str:
+    """``function (path/to/file.py:123)`` → ``function (to/file.py)``; threads' idle frames
+    and process markers keep their text."""
+    name, sep, where = frame.strip().partition(" (")
+    if not sep:
+        return frame.strip()
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = Path(path).parts
+    short = "/".join(parts[-2:]) if len(parts) >= 2 else path
+    return f"{name} ({short})"
+
+
+# ============================================================================ processes
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent not idle (all cores), from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / TICKS
+
+
+def wait_reaped(proc: subprocess.Popen[bytes], timeout_s: float) -> float:
+    """Wait for ``proc`` (killing it at the deadline) and return its CPU seconds (rusage)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            proc.kill()
+            deadline = time.monotonic() + 10
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port: int = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no loopback port free for both UDP and TCP")
+
+
+def udp_ports_in_use() -> set[int]:
+    ports: set[int] = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as handle:
+            for line in handle.readlines()[1:]:
+                local = line.split()[1]
+                ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def media_port_range(size: int = 8000) -> tuple[int, int]:
+    """A UDP range below the ephemeral ports with nothing bound in it now."""
+    used = udp_ports_in_use()
+    for start in range(20000, 32000 - size + 1, 1000):
+        if not any(start <= p < start + size for p in used):
+            return start, start + size - 1
+    raise RuntimeError(f"no free UDP range of {size} ports between 20000 and 32000")
+
+
+def wait_udp_bound(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 10.0) -> None:
+    """Until something (``proc``) has bound UDP ``port``: our own bind attempt fails then."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} at start")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing bound UDP {port} within {deadline_s} s")
+
+
+def wait_quiet(pid: int, *, below_pct: float = 5.0, limit_s: float = 60.0) -> float:
+    """Until process ``pid`` uses less than ``below_pct`` of a core over half a second (the
+    backlog of an overloaded step drained, its timers fired), at most ``limit_s``; returns the
+    seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = proc_cpu_s(pid)
+        time.sleep(0.5)
+        if (proc_cpu_s(pid) - before) / 0.5 * 100 < below_pct:
+            break
+    return time.monotonic() - started
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ================================================================ systems under test
+@dataclass
+class System:
+    """Where the caller SIPp sends, where the callee SIPp listens, whose CPU is measured."""
+
+    name: str
+    target_port: int
+    uas_port: int
+    sut_pid: int | None  # None: the callee SIPp itself (direct)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def direct_system() -> Iterator[System]:
+    port = free_port()
+    yield System("direct", target_port=port, uas_port=port, sut_pid=None)
+
+
+@contextlib.contextmanager
+def sippy_system(workdir: Path) -> Iterator[System]:
+    """``b2bua_simple`` in the foreground, its SIP log off (SIPLOG_BEND=none: logging every
+    message to stderr would be measured, not the B2BUA)."""
+    script = Path(sys.executable).parent / "b2bua_simple"
+    if not script.exists():
+        raise RuntimeError("b2bua_simple not found next to this interpreter: pip install sippy")
+    port, uas_port = free_port(), free_port()
+    env = {**os.environ, "SIPLOG_BEND": "none"}
+    log = (workdir / "sippy.stderr").open("ab")
+    proc = subprocess.Popen(
+        [str(script), "-f", "-l", LOOPBACK, "-p", str(port), "-n", f"{LOOPBACK}:{uas_port}"],
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_udp_bound(port, proc)
+        yield System("sippy", target_port=port, uas_port=uas_port, sut_pid=proc.pid)
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+class StalledReceiver:
+    """An HTTP receiver that accepts connections, reads what comes, and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(64)
+        self.port: int = self.sock.getsockname()[1]
+        self.connections = 0
+        self.bytes_read = 0
+        self._held: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                self.bytes_read += len(chunk)
+
+    def close(self) -> None:
+        self._closed.set()
+        self.sock.close()
+        for conn in self._held:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+def maskline_config(workdir: Path, sip_port: int, api_port: int, uas_port: int, log: str) -> Path:
+    media_min, media_max = media_port_range()
+    prompts = OUT / "cps-prompts"  # made once with espeak-ng, shared by every run
+    config = workdir / "maskline.toml"
+    config.write_text(
+        f"""\
+[sip]
+listen = "{LOOPBACK}:{sip_port}"
+
+[api]
+listen = "{LOOPBACK}:{api_port}"
+operator_token = "{TOKEN}"
+master_key_file = "{workdir / "master.key"}"
+
+[store]
+path = "{workdir / "maskline.sqlite3"}"
+
+[media]
+address = "{LOOPBACK}"
+port_min = {media_min}
+port_max = {media_max}
+
+[cdr]
+dir = "{workdir / "cdr"}"
+
+[recording]
+dir = "{workdir / "recordings"}"
+
+[audio]
+prompts_dir = "{prompts}"
+ringback_dir = "{workdir / "ringback"}"
+
+[log]
+level = "{log}"
+format = "json"
+
+[[trunks]]
+name = "bench"
+inbound_cidrs = ["127.0.0.1/32"]
+outbound = "{LOOPBACK}:{uas_port}"
+transport = "udp"
+number_format = "national"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def options_ok(port: int, timeout_s: float = 0.3) -> bool:
+    """True when an OPTIONS to ``port`` over UDP is answered 200."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        local = sock.getsockname()[1]
+        call_id = f"bench-ready-{time.monotonic_ns()}"
+        request = (
+            f"OPTIONS sip:ping@{LOOPBACK}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {LOOPBACK}:{local};branch=z9hG4bK{call_id};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:bench@{LOOPBACK}:{local}>;tag=bench\r\n"
+            f"To: <sip:ping@{LOOPBACK}:{port}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.settimeout(timeout_s)
+        try:
+            sock.sendto(request.encode(), (LOOPBACK, port))
+            data = sock.recv(65536)
+        except OSError:
+            return False
+        return data.startswith(b"SIP/2.0 200")
+
+
+def provision(api: Any, plan: Sequence[Binding], tenant_name: str | None) -> dict[str, Any]:
+    """Numbers, one AXB pool (of a new tenant when ``tenant_name``), one binding per line."""
+    xs = sorted({b.x for b in plan})
+    rows = "number,city,province,carrier,spec\n" + "".join(f"{x},北京,北京,CMCC,1\n" for x in xs)
+    _ok(api.post("/numbers/import", content=rows, headers={"Content-Type": "text/csv"}))
+    pool_body: dict[str, Any] = {"type": "AXB", "name": "bench"}
+    tenant_id = None
+    if tenant_name is not None:
+        tenant_id = str(_ok(api.post("/tenants", json={"name": tenant_name}))["tenant_id"])
+        pool_body["tenant_id"] = tenant_id
+    pool = str(_ok(api.post("/pools", json=pool_body))["pool_key"])
+    _ok(api.post(f"/pools/{pool}/numbers", json={"count": len(xs)}))
+    for b in plan:
+        _ok(
+            api.post(
+                f"/pools/{pool}/bindings",
+                json={"type": "AXB", "a": b.a, "b": b.b, "x": b.x, "expires": BINDING_EXPIRES},
+            )
+        )
+    return {"pool": pool, "tenant_id": tenant_id}
+
+
+def _ok(response: Any) -> dict[str, Any]:
+    if response.status_code >= 300:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url} -> {response.status_code}: "
+            f"{response.text[:300]}"
+        )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@contextlib.contextmanager
+def maskline_system(
+    workdir: Path, plan: Sequence[Binding], *, stalled_push: bool, log_level: str
+) -> Iterator[System]:
+    """A real ``maskline serve`` on a fresh config and database, provisioned over REST."""
+    import httpx  # noqa: PLC0415 - a project dependency, imported where used
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    sip_port, api_port, uas_port = free_port(), free_port(), free_port()
+    config = maskline_config(workdir, sip_port, api_port, uas_port, log_level)
+    script = Path(sys.executable).parent / "maskline"
+    command = (
+        [str(script), "serve", "--config", str(config)]
+        if script.exists()
+        else [sys.executable, "-m", "engine.cli", "serve", "--config", str(config)]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")}
+    log = (workdir / "maskline.stderr").open("ab")
+    proc = subprocess.Popen(
+        command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+    )
+    receiver = StalledReceiver() if stalled_push else None
+    api = httpx.Client(
+        base_url=f"http://{LOOPBACK}:{api_port}/v1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
+    try:
+        deadline = time.monotonic() + READY_DEADLINE_S
+        while not options_ok(sip_port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"maskline did not start (exit {proc.poll()}); see {workdir}/maskline.stderr"
+                )
+            time.sleep(0.1)
+        started = time.monotonic()
+        ids = provision(api, plan, "bench tenant" if stalled_push else None)
+        print(
+            f"  maskline: {len(plan)} AXB bindings provisioned over REST in "
+            f"{time.monotonic() - started:.1f} s",
+            flush=True,
+        )
+        if receiver is not None:
+            url = f"http://{LOOPBACK}:{receiver.port}/reports"
+            _ok(api.put(f"/tenants/{ids['tenant_id']}/report-urls/default", json={"url": url}))
+        system = System(
+            "maskline+stalled-push" if stalled_push else "maskline",
+            target_port=sip_port,
+            uas_port=uas_port,
+            sut_pid=proc.pid,
+            extra={"api": api, "tenant_id": ids["tenant_id"], "receiver": receiver},
+        )
+        yield system
+    finally:
+        api.close()
+        stop_process(proc)
+        log.close()
+        if receiver is not None:
+            receiver.close()
+
+
+# ================================================================================= steps
+def sipp_binary() -> str:
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory) / "sipp"
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("SIPp is not installed: run `make deps` (Debian package sip-tester)")
+
+
+def run_step(
+    system: System, rate: int, seconds: float, workdir: Path, inf: Path, *, note: str = ""
+) -> StepResult:
+    """Offer ``rate`` calls/s for ``seconds`` (``rate * seconds`` calls) to ``system``."""
+    sipp = sipp_binary()
+    if system.sut_pid is not None:
+        wait_quiet(system.sut_pid)
+    step_dir = workdir / f"{system.name}-{rate}-{time.monotonic_ns()}"
+    step_dir.mkdir(parents=True)
+    calls = max(1, round(rate * seconds))
+    common = ["-nostdin", "-buff_size", str(SOCKET_BUFFER_BYTES), "-max_log_size", "2000000"]
+    uas_command = [sipp, "-sf", str(UAS_SCENARIO), "-i", LOOPBACK, "-p", str(system.uas_port)]
+    uas_command += [*common, "-trace_stat", "-stf", "uas_stat.csv", "-trace_err"]
+    uas = subprocess.Popen(
+        uas_command,
+        cwd=step_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_udp_bound(system.uas_port, uas)
+        sut_pid = system.sut_pid if system.sut_pid is not None else uas.pid
+        cpu_before, busy_before, started = proc_cpu_s(sut_pid), machine_busy_s(), time.monotonic()
+        uac_command = [sipp, "-sf", str(UAC_SCENARIO), "-inf", str(inf), "-i", LOOPBACK]
+        uac_command += ["-p", str(free_port()), "-r", str(rate), "-rp", "1000", "-m", str(calls)]
+        # No cap on open calls below what the rate needs for 8 s (the answer timeout): a slow
+        # system must see the offered load, not a throttled one.
+        uac_command += ["-l", str(rate * 10 + 100), "-d", str(CALL_HOLD_MS), *common]
+        uac_command += ["-trace_stat", "-stf", "uac_stat.csv", "-trace_rtt", "-rtt_freq", "1"]
+        uac_command += ["-trace_err", "-timeout", f"{int(seconds * 3 + 40)}s"]
+        uac = subprocess.Popen(
+            [*uac_command, f"{LOOPBACK}:{system.target_port}"],
+            cwd=step_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        uac_cpu = wait_reaped(uac, seconds * 3 + 60)
+        wall = time.monotonic() - started
+        sut_cpu = proc_cpu_s(sut_pid) - cpu_before
+        busy = machine_busy_s() - busy_before
+        # The last BYEs reach the callee right after the caller's final 200; let them land.
+        time.sleep(0.5)
+        uas.send_signal(signal.SIGTERM)  # SIPp writes its final statistics row on SIGTERM
+        uas_cpu = wait_reaped(uas, 15)
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()
+    return collect_step(
+        system.name,
+        rate,
+        calls,
+        step_dir,
+        cpu=(sut_cpu, uac_cpu, uas_cpu, busy),
+        wall=wall,
+        note=note,
+    )
+
+
+def collect_step(
+    name: str,
+    rate: int,
+    calls: int,
+    step_dir: Path,
+    *,
+    cpu: tuple[float, float, float, float],
+    wall: float,
+    note: str,
+) -> StepResult:
+    """A step's result from the SIPp files in ``step_dir``; ``cpu`` is the CPU seconds of the
+    system under test, the caller SIPp, the callee SIPp and the whole machine."""
+    sut_cpu, uac_cpu, uas_cpu, busy = cpu
+
+    def last_row(path: Path) -> dict[str, str]:
+        rows = parse_stat_rows(path.read_text("utf-8", "replace")) if path.exists() else []
+        return rows[-1] if rows else {}
+
+    uac, uas = last_row(step_dir / "uac_stat.csv"), last_row(step_dir / "uas_stat.csv")
+    samples: list[tuple[float, float]] = []
+    for rtt_file in step_dir.glob("*_rtt.csv"):
+        samples += parse_rtt(rtt_file.read_text("utf-8", "replace"))
+    rtts = [r for _, r in samples]
+    successful = stat_counter(uac, "SuccessfulCall(C)")
+    # A call the caller saw end well but whose BYE never reached the callee is a half-released
+    # call in the system under test: counted as failed.
+    unreleased = max(0, successful - stat_counter(uas, "SuccessfulCall(C)"))
+    failed = stat_counter(uac, "FailedCall(C)") + stat_counter(uas, "FailedCall(C)") + unreleased
+    if unreleased:
+        note = (note + " " if note else "") + f"{unreleased} BYE(s) not at callee"
+    return StepResult(
+        system=name,
+        offered_cps=rate,
+        calls=calls,
+        successful=successful,
+        failed=failed,
+        retransmissions=stat_counter(uac, "Retransmissions(C)")
+        + stat_counter(uas, "Retransmissions(C)"),
+        achieved_cps=achieved_rate([t for t, _ in samples]),
+        rtt_p50_ms=percentile(rtts, 50),
+        rtt_p99_ms=percentile(rtts, 99),
+        sut_cpu_s=sut_cpu,
+        uac_cpu_s=uac_cpu,
+        uas_cpu_s=uas_cpu,
+        machine_busy_s=busy,
+        wall_s=wall,
+        note=note,
+    )
+
+
+def ladder(
+    system: System,
+    rates: Sequence[int],
+    args: argparse.Namespace,
+    *,
+    workdir: Path,
+    inf: Path,
+    all_steps: list[StepResult],
+) -> list[StepResult]:
+    """Step the offered load up until ``args.patience`` unclean steps in a row, then (full
+    runs) one step between the highest clean rate and the first unclean one."""
+    mine: list[StepResult] = []
+
+    def step(rate: int, note: str = "") -> None:
+        result = run_step(system, rate, args.seconds, workdir, inf, note=note)
+        mine.append(result)
+        all_steps.append(result)
+        print(format_steps([result]).splitlines()[-1], flush=True)
+
+    for rate in rates:
+        step(rate)
+        if unclean_streak(mine) >= args.patience:
+            break
+    for _ in range(args.refine):
+        mid = refine_rate(mine)
+        if mid is None:
+            break
+        step(mid, "refine")
+    return mine
+
+
+# ======================================================================== profile
+def profile_at(
+    system: System, rate: int, args: argparse.Namespace, workdir: Path, inf: Path
+) -> tuple[StepResult, dict[str, list[tuple[str, float]]], Path] | None:
+    """One step at ``rate`` with py-spy sampling the system under test (collapsed stacks)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        print("  py-spy not in .venv: `.venv/bin/pip install py-spy` to profile", flush=True)
+        return None
+    assert system.sut_pid is not None
+    raw = OUT / f"cps-profile-{system.name}-{rate}.txt"
+    duration = max(2, int(args.seconds))
+    command = [str(spy), "record", "--pid", str(system.sut_pid), "--rate", "250"]
+    command += ["--nonblocking", "--duration", str(duration), "--format", "raw"]
+    spy_proc = subprocess.Popen(
+        [*command, "--output", str(raw)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # py-spy attaches
+    step = run_step(system, rate, args.seconds, workdir, inf, note="py-spy attached")
+    try:
+        spy_proc.wait(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        spy_proc.kill()
+        spy_proc.wait()
+    text = raw.read_text("utf-8", "replace") if raw.exists() else ""
+    return step, profile_top(text), raw
+
+
+def format_profile(top: dict[str, list[tuple[str, float]]], rows: int = 20) -> str:
+    lines = ["self %   function (where)"]
+    lines += [f"{share:6.1f}   {name}" for name, share in top["self"][:rows]]
+    lines += ["", "incl %   function (where)"]
+    lines += [f"{share:6.1f}   {name}" for name, share in top["inclusive"][:rows]]
+    return "\n".join(lines)
+
+
+# ============================================================================== plot
+def plot(steps: Sequence[StepResult], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415 - only where the plot is drawn
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    systems = list(dict.fromkeys(s.system for s in steps))
+    top = max((s.offered_cps for s in steps), default=100)
+    ax.plot([0, top], [0, top], color="0.75", linestyle=":", label="achieved = offered")
+    styles = {"direct": "o-", "sippy": "s-", "maskline": "D-", "maskline+stalled-push": "x--"}
+    for name in systems:
+        mine = sorted((s for s in steps if s.system == name), key=lambda s: s.offered_cps)
+        ax.plot(
+            [s.offered_cps for s in mine],
+            [s.achieved_cps for s in mine],
+            styles.get(name, "^-"),
+            label=name,
+        )
+        bad = [s for s in mine if not s.clean]
+        ax.scatter(
+            [s.offered_cps for s in bad],
+            [s.achieved_cps for s in bad],
+            s=90,
+            facecolors="none",
+            edgecolors="red",
+            zorder=3,
+        )
+        best = max_clean(mine, name)
+        if best is not None:
+            ax.annotate(
+                f"{best.offered_cps}",
+                (best.offered_cps, best.achieved_cps),
+                textcoords="offset points",
+                xytext=(4, -12),
+                fontsize=8,
+            )
+    ax.set_xlabel("offered load (calls/s)")
+    ax.set_ylabel("achieved call setups (calls/s)")
+    ax.set_title(
+        f"Call setup on loopback ({CALL_HOLD_MS} ms calls); red rings: unclean steps", fontsize=10
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ============================================================================== main
+def bootstrap() -> None:
+    """Run from a fresh clone with any python3: set up .venv (``make deps``: the project, its
+    dev extras — sippy, matplotlib — and SIPp) and re-run this script with it."""
+    if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():
+        return
+    if not VENV_PYTHON.exists() or _needs_deps():
+        print("setting up .venv and SIPp with `make deps` ...", flush=True)
+        subprocess.run(["make", "-C", str(ROOT), "deps"], check=True)
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def _needs_deps() -> bool:
+    probe = "import matplotlib, sippy, httpx"
+    done = subprocess.run([str(VENV_PYTHON), "-c", probe], capture_output=True, check=False)
+    return done.returncode != 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="3 s steps, coarse rates (~2 min)")
+    parser.add_argument("--seconds", type=float, help="seconds per step (default 10; quick 3)")
+    parser.add_argument("--rates", help="comma-separated offered rates (calls/s) to step through")
+    parser.add_argument(
+        "--systems",
+        default="direct,sippy,maskline,stalled",
+        help="any of direct, sippy, maskline, stalled (default: all)",
+    )
+    parser.add_argument(
+        "--patience", type=int, help="stop a system after this many unclean steps in a row"
+    )
+    parser.add_argument("--refine", type=int, help="extra steps between clean and unclean")
+    parser.add_argument("--profile", action="store_true", help="py-spy maskline at its knee")
+    parser.add_argument("--log-level", default="info", help="maskline's [log] level (info)")
+    parser.add_argument("--out", type=Path, default=OUT, help="where figures go (bench/out)")
+    args = parser.parse_args(argv)
+    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
+    args.rate_list = (
+        tuple(int(r) for r in args.rates.split(","))
+        if args.rates
+        else (QUICK_RATES if args.quick else FULL_RATES)
+    )
+    args.patience = args.patience or (1 if args.quick else 2)
+    args.refine = args.refine if args.refine is not None else (0 if args.quick else 1)
+    args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(args.system_list) - {"direct", "sippy", "maskline", "stalled"}
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = out / f"cps-{stamp}"
+    workdir.mkdir(parents=True)
+    plan = bindings_plan()
+    inf = workdir / "callers.csv"
+    inf.write_text(sipp_inf(plan), encoding="ascii")
+    print(
+        f"cps bench: {args.seconds:g} s steps, rates {list(args.rate_list)}, {CALL_HOLD_MS} ms "
+        f"calls, {len(plan)} caller lines; load average {os.getloadavg()[0]:.2f}; "
+        f"work files in {workdir}",
+        flush=True,
+    )
+    print(format_steps([]).splitlines()[0], flush=True)
+    steps: list[StepResult] = []
+    half_steps: list[StepResult] = []
+    stalled: dict[str, Any] = {}
+    profile_text = ""
+    started = time.monotonic()
+    chosen = args.system_list
+    if "direct" in chosen:
+        with direct_system() as system:
+            ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
+    if "sippy" in chosen:
+        with sippy_system(workdir) as system:
+            ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
+    if "maskline" in chosen:
+        with maskline_system(
+            workdir / "maskline", plan, stalled_push=False, log_level=args.log_level
+        ) as system:
+            ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
+            best = max_clean(steps, "maskline")
+            if best is not None:
+                half = max(1, best.offered_cps // 2)
+                half_steps.append(run_step(system, half, args.seconds, workdir, inf, note="half"))
+                print(format_steps(half_steps[-1:]).splitlines()[-1], flush=True)
+                if args.profile:
+                    profiled = profile_at(system, best.offered_cps, args, workdir, inf)
+                    if profiled is not None:
+                        step, top, raw = profiled
+                        print(format_steps([step]).splitlines()[-1], flush=True)
+                        profile_text = format_profile(top)
+                        print(f"\nprofile ({raw}):\n{profile_text}\n", flush=True)
+    if "stalled" in chosen:
+        with maskline_system(
+            workdir / "stalled", plan, stalled_push=True, log_level=args.log_level
+        ) as system:
+            ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
+            queue = _ok(
+                system.extra["api"].get(f"/tenants/{system.extra['tenant_id']}/report-queue")
+            )
+            receiver: StalledReceiver = system.extra["receiver"]
+            stalled = stalled_comparison(steps)
+            stalled["queue"] = {
+                **{k: v for k, v in queue.items() if k != "tenant_id"},
+                "receiver_connections": receiver.connections,
+                "receiver_bytes_read": receiver.bytes_read,
+            }
+    if half_steps and "direct" in chosen:
+        with direct_system() as system:
+            rate = half_steps[0].offered_cps
+            half_steps.append(run_step(system, rate, args.seconds, workdir, inf, note="half"))
+            print(format_steps(half_steps[-1:]).splitlines()[-1], flush=True)
+    names = [n for n in ("direct", "sippy", "maskline") if n in chosen]
+    summary = summarise(steps, names, half_steps, stalled)
+    print(f"\n{format_steps([*steps, *half_steps])}\n", flush=True)
+    print(format_summary(summary), flush=True)
+    png = out / "cps.png"
+    plot(steps, png)
+    result = {
+        "when": stamp,
+        "seconds_per_step": args.seconds,
+        "call_hold_ms": CALL_HOLD_MS,
+        "load_average_start": os.getloadavg(),
+        "run_s": round(time.monotonic() - started, 1),
+        "steps": [{**asdict(s), "clean": s.clean} for s in steps],
+        "half_steps": [{**asdict(s), "clean": s.clean} for s in half_steps],
+        "summary": asdict(summary),
+        "profile": profile_text,
+    }
+    (out / "cps.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    print(f"\nplot: {png}\nfigures: {out / 'cps.json'}\nrun took {result['run_s']} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    bootstrap()
+    sys.exit(main())

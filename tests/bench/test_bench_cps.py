@@ -1,0 +1,254 @@
+"""The pure parts of bench/cps.py: SIPp stat and rtt files, percentiles, achieved rate, what
+counts as clean, the summary ratios, the py-spy profile digest. No timing here: the benchmark's
+figures are measured by running it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "cps.py"
+
+
+def _load() -> ModuleType:
+    # bench/ is not a package: load the script by path.
+    spec = importlib.util.spec_from_file_location("bench_cps", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_cps"] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load()
+
+
+def _step(**changes: object) -> object:
+    base = bench.StepResult(
+        system="maskline",
+        offered_cps=1000,
+        calls=10_000,
+        successful=10_000,
+        failed=0,
+        retransmissions=0,
+        achieved_cps=999.0,
+        rtt_p50_ms=1.0,
+        rtt_p99_ms=3.0,
+        sut_cpu_s=5.0,
+        uac_cpu_s=1.0,
+        uas_cpu_s=1.0,
+        machine_busy_s=8.0,
+        wall_s=10.0,
+    )
+    return replace(base, **changes)
+
+
+# --- SIPp files ----------------------------------------------------------------------------
+
+STAT = (
+    "StartTime;CurrentTime;SuccessfulCall(C);FailedCall(C);Retransmissions(C);\n"
+    "2026-12-04\t22:55:12;2026-12-04\t22:55:13;100;0;0;\n"
+    "2026-12-04\t22:55:12;2026-12-04\t22:55:18;2497;3;12;\n"
+)
+
+
+def test_stat_rows_are_read_by_column_name_and_the_last_row_is_the_total() -> None:
+    rows = bench.parse_stat_rows(STAT)
+    assert len(rows) == 2
+    last = rows[-1]
+    assert bench.stat_counter(last, "SuccessfulCall(C)") == 2497
+    assert bench.stat_counter(last, "FailedCall(C)") == 3
+    assert bench.stat_counter(last, "Retransmissions(C)") == 12
+    assert bench.stat_counter(last, "NoSuchCounter") == 0
+
+
+def test_rtt_keeps_rtd_one_samples_and_skips_garbage() -> None:
+    text = "Date_ms;response_time_ms;rtd_no\n4.001;0;1\n2000;7;1\n2001;9;2\nbroken\nx;1;1\n"
+    assert bench.parse_rtt(text) == [(4.001, 0.0), (2000.0, 7.0)]
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))  # 1..100
+    assert bench.percentile(values, 50) == 50
+    assert bench.percentile(values, 99) == 99
+    assert bench.percentile(values, 100) == 100
+    assert bench.percentile([5.0], 99) == 5.0
+    assert bench.percentile([], 50) is None
+
+
+@settings(max_examples=200)
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=200), st.floats(1, 100))
+def test_percentile_is_one_of_the_values_and_monotonic(values: list[float], q: float) -> None:
+    p = bench.percentile(values, q)
+    assert p in values
+    assert bench.percentile(values, min(100.0, q + 10)) >= p
+
+
+def test_achieved_rate_is_answers_over_their_span() -> None:
+    # 1001 answers 1 ms apart: 1000 calls/s.
+    assert bench.achieved_rate([float(t) for t in range(1001)]) == pytest.approx(1000)
+    # Half as fast when the answers take twice as long to come; faster than one per ms too.
+    assert bench.achieved_rate([2.0 * t for t in range(1001)]) == pytest.approx(500)
+    assert bench.achieved_rate([t / 3 for t in range(3001)]) == pytest.approx(3000)
+    assert bench.achieved_rate([5.0]) == 0.0
+    assert bench.achieved_rate([]) == 0.0
+
+
+def test_achieved_rate_of_a_burst_is_bounded() -> None:
+    # All answers in one SIPp clock tick: the span is floored at 1 ms, not a division by zero.
+    assert bench.achieved_rate([7.0] * 51) == pytest.approx(50_000)
+
+
+# --- clean steps ---------------------------------------------------------------------------
+
+
+def test_a_step_is_clean_only_without_failures_lag_or_retransmission_bursts() -> None:
+    assert _step().clean
+    assert not _step(failed=1).clean
+    assert not _step(successful=9_999).clean
+    assert not _step(achieved_cps=940.0).clean  # < 95 % of offered
+    assert _step(achieved_cps=951.0).clean
+    assert _step(retransmissions=10).clean  # 0.1 % of 10,000 calls
+    assert not _step(retransmissions=11).clean
+
+
+def test_cpu_per_call_and_shares() -> None:
+    step = _step()
+    assert step.cpu_ms_per_call == pytest.approx(0.5)  # 5 s over 10,000 calls
+    assert step.sut_cpu_pct == pytest.approx(50)
+    # 8 s busy, of which SUT 5 + caller 1 + callee 1: 1 s foreign over 10 s.
+    assert step.foreign_cpu_pct == pytest.approx(10)
+    assert _step(successful=0).cpu_ms_per_call is None
+
+
+def test_max_clean_and_unclean_streak() -> None:
+    steps = [
+        _step(offered_cps=500),
+        _step(offered_cps=1000),
+        _step(offered_cps=1500, failed=4),
+        _step(offered_cps=2000, failed=40),
+        _step(offered_cps=800, system="sippy"),
+    ]
+    best = bench.max_clean(steps, "maskline")
+    assert best is not None and best.offered_cps == 1000
+    assert bench.max_clean(steps, "direct") is None
+    assert bench.unclean_streak(steps[:4]) == 2
+    assert bench.unclean_streak(steps[:2]) == 0
+
+
+def test_refine_picks_the_middle_of_a_wide_gap_once() -> None:
+    steps = [_step(offered_cps=500), _step(offered_cps=800, failed=3)]
+    assert bench.refine_rate(steps) == 650
+    assert bench.refine_rate([*steps, _step(offered_cps=650, failed=1)]) == 575
+    # Gap of 10 % or less, nothing unclean above, nothing clean: no refinement.
+    assert bench.refine_rate([_step(offered_cps=1000), _step(offered_cps=1100, failed=1)]) is None
+    assert bench.refine_rate([_step(offered_cps=1000)]) is None
+    assert bench.refine_rate([_step(offered_cps=1000, failed=1)]) is None
+
+
+# --- summary -------------------------------------------------------------------------------
+
+
+def test_summary_ratios_and_added_post_dial_delay() -> None:
+    steps = [
+        _step(system="direct", offered_cps=3000, achieved_cps=3000.0),
+        _step(system="sippy", offered_cps=250, sut_cpu_s=9.25, successful=2500, calls=2500),
+        _step(system="sippy", offered_cps=300, failed=100),
+        _step(system="maskline", offered_cps=1000),
+    ]
+    half = [
+        _step(system="maskline", offered_cps=500, rtt_p99_ms=4.0),
+        _step(system="direct", offered_cps=500, rtt_p99_ms=1.0),
+    ]
+    summary = bench.summarise(steps, ["direct", "sippy", "maskline"], half)
+    assert summary.max_clean_cps == {"direct": 3000, "sippy": 250, "maskline": 1000}
+    assert summary.maskline_over_sippy == pytest.approx(4.0)
+    assert summary.maskline_over_direct == pytest.approx(1 / 3)
+    assert summary.cpu_ms_per_call["sippy"] == pytest.approx(3.7)
+    assert summary.pdd_rate == 500
+    assert summary.added_pdd_p99_ms == pytest.approx(3.0)
+    text = bench.format_summary(summary)
+    assert "4.00x" in text and "added 3 ms" in text
+
+
+def test_summary_without_a_clean_maskline_step_has_no_ratios() -> None:
+    steps = [_step(system="sippy", offered_cps=200), _step(system="maskline", failed=1)]
+    summary = bench.summarise(steps, ["sippy", "maskline"])
+    assert summary.max_clean_cps["maskline"] is None
+    assert summary.maskline_over_sippy is None
+    assert summary.added_pdd_p99_ms is None
+    assert "-x" in bench.format_summary(summary)
+
+
+def test_stalled_comparison_lines_up_rates_both_ran_clean() -> None:
+    variant = "maskline+stalled-push"
+    steps = [
+        _step(offered_cps=500, sut_cpu_s=2.5, successful=5000, calls=5000),
+        _step(offered_cps=1000),
+        _step(system=variant, offered_cps=500, sut_cpu_s=2.6, successful=5000, calls=5000),
+        _step(system=variant, offered_cps=1000, failed=2),
+    ]
+    result = bench.stalled_comparison(steps)
+    assert result["base_max_clean_cps"] == 1000
+    assert result["stalled_max_clean_cps"] == 500
+    assert [row["offered_cps"] for row in result["rows"]] == [500]
+    assert result["rows"][0]["base_cpu_ms"] == pytest.approx(0.5)
+    assert result["rows"][0]["stalled_cpu_ms"] == pytest.approx(0.52)
+
+
+# --- load plan -----------------------------------------------------------------------------
+
+
+def test_bindings_have_distinct_callers_and_callees_spread_over_x() -> None:
+    plan = bench.bindings_plan(x_count=4, per_x=25)
+    assert len(plan) == 100
+    assert len({b.a for b in plan}) == 100
+    assert len({b.b for b in plan}) == 100
+    assert not {b.a for b in plan} & {b.b for b in plan}
+    per_x: dict[str, int] = {}
+    for b in plan:
+        per_x[b.x] = per_x.get(b.x, 0) + 1
+    assert sorted(per_x.values()) == [25, 25, 25, 25]
+    assert plan[0].x != plan[1].x  # round-robin: consecutive calls go to different X
+    assert all(len(n) == 11 and n.isdigit() for b in plan for n in (b.a, b.b, b.x))
+    inf = bench.sipp_inf(plan).splitlines()
+    assert inf[0] == "SEQUENTIAL"
+    assert inf[1] == f"{plan[0].a};{plan[0].x};"
+    assert len(inf) == 101
+
+
+# --- profile digest ------------------------------------------------------------------------
+
+
+def test_profile_top_sums_self_and_inclusive_per_function() -> None:
+    raw = (
+        "main (engine/cli.py:10);run (engine/server.py:5);send (engine/transport.py:40) 60\n"
+        "main (engine/cli.py:10);run (engine/server.py:5);send (engine/transport.py:41) 20\n"
+        "main (engine/cli.py:10);write (store/db.py:7) 20\n"
+        "not a stack line\n"
+    )
+    top = bench.profile_top(raw)
+    self_share = dict(top["self"])
+    inclusive = dict(top["inclusive"])
+    # The two lines of send are one function; shares are of the 100 samples.
+    assert self_share["send (engine/transport.py)"] == pytest.approx(80)
+    assert self_share["write (store/db.py)"] == pytest.approx(20)
+    assert inclusive["main (engine/cli.py)"] == pytest.approx(100)
+    assert inclusive["run (engine/server.py)"] == pytest.approx(80)
+    assert bench.profile_top("") == {"self": [], "inclusive": []}
+
+
+def test_recursive_frames_count_once_inclusively() -> None:
+    raw = "f (a/x.py:1);f (a/x.py:2);g (a/y.py:3) 10\n"
+    inclusive = dict(bench.profile_top(raw)["inclusive"])
+    assert inclusive["f (a/x.py)"] == pytest.approx(100)
