@@ -94,6 +94,11 @@ LOOP_LAG_BUCKETS_S: Final = (
 
 # Help and name of every EndpointStats counter known today; a counter added later is exported
 # as maskline_sip_<field>_total with a generic help text, so none is ever missing.
+# Enum members as module constants: the call path compares against them per call.
+_IVR: Final = CallState.IVR
+_INTERCEPTED: Final = CallType.CALL_INTERCEPTED
+_CONNECTED: Final = UnconnectedCause.NORMAL
+
 _ENDPOINT_COUNTERS: Final[Mapping[str, tuple[str, str]]] = {
     "messages_received": ("sip_messages_received", "SIP messages received (UDP and TCP)"),
     "requests_rejected": (
@@ -304,7 +309,7 @@ class CallMetrics:
         if call.call_id in self._measured:
             return
         # A routed call starts in ROUTING; one routed by the extension IVR starts in IVR.
-        self._measured[call.call_id] = call.state is not CallState.IVR
+        self._measured[call.call_id] = call.state is not _IVR
         self.offered += 1
         self._window.add_offered(self.clock())
 
@@ -339,8 +344,8 @@ class CallMetrics:
             self.duration.observe(record.duration_s)
             self._window.add_duration(self.clock(), record.duration_s)
         elif (
-            record.call_type is CallType.CALL_INTERCEPTED
-            and record.unconnected_cause is not UnconnectedCause.NORMAL
+            record.call_type is _INTERCEPTED
+            and record.unconnected_cause is not _CONNECTED
         ):
             cause = int(record.unconnected_cause)
             self.intercepted[cause] = self.intercepted.get(cause, 0) + 1
