@@ -142,6 +142,7 @@ class StepResult:
     rtt_p50_ms: float | None
     rtt_p99_ms: float | None
     sut_cpu_s: float
+    sut_main_cpu_s: float  # of which its main thread (the event loop)
     uac_cpu_s: float
     uas_cpu_s: float
     machine_busy_s: float
@@ -152,6 +153,11 @@ class StepResult:
     def cpu_ms_per_call(self) -> float | None:
         """CPU of the system under test per successful call, ms."""
         return self.sut_cpu_s * 1000 / self.successful if self.successful else None
+
+    @property
+    def main_ms_per_call(self) -> float | None:
+        """CPU of the system under test's main thread (event loop) per successful call, ms."""
+        return self.sut_main_cpu_s * 1000 / self.successful if self.successful else None
 
     @property
     def sut_cpu_pct(self) -> float:
@@ -251,7 +257,7 @@ def format_steps(steps: Sequence[StepResult]) -> str:
     """The per-step table."""
     header = (
         f"{'system':<22} {'offered':>7} {'achieved':>8} {'calls':>6} {'ok':>6} {'failed':>6} "
-        f"{'retrans':>7} {'p50ms':>5} {'p99ms':>5} {'SUT cpu%':>8} {'ms/call':>7} "
+        f"{'retrans':>7} {'p50ms':>5} {'p99ms':>5} {'SUT cpu%':>8} {'ms/call':>7} {'loop':>5} "
         f"{'uac%':>5} {'uas%':>5} {'other%':>6} clean"
     )
     lines = [header, "-" * len(header)]
@@ -260,7 +266,8 @@ def format_steps(steps: Sequence[StepResult]) -> str:
             f"{s.system:<22} {s.offered_cps:>7} {s.achieved_cps:>8.0f} {s.calls:>6} "
             f"{s.successful:>6} {s.failed:>6} {s.retransmissions:>7} "
             f"{fmt(s.rtt_p50_ms):>5} {fmt(s.rtt_p99_ms):>5} {s.sut_cpu_pct:>8.0f} "
-            f"{fmt(s.cpu_ms_per_call, '.3f'):>7} {100 * s.uac_cpu_s / s.wall_s:>5.0f} "
+            f"{fmt(s.cpu_ms_per_call, '.3f'):>7} {fmt(s.main_ms_per_call, '.2f'):>5} "
+            f"{100 * s.uac_cpu_s / s.wall_s:>5.0f} "
             f"{100 * s.uas_cpu_s / s.wall_s:>5.0f} {s.foreign_cpu_pct:>6.0f} "
             f"{'yes' if s.clean else 'NO'}{'  ' + s.note if s.note else ''}"
         )
@@ -372,16 +379,27 @@ def format_summary(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def profile_top(collapsed: str, top: int = SUMMARY_TOP) -> dict[str, list[tuple[str, float]]]:
-    """Self and inclusive shares (%) per function of py-spy ``--format raw`` output (one
-    ``frame;frame;...;leaf count`` line per stack; frames ``function (file:line)``, the line
-    dropped so one function is one entry)."""
+def is_main_thread_stack(stack: str) -> bool:
+    """A py-spy stack of the main thread: every other thread's starts in ``Thread._bootstrap``."""
+    return not stack.startswith(("_bootstrap ", "Thread._bootstrap "))
+
+
+def profile_top(
+    collapsed: str, top: int = SUMMARY_TOP, *, main_thread: bool | None = None
+) -> dict[str, list[tuple[str, float]]]:
+    """Self and inclusive shares (%) per function, and self shares per source file, of py-spy
+    ``--format raw`` output (one ``frame;frame;...;leaf count`` line per stack; frames
+    ``function (file:line)``, the line dropped so one function is one entry). ``main_thread``
+    True/False keeps only the main thread's / the other threads' stacks."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    by_file: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
+            continue
+        if main_thread is not None and is_main_thread_stack(stack) != main_thread:
             continue
         count = int(count_text)
         frames = [_frame_name(frame) for frame in stack.split(";") if frame]
@@ -389,13 +407,17 @@ def profile_top(collapsed: str, top: int = SUMMARY_TOP) -> dict[str, list[tuple[
             continue
         total += count
         self_time[frames[-1]] += count
+        leaf_file = frames[-1].rpartition(" (")[2].rstrip(")")
+        by_file[leaf_file or frames[-1]] += count
         for name in set(frames):
             inclusive[name] += count
     if not total:
-        return {"self": [], "inclusive": []}
+        return {"self": [], "inclusive": [], "by_file": [], "samples": []}
     return {
         "self": [(name, 100 * n / total) for name, n in self_time.most_common(top)],
         "inclusive": [(name, 100 * n / total) for name, n in inclusive.most_common(top)],
+        "by_file": [(name, 100 * n / total) for name, n in by_file.most_common(top)],
+        "samples": [("samples", float(total))],
     }
 
 
@@ -415,6 +437,13 @@ def _frame_name(frame: str) -> str:
 def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (all its threads) so far."""
     with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def main_thread_cpu_s(pid: int) -> float:
+    """CPU seconds of the main thread of ``pid`` (its event loop, for maskline and sippy)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
@@ -791,7 +820,8 @@ def run_step(
     try:
         wait_udp_bound(system.uas_port, uas)
         sut_pid = system.sut_pid if system.sut_pid is not None else uas.pid
-        cpu_before, busy_before, started = proc_cpu_s(sut_pid), machine_busy_s(), time.monotonic()
+        cpu_before, main_before = proc_cpu_s(sut_pid), main_thread_cpu_s(sut_pid)
+        busy_before, started = machine_busy_s(), time.monotonic()
         uac_command = [sipp, "-sf", str(UAC_SCENARIO), "-inf", str(inf), "-i", LOOPBACK]
         uac_command += ["-p", str(free_port()), "-r", str(rate), "-rp", "1000", "-m", str(calls)]
         # No cap on open calls below what the rate needs for 8 s (the answer timeout): a slow
@@ -809,6 +839,7 @@ def run_step(
         uac_cpu = wait_reaped(uac, seconds * 3 + 60)
         wall = time.monotonic() - started
         sut_cpu = proc_cpu_s(sut_pid) - cpu_before
+        sut_main_cpu = main_thread_cpu_s(sut_pid) - main_before
         busy = machine_busy_s() - busy_before
         # The last BYEs reach the callee right after the caller's final 200; let them land.
         time.sleep(0.5)
@@ -823,7 +854,7 @@ def run_step(
         rate,
         calls,
         step_dir,
-        cpu=(sut_cpu, uac_cpu, uas_cpu, busy),
+        cpu=(sut_cpu, sut_main_cpu, uac_cpu, uas_cpu, busy),
         wall=wall,
         note=note,
     )
@@ -835,13 +866,13 @@ def collect_step(
     calls: int,
     step_dir: Path,
     *,
-    cpu: tuple[float, float, float, float],
+    cpu: tuple[float, float, float, float, float],
     wall: float,
     note: str,
 ) -> StepResult:
     """A step's result from the SIPp files in ``step_dir``; ``cpu`` is the CPU seconds of the
-    system under test, the caller SIPp, the callee SIPp and the whole machine."""
-    sut_cpu, uac_cpu, uas_cpu, busy = cpu
+    system under test, of its main thread, the caller SIPp, the callee SIPp, the machine."""
+    sut_cpu, sut_main_cpu, uac_cpu, uas_cpu, busy = cpu
 
     def last_row(path: Path) -> dict[str, str]:
         rows = parse_stat_rows(path.read_text("utf-8", "replace")) if path.exists() else []
@@ -871,6 +902,7 @@ def collect_step(
         rtt_p50_ms=percentile(rtts, 50),
         rtt_p99_ms=percentile(rtts, 99),
         sut_cpu_s=sut_cpu,
+        sut_main_cpu_s=sut_main_cpu,
         uac_cpu_s=uac_cpu,
         uas_cpu_s=uas_cpu,
         machine_busy_s=busy,
@@ -913,7 +945,7 @@ def ladder(
 # ======================================================================== profile
 def profile_at(
     system: System, rate: int, args: argparse.Namespace, workdir: Path, inf: Path
-) -> tuple[StepResult, dict[str, list[tuple[str, float]]], Path] | None:
+) -> tuple[StepResult, str, Path] | None:
     """One step at ``rate`` with py-spy sampling the system under test (collapsed stacks)."""
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
@@ -937,15 +969,24 @@ def profile_at(
     except subprocess.TimeoutExpired:
         spy_proc.kill()
         spy_proc.wait()
-    text = raw.read_text("utf-8", "replace") if raw.exists() else ""
-    return step, profile_top(text), raw
+    return step, raw.read_text("utf-8", "replace") if raw.exists() else "", raw
 
 
-def format_profile(top: dict[str, list[tuple[str, float]]], rows: int = 20) -> str:
-    lines = ["self %   function (where)"]
-    lines += [f"{share:6.1f}   {name}" for name, share in top["self"][:rows]]
-    lines += ["", "incl %   function (where)"]
-    lines += [f"{share:6.1f}   {name}" for name, share in top["inclusive"][:rows]]
+def format_profile(collapsed: str, rows: int = 20) -> str:
+    """The main thread (event loop: self, by file, inclusive), then the other threads (SQLite
+    writer, CDR and recording workers: self)."""
+    loop = profile_top(collapsed, main_thread=True)
+    others = profile_top(collapsed, main_thread=False)
+    n_loop = int(loop["samples"][0][1]) if loop["samples"] else 0
+    n_other = int(others["samples"][0][1]) if others["samples"] else 0
+    lines = [f"main thread (event loop), {n_loop} samples", "self %   function (where)"]
+    lines += [f"{share:6.1f}   {name}" for name, share in loop["self"][:rows]]
+    lines += ["", "self %   source file (main thread)"]
+    lines += [f"{share:6.1f}   {name}" for name, share in loop["by_file"][:rows]]
+    lines += ["", "incl %   function (main thread)"]
+    lines += [f"{share:6.1f}   {name}" for name, share in loop["inclusive"][:rows]]
+    lines += ["", f"other threads, {n_other} samples", "self %   function (where)"]
+    lines += [f"{share:6.1f}   {name}" for name, share in others["self"][: rows // 2]]
     return "\n".join(lines)
 
 
@@ -1092,9 +1133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.profile:
                     profiled = profile_at(system, best.offered_cps, args, workdir, inf)
                     if profiled is not None:
-                        step, top, raw = profiled
+                        step, collapsed, raw = profiled
                         print(format_steps([step]).splitlines()[-1], flush=True)
-                        profile_text = format_profile(top)
+                        profile_text = format_profile(collapsed)
                         print(f"\nprofile ({raw}):\n{profile_text}\n", flush=True)
     if "stalled" in chosen:
         with maskline_system(

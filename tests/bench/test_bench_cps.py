@@ -42,6 +42,7 @@ def _step(**changes: object) -> object:
         rtt_p50_ms=1.0,
         rtt_p99_ms=3.0,
         sut_cpu_s=5.0,
+        sut_main_cpu_s=4.0,
         uac_cpu_s=1.0,
         uas_cpu_s=1.0,
         machine_busy_s=8.0,
@@ -125,6 +126,7 @@ def test_a_step_is_clean_only_without_failures_lag_or_retransmission_bursts() ->
 def test_cpu_per_call_and_shares() -> None:
     step = _step()
     assert step.cpu_ms_per_call == pytest.approx(0.5)  # 5 s over 10,000 calls
+    assert step.main_ms_per_call == pytest.approx(0.4)
     assert step.sut_cpu_pct == pytest.approx(50)
     # 8 s busy, of which SUT 5 + caller 1 + callee 1: 1 s foreign over 10 s.
     assert step.foreign_cpu_pct == pytest.approx(10)
@@ -245,7 +247,22 @@ def test_profile_top_sums_self_and_inclusive_per_function() -> None:
     assert self_share["write (store/db.py)"] == pytest.approx(20)
     assert inclusive["main (engine/cli.py)"] == pytest.approx(100)
     assert inclusive["run (engine/server.py)"] == pytest.approx(80)
-    assert bench.profile_top("") == {"self": [], "inclusive": []}
+    assert dict(top["by_file"]) == pytest.approx({"engine/transport.py": 80.0, "store/db.py": 20.0})
+    assert bench.profile_top("")["self"] == []
+
+
+def test_profile_splits_the_main_thread_from_the_workers() -> None:
+    raw = (
+        "<module> (bin/maskline:8);run (engine/server.py:5);send (engine/transport.py:40) 30\n"
+        "_bootstrap (threading.py:1);Thread._bootstrap_inner (threading.py:2);"
+        "_run_batch (store/db.py:7) 70\n"
+    )
+    loop = bench.profile_top(raw, main_thread=True)
+    workers = bench.profile_top(raw, main_thread=False)
+    assert dict(loop["self"]) == {"send (engine/transport.py)": pytest.approx(100)}
+    assert dict(workers["self"]) == {"_run_batch (store/db.py)": pytest.approx(100)}
+    text = bench.format_profile(raw)
+    assert "30 samples" in text and "70 samples" in text
 
 
 def test_recursive_frames_count_once_inclusively() -> None:
