@@ -343,10 +343,7 @@ class CallMetrics:
         if record.start_time is not None:
             self.duration.observe(record.duration_s)
             self._window.add_duration(self.clock(), record.duration_s)
-        elif (
-            record.call_type is _INTERCEPTED
-            and record.unconnected_cause is not _CONNECTED
-        ):
+        elif record.call_type is _INTERCEPTED and record.unconnected_cause is not _CONNECTED:
             cause = int(record.unconnected_cause)
             self.intercepted[cause] = self.intercepted.get(cause, 0) + 1
         else:
@@ -560,6 +557,7 @@ class _Sources:
     bindings_indexed: Callable[[], int] | None = None
     reports: ReportQueue | None = None
     db: Database | None = None
+    overload_refused: Callable[[], Mapping[str, int]] | None = None
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
@@ -606,6 +604,15 @@ class _EngineCollector:
         yield from self._udp()
         yield from self._bindings(sources, metrics.store_figures)
         yield from self._reports(sources, metrics.store_figures)
+        if sources.overload_refused is not None:
+            refused = CounterMetricFamily(
+                "maskline_overload_refused",
+                "new requests refused (503) or dropped by overload protection, by reason",
+                labels=["reason"],
+            )
+            for reason, count in sorted(sources.overload_refused().items()):
+                refused.add_metric([reason], count)
+            yield refused
         if sources.db is not None:
             yield _counter(
                 "db_write_batches",
@@ -807,8 +814,12 @@ class Metrics:
         bindings_indexed: Callable[[], int] | None = None,
         reports: ReportQueue | None = None,
         db: Database | None = None,
+        overload_refused: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
-        """Make the given parts of the engine visible (those not given stay as they are)."""
+        """Make the given parts of the engine visible (those not given stay as they are).
+
+        ``overload_refused``: requests refused by overload protection, by reason (e.g. the
+        overload guard's counters ``as_dict``)."""
         for name, value in (
             ("endpoint", endpoint),
             ("active_calls", active_calls),
@@ -816,6 +827,7 @@ class Metrics:
             ("bindings_indexed", bindings_indexed),
             ("reports", reports),
             ("db", db),
+            ("overload_refused", overload_refused),
         ):
             if value is not None:
                 setattr(self.sources, name, value)
