@@ -640,8 +640,8 @@ class _EngineCollector:
         yield _counter("calls_answered", "calls answered by the callee", calls.answered)
         failed = CounterMetricFamily(
             "maskline_calls_failed",
-            "routed calls that ended unanswered, by Q.850 release cause (16 caller gave up, "
-            "17 busy, 19 no answer, 102 timer, ...)",
+            "calls that ended unanswered and not intercepted, by Q.850 release cause (16 the "
+            "caller gave up, 17 busy, 19 no answer, 102 timer, ...)",
             labels=["cause"],
         )
         for cause, count in sorted(calls.failed.items()):
