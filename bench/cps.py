@@ -1011,24 +1011,23 @@ def format_profile(collapsed: str, rows: int = 20) -> str:
 
 # ============================================================================== plot
 def plot(steps: Sequence[StepResult], path: Path) -> None:
+    """Achieved vs offered load (left) and the system under test's CPU per call (right)."""
     import matplotlib  # noqa: PLC0415 - only where the plot is drawn
+    import matplotlib.ticker  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, (ax, cpu_ax) = plt.subplots(1, 2, figsize=(13, 5.5), width_ratios=(3, 2))
     systems = list(dict.fromkeys(s.system for s in steps))
     top = max((s.offered_cps for s in steps), default=100)
     ax.plot([0, top], [0, top], color="0.75", linestyle=":", label="achieved = offered")
     styles = {"direct": "o-", "sippy": "s-", "maskline": "D-", "maskline+stalled-push": "x--"}
     for name in systems:
         mine = sorted((s for s in steps if s.system == name), key=lambda s: s.offered_cps)
-        ax.plot(
-            [s.offered_cps for s in mine],
-            [s.achieved_cps for s in mine],
-            styles.get(name, "^-"),
-            label=name,
-        )
+        style = styles.get(name, "^-")
+        offered = [s.offered_cps for s in mine]
+        ax.plot(offered, [s.achieved_cps for s in mine], style, label=name)
         bad = [s for s in mine if not s.clean]
         ax.scatter(
             [s.offered_cps for s in bad],
@@ -1047,6 +1046,7 @@ def plot(steps: Sequence[StepResult], path: Path) -> None:
                 xytext=(4, -12),
                 fontsize=8,
             )
+        cpu_ax.plot(offered, [s.cpu_ms_per_call or 0 for s in mine], style, label=name)
     ax.set_xlabel("offered load (calls/s)")
     ax.set_ylabel("achieved call setups (calls/s)")
     ax.set_title(
@@ -1054,8 +1054,20 @@ def plot(steps: Sequence[StepResult], path: Path) -> None:
     )
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)
+    cpu_ax.set_xlabel("offered load (calls/s)")
+    cpu_ax.set_ylabel("CPU of the system under test per call (ms)")
+    cpu_ax.set_yscale("log")
+    cpu_ax.axhline(
+        0.6, color="green", linestyle="--", linewidth=1, label="target 0.6 ms (maskline)"
+    )
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    cpu_ax.yaxis.set_major_formatter(plain)
+    cpu_ax.yaxis.set_minor_formatter(plain)
+    cpu_ax.legend(loc="best", fontsize=8)
+    cpu_ax.set_title("CPU per answered call (direct: the callee SIPp)", fontsize=10)
+    cpu_ax.grid(True, alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
