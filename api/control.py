@@ -57,6 +57,7 @@ from routing.model import (
     PoolKey,
     Restriction,
     SubId,
+    restore_binding,
 )
 from routing.numbers import InvalidNumberError, home_location, normalize
 from routing.validation import InvalidBindingError
@@ -1038,7 +1039,17 @@ def _for_index(binding: Binding) -> Binding:
     """``binding`` as the index keeps it: without ``created_at``, like the bindings loaded at
     start (views read the store), so a binding made at run time costs the index no more than
     a loaded one (its own float and a cold-fields object, 80 bytes)."""
-    return dataclasses.replace(binding, created_at=0.0) if binding.created_at else binding
+    if not binding.created_at:
+        return binding
+    return restore_binding(
+        binding.sub_key,
+        binding.x,
+        binding.a,
+        binding.b,
+        binding.expires_at,
+        binding.out_id,
+        binding.profile,
+    )
 
 
 def _allocatable_numbers(conn: sqlite3.Connection) -> list[tuple[PoolKey, PhoneNumber, str, str]]:

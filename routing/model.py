@@ -414,10 +414,11 @@ def restore_binding(  # noqa: PLR0917  # positional only: called a million times
     profile: BindingProfile,
     /,
 ) -> Binding:
-    """A binding from its compact parts, for the start-up load of a million (no checks).
+    """A binding from its compact parts, without ``created_at`` (0.0): as the index keeps them.
 
-    ``sub_key`` as :func:`sub_key` gives it, ``profile`` from :func:`binding_profile`;
-    ``created_at`` is left unknown (0.0).  A fifth of the cost of ``Binding(...)``.
+    For the start-up load of a million and the control plane's index copies (no checks).
+    ``sub_key`` as :func:`sub_key` gives it, ``profile`` from :func:`binding_profile`.  A
+    fifth of the cost of ``Binding(...)``.
     """
     binding = _new_binding(Binding)
     binding.sub_key = sub_key
