@@ -36,6 +36,7 @@ __all__ = [
     "LogSettings",
     "MediaSettings",
     "NumberFormat",
+    "OverloadSettings",
     "RecordingSettings",
     "Settings",
     "SipSettings",
@@ -276,6 +277,36 @@ class IvrSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OverloadSettings:
+    """``[overload]``: when new work is refused so that calls already up keep working.
+
+    New INVITEs get 503 with Retry-After while the engine is past one of its capacity limits
+    (calls, SIP transactions, event-loop lag). Each source IP has a token bucket per request kind
+    (INVITE, REGISTER, OPTIONS, other) for requests outside established calls; past it they are
+    dropped silently, as a flood. Requests of established calls, CANCELs of pending INVITEs and
+    ACKs are always processed (engine.overload).
+    """
+
+    # Calls between INVITE and release above which new INVITEs get 503.
+    max_calls: int = 10_000
+    # Live SIP transactions at which new INVITEs get 503; other new requests outside calls are
+    # refused at 5/4 of it (the table's hard bound, so it never grows without limit).
+    max_transactions: int = 200_000
+    # Event-loop lag (how late a 50 ms timer fires) above which new INVITEs get 503.
+    max_loop_lag_ms: int = 200
+    # Retry-After (seconds) of those 503s (RFC 3261 §21.5.4).
+    retry_after_s: int = 5
+    # Token bucket per source IP and request kind: sustained rate (0: no per-source limit) ...
+    source_rate_per_s: int = 3000
+    # ... and the burst allowed above it.
+    source_burst: int = 6000
+    # Sources remembered by the per-source limiter; the oldest entry is evicted when full.
+    max_sources: int = 10_000
+    # Inbound TCP connections accepted at once; further connections are closed at once.
+    max_tcp_connections: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """``[log]``: level and rendering of the structured logs (stderr)."""
 
@@ -329,6 +360,7 @@ class Settings:
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
+    overload: OverloadSettings = field(default_factory=OverloadSettings)
     log: LogSettings = field(default_factory=LogSettings)
     time: TimeSettings = field(default_factory=TimeSettings)
     trunks: tuple[TrunkSettings, ...] = ()
@@ -588,6 +620,28 @@ def _read_ivr(table: _Table) -> IvrSettings:
     return settings
 
 
+def _read_overload(table: _Table) -> OverloadSettings:
+    d = OverloadSettings()
+    settings = OverloadSettings(
+        max_calls=table.integer("max_calls", d.max_calls, low=1, high=10_000_000),
+        max_transactions=table.integer(
+            "max_transactions", d.max_transactions, low=100, high=100_000_000
+        ),
+        max_loop_lag_ms=table.integer("max_loop_lag_ms", d.max_loop_lag_ms, low=1, high=60_000),
+        retry_after_s=table.integer("retry_after_s", d.retry_after_s, low=1, high=3600),
+        source_rate_per_s=table.integer(
+            "source_rate_per_s", d.source_rate_per_s, low=0, high=10_000_000
+        ),
+        source_burst=table.integer("source_burst", d.source_burst, low=1, high=100_000_000),
+        max_sources=table.integer("max_sources", d.max_sources, low=1, high=10_000_000),
+        max_tcp_connections=table.integer(
+            "max_tcp_connections", d.max_tcp_connections, low=1, high=1_000_000
+        ),
+    )
+    table.finish()
+    return settings
+
+
 def _read_log(table: _Table) -> LogSettings:
     d = LogSettings()
     level = table.choice("level", d.level, LogLevel)
@@ -665,7 +719,8 @@ def _read_trunks(data: Mapping[str, object]) -> tuple[TrunkSettings, ...]:
 
 
 _SECTIONS: Final = (
-    "sip", "api", "store", "media", "cdr", "recording", "audio", "ivr", "log", "time", "trunks",
+    "sip", "api", "store", "media", "cdr", "recording", "audio", "ivr", "overload", "log", "time",
+    "trunks",
 )  # fmt: skip
 
 
@@ -688,6 +743,7 @@ def _build(data: Mapping[str, object]) -> Settings:
     recording = _read_recording(_section(data, "recording"))
     audio = _read_audio(_section(data, "audio"))
     ivr = _read_ivr(_section(data, "ivr"))
+    overload = _read_overload(_section(data, "overload"))
     log = _read_log(_section(data, "log"))
     time_table = _section(data, "time")
     time = TimeSettings(zone=time_table.converted("zone", TimeSettings().zone, _zone))
@@ -701,6 +757,7 @@ def _build(data: Mapping[str, object]) -> Settings:
         recording=recording,
         audio=audio,
         ivr=ivr,
+        overload=overload,
         log=log,
         time=time,
         trunks=_read_trunks(data),

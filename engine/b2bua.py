@@ -60,6 +60,7 @@ from engine.calls import (
     q850_for_status,
 )
 from engine.logging import get_logger
+from engine.overload import LoopLagMonitor, OverloadGuard
 from media.dtmf import DtmfError, parse_info_body, telephone_event_payload_type
 from media.ivr import DEFAULT_MAX_LENGTH
 from media.prompts import prompt_for_cause
@@ -318,11 +319,29 @@ class B2bua:
         self._active: dict[str, Call] = {}  # calls not yet released
         self._media_sweep: asyncio.TimerHandle | None = None  # the dead-media sweep, when armed
         self._ring_timers: dict[str, asyncio.TimerHandle] = {}  # calls' ringing timeouts
+        # Overload protection ([overload], engine.overload), installed on the endpoint: new
+        # requests are judged there, before any transaction or 100 Trying exists.
+        self.loop_lag = LoopLagMonitor()
+        self.overload = OverloadGuard(
+            settings.overload,
+            active_calls=self._active.__len__,
+            transactions=lambda: endpoint.transaction_count,
+            loop_lag_s=lambda: self.loop_lag.lag_s,
+            known_dialog=self.owns_dialog,
+        )
+        endpoint.admission = self.overload
+        with contextlib.suppress(RuntimeError):  # no running loop: no lag to watch (tests)
+            self.loop_lag.start(asyncio.get_running_loop())
 
     @property
     def active_calls(self) -> int:
         """Calls between their INVITE and their release."""
         return len(self._active)
+
+    def owns_dialog(self, call_id: str, local_tag: str) -> bool:
+        """True when a request with this Call-ID and To tag belongs to one of our calls' legs
+        (up, or ended less than 32 s ago): such requests are never refused for overload."""
+        return (call_id, local_tag) in self._calls_by_leg
 
     # -- entry points from the signalling layer ------------------------------------------
 
@@ -736,6 +755,7 @@ class B2bua:
                 call.fire(CallInput.FAILED)
             self._finish(call)
         self._flush()
+        self.loop_lag.stop()
         if self._media_sweep is not None:
             self._media_sweep.cancel()
             self._media_sweep = None

@@ -24,6 +24,13 @@ _log = get_logger("engine.transport")
 # second the default (~200 KiB) overflows during bursts and drops datagrams.
 UDP_BUFFER_BYTES = 8 * 1024 * 1024
 TCP_READ_LIMIT = 256 * 1024
+# Bytes queued in user space for the SIP UDP socket (the kernel's buffer full) beyond which
+# datagrams are dropped rather than queued: memory stays bounded, and SIP retransmits.
+UDP_WRITE_QUEUE_LIMIT = 4 * 1024 * 1024
+# A TCP peer that lets this much of our output pile up is not reading: it is disconnected.
+TCP_WRITE_QUEUE_LIMIT = 1024 * 1024
+# Inbound TCP connections open at once ([overload] max_tcp_connections); more are closed.
+DEFAULT_MAX_TCP_CONNECTIONS = 1024
 
 
 class SipTransport:
@@ -35,13 +42,18 @@ class SipTransport:
         *,
         on_events: Callable[[], None],
         loop: asyncio.AbstractEventLoop | None = None,
+        max_tcp_connections: int = DEFAULT_MAX_TCP_CONNECTIONS,
     ) -> None:
         self.endpoint = endpoint
+        self.max_tcp_connections = max_tcp_connections
+        self.udp_send_dropped = 0  # datagrams dropped: the write queue was past its limit
+        self.tcp_refused = 0  # inbound connections closed: max_tcp_connections were open
         self._on_events = on_events
         self._loop = loop or asyncio.get_running_loop()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._connections: dict[int, _TcpConnection] = {}
+        self._inbound_connections = 0
         self._connection_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -106,8 +118,13 @@ class SipTransport:
     def _send(self, outgoing: Outgoing) -> None:
         peer = outgoing.peer
         if peer.transport == "UDP":
-            if self._udp is not None and outgoing.data:
-                self._udp.sendto(outgoing.data, (peer.host, peer.port))
+            udp = self._udp
+            if udp is not None and outgoing.data:
+                # Both loops' datagram transports have it; typeshed lists it on WriteTransport.
+                if udp.get_write_buffer_size() > UDP_WRITE_QUEUE_LIMIT:  # type: ignore[attr-defined]
+                    self.udp_send_dropped += 1
+                    return
+                udp.sendto(outgoing.data, (peer.host, peer.port))
             return
         connection = self._connections.get(peer.connection or -1)
         if connection is None:
@@ -122,7 +139,7 @@ class SipTransport:
     async def _connect_and_send(self, peer: Peer, data: bytes) -> None:
         try:
             _, protocol = await self._loop.create_connection(
-                lambda: _TcpConnection(self), peer.host, peer.port
+                lambda: _TcpConnection(self, inbound=False), peer.host, peer.port
             )
         except OSError as error:
             _log.warning("tcp_connect_failed", host=peer.host, port=peer.port, error=str(error))
@@ -164,12 +181,23 @@ class SipTransport:
         )
         self.process()
 
-    def connection_made(self, connection: _TcpConnection) -> None:
+    def connection_made(self, connection: _TcpConnection) -> bool:
+        """Register a new connection; False (and it is closed) when one too many is inbound."""
+        if connection.inbound:
+            if self._inbound_connections >= self.max_tcp_connections:
+                self.tcp_refused += 1
+                _log.warning("tcp_connection_refused", peer=connection.peer_addr[0])
+                return False
+            self._inbound_connections += 1
         connection.id = next(self._connection_ids)
         self._connections[connection.id] = connection
+        return True
 
     def connection_lost(self, connection: _TcpConnection) -> None:
-        self._connections.pop(connection.id, None)
+        if self._connections.pop(connection.id, None) is None:
+            return  # refused at connection_made: never registered
+        if connection.inbound:
+            self._inbound_connections -= 1
         self.endpoint.connection_closed(connection.id)
 
 
@@ -189,10 +217,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, *, inbound: bool = True) -> None:
         self._owner = owner
         self._transport: asyncio.Transport | None = None
         self.id = 0
+        self.inbound = inbound
         self.peer_addr: tuple[str, int] = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -200,7 +229,8 @@ class _TcpConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = self._transport.get_extra_info("peername") or ("", 0)
         self.peer_addr = (str(peer[0]), int(peer[1]))
-        self._owner.connection_made(self)
+        if not self._owner.connection_made(self):
+            self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -213,8 +243,15 @@ class _TcpConnection(asyncio.Protocol):
         self._owner.connection_lost(self)
 
     def write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > TCP_WRITE_QUEUE_LIMIT:
+            # The peer does not read what we send: drop it rather than buffer without end.
+            _log.warning("tcp_peer_not_reading", peer=self.peer_addr[0])
+            transport.abort()
+            return
+        transport.write(data)
 
     def close(self) -> None:
         if self._transport is not None:

@@ -12,6 +12,8 @@ import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
 
 from sip.builders import make_cancel, make_response, new_branch, new_tag, response_from_headers
 from sip.errors import SipError, SipParseError, SipUsageError
@@ -42,6 +44,8 @@ from sip.transaction import (
 from sip.transport import Outgoing, Peer
 from sip.uas import UasPolicy, check_request
 
+_DEFAULT_RETRY_AFTER_S = 5
+
 
 @dataclass(slots=True)
 class EndpointStats:
@@ -52,8 +56,34 @@ class EndpointStats:
     malformed_dropped: int = 0
     responses_dropped: int = 0
     retransmissions_absorbed: int = 0
-    overload_rejected: int = 0
+    overload_rejected: int = 0  # new requests answered 503 (Retry-After) without a transaction
+    flood_dropped: int = 0  # new requests dropped unanswered by the admission policy
     internal_errors: int = 0
+
+
+class Admission(Enum):
+    """What becomes of a new request (not a retransmission, not an ACK): a policy's verdict."""
+
+    ACCEPT = "accept"  # a server transaction, as any request
+    REJECT = "reject"  # 503 with Retry-After, stateless: no transaction, no 100 Trying, no event
+    DROP = "drop"  # nothing at all: a flood is not answered
+
+
+class AdmissionPolicy(Protocol):
+    """Decides, before any transaction exists, whether a new request is taken on.
+
+    Called for every new request except ACK and a CANCEL of a pending INVITE (which frees
+    resources, so it is always taken). Must be cheap: it runs once per request on the hot path.
+    """
+
+    @property
+    def retry_after_s(self) -> int:
+        """Retry-After of the 503 of a rejected request."""
+        ...
+
+    def admit(self, request: Request, source: Peer, now: float) -> Admission:
+        """The verdict for ``request`` from ``source`` at ``now``."""
+        ...
 
 
 def _via_response_peer(via: Via, source: Peer) -> Peer:
@@ -76,7 +106,10 @@ class Endpoint:
         auto_trying: bool = True,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_transactions: int = 200_000,
+        admission: AdmissionPolicy | None = None,
     ) -> None:
+        """``max_transactions`` bounds the table when no ``admission`` policy is set (new
+        requests beyond it get 503); a policy, when set, decides instead (engine.overload)."""
         self.local_host = local_host
         self.local_port = local_port
         self.timers = timers or TimerConfig()
@@ -84,6 +117,7 @@ class Endpoint:
         self.auto_trying = auto_trying
         self.max_message_bytes = max_message_bytes
         self.max_transactions = max_transactions
+        self.admission = admission
         self.stats = EndpointStats()
         self.last_internal_error: BaseException | None = None
         self._transactions: dict[TxKey, Transaction] = {}
@@ -337,10 +371,12 @@ class Endpoint:
         if method == "ACK":
             self._receive_2xx_ack(request, peer, now)
             return
-        if len(self._transactions) >= self.max_transactions:
-            self.stats.overload_rejected += 1
-            response = make_response(request, 503, to_tag=new_tag(), extra=[("Retry-After", "5")])
-            self._outgoing.append(Outgoing(response.to_bytes(), self._response_peer(request, peer)))
+        verdict = self._admission(request, key, peer, now)
+        if verdict is not Admission.ACCEPT:
+            if verdict is Admission.REJECT:
+                self._reject_overloaded(request, peer)
+            else:
+                self.stats.flood_dropped += 1
             return
         kind = TxKind.SERVER_INVITE if method == "INVITE" else TxKind.SERVER_NON_INVITE
         destination = self._response_peer(request, peer)
@@ -361,6 +397,28 @@ class Endpoint:
                 RequestReceived(tx.key, request, tx.peer, in_dialog=request.to_tag is not None)
             )
         self._after(tx)
+
+    def _admission(self, request: Request, key: TxKey, peer: Peer, now: float) -> Admission:
+        # A CANCEL of a pending INVITE ends work: never refused (it has its INVITE's key).
+        if request.method == "CANCEL" and (*key[:-1], "INVITE") in self._transactions:
+            return Admission.ACCEPT
+        policy = self.admission
+        if policy is not None:
+            return policy.admit(request, peer, now)
+        if len(self._transactions) >= self.max_transactions:
+            return Admission.REJECT
+        return Admission.ACCEPT
+
+    def _reject_overloaded(self, request: Request, peer: Peer) -> None:
+        """503 with Retry-After (RFC 3261 §21.5.4), statelessly: no transaction is kept, so a
+        retransmission is judged afresh (and may be taken once the overload is over)."""
+        self.stats.overload_rejected += 1
+        policy = self.admission
+        retry_after_s = policy.retry_after_s if policy is not None else _DEFAULT_RETRY_AFTER_S
+        response = make_response(
+            request, 503, to_tag=new_tag(), extra=[("Retry-After", str(retry_after_s))]
+        )
+        self._outgoing.append(Outgoing(response.to_bytes(), self._response_peer(request, peer)))
 
     def _receive_cancel(self, cancel_tx: Transaction, now: float) -> None:
         request = cancel_tx.request

@@ -128,6 +128,16 @@ def test_example_config_sets_and_documents_every_key() -> None:
         "recording": {"dir", "retention_days", "url_ttl_s"},
         "audio": {"prompts_dir", "ringback_dir", "tts_voice"},
         "ivr": {"inter_digit_timeout_s", "max_tries"},
+        "overload": {
+            "max_calls",
+            "max_transactions",
+            "max_loop_lag_ms",
+            "retry_after_s",
+            "source_rate_per_s",
+            "source_burst",
+            "max_sources",
+            "max_tcp_connections",
+        },
         "log": {"level", "format"},
         "time": {"zone"},
     }
@@ -667,5 +677,68 @@ def test_media_recording_audio_and_ivr_keys_are_read(tmp_path: Path) -> None:
     ],
 )
 def test_media_section_errors_name_their_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_settings(write(tmp_path, text))
+
+
+# --------------------------------------------------------------------------- overload
+
+
+def test_overload_defaults_and_keys_are_read(tmp_path: Path) -> None:
+    defaults = load_settings(None).overload
+    assert (defaults.max_calls, defaults.max_transactions, defaults.max_loop_lag_ms) == (
+        10_000,
+        200_000,
+        200,
+    )
+    assert (defaults.retry_after_s, defaults.source_rate_per_s, defaults.source_burst) == (
+        5,
+        3000,
+        6000,
+    )
+    assert (defaults.max_sources, defaults.max_tcp_connections) == (10_000, 1024)
+    text = (
+        "[overload]\nmax_calls = 20\nmax_transactions = 500\nmax_loop_lag_ms = 50\n"
+        "retry_after_s = 2\nsource_rate_per_s = 0\nsource_burst = 10\nmax_sources = 3\n"
+        "max_tcp_connections = 4\n"
+    )
+    overload = load_settings(write(tmp_path, text)).overload
+    assert (overload.max_calls, overload.max_transactions, overload.max_loop_lag_ms) == (
+        20,
+        500,
+        50,
+    )
+    assert (overload.retry_after_s, overload.source_rate_per_s, overload.source_burst) == (
+        2,
+        0,
+        10,
+    )
+    assert (overload.max_sources, overload.max_tcp_connections) == (3, 4)
+
+
+def test_overload_env_override(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, "[overload]\nmax_calls = 20\n"), env={"MASKLINE_OVERLOAD__MAX_CALLS": "7"}
+    )
+    assert settings.overload.max_calls == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[overload]\nmax_calls = 0", "overload.max_calls"),
+        ("[overload]\nmax_transactions = 99", "overload.max_transactions"),
+        ("[overload]\nmax_loop_lag_ms = 0", "overload.max_loop_lag_ms"),
+        ("[overload]\nretry_after_s = 0", "overload.retry_after_s"),
+        ("[overload]\nsource_rate_per_s = -1", "overload.source_rate_per_s"),
+        ("[overload]\nsource_burst = 0", "overload.source_burst"),
+        ("[overload]\nmax_sources = 0", "overload.max_sources"),
+        ("[overload]\nmax_tcp_connections = 0", "overload.max_tcp_connections"),
+        ('[overload]\nmax_calls = "10"', "overload.max_calls"),
+        ("[overload]\nmax_cps = 1", "overload.max_cps"),
+        ("overload = 1", "overload"),
+    ],
+)
+def test_overload_errors_name_their_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_settings(write(tmp_path, text))
