@@ -284,7 +284,9 @@ class IndexMachine(RuleBasedStateMachine):
         if data.draw(st.booleans(), label="same type"):
             new = self.fields(data, sub_id=old.sub_id, x=old.x, kind=old.type)
         else:
-            new = dataclasses.replace(self.new_binding(data), sub_id=old.sub_id, x=old.x)
+            new = dataclasses.replace(
+                self.new_binding(data), sub_id=old.sub_id, x=old.x, pool_key=pool_of(old.x)
+            )
         self.apply(new, old.sub_id)
 
     @precondition(lambda self: bool(self.reference.bindings))

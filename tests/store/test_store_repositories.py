@@ -34,6 +34,7 @@ from store import (
     PoolNotFoundError,
     ReleaseDir,
     SmsMode,
+    StoreError,
     UnconnectedCause,
     add_numbers_to_pool,
     bindings_by_x,
@@ -292,6 +293,8 @@ async def test_load_active_bindings_reads_every_field_but_created_at(db: Databas
     """The start-up load builds compact bindings its own way: they must equal the stored ones
     (created_at aside, which it leaves unknown), whatever form the sub_id has."""
     pool = await _pool_with_x(db)
+    other_pool = await create_pool(db, type=BindingType.AXG, name="q", tenant_id=None)
+    group = await create_group(db, pool_key=other_pool, name="g", numbers=[A])
     stored = [
         # maskline's own ids: 18 digits, held as an int
         _binding("123456789012345678", pool, X1, out_id="order-7", record=True),
@@ -317,8 +320,20 @@ async def test_load_active_bindings_reads_every_field_but_created_at(db: Databas
             extension="7",
             b=None,
         ),
+        # every type and restriction code, a long ring timeout, another pool
+        _binding(
+            "44",
+            other_pool,
+            PhoneNumber("+8617000000004"),
+            type=BindingType.AXG,
+            group_id=group,
+            restriction=Restriction.BX_DISABLE,
+            ring_timeout_s=180,
+        ),
+        _binding("45", pool, PhoneNumber("+8617000000005"), type=BindingType.AXN95, b=None),
+        _binding("46", pool, PhoneNumber("+8617000000006"), type=BindingType.AXN, record=True),
     ]
-    held_as_int = {"123456789012345678", "100000000000000000", "42", "43"}
+    held_as_int = {"123456789012345678", "100000000000000000", "42", "43", "44", "45", "46"}
     for binding in stored:
         await insert_binding(db, binding)
     loaded = {b.sub_id: b for b in await load_active_bindings(db, NOW)}
@@ -332,6 +347,20 @@ async def test_load_active_bindings_reads_every_field_but_created_at(db: Databas
     same = [loaded["012345678901234567"], loaded["1234567890123456789"], loaded["sub-1"]]
     assert len({id(b.profile) for b in same}) == 1 and len({id(b.x) for b in same}) == 1
     assert loaded["42"].ringback == {"AXBRing_A": "tone-1", "AXBRing_B": "tone-2"}
+
+
+async def test_load_refuses_a_type_or_restriction_it_does_not_know(db: Database) -> None:
+    pool = await _pool_with_x(db)
+    await insert_binding(db, _binding("s1", pool, X1))
+
+    def newer_version_wrote(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        conn.execute("UPDATE bindings SET restriction = 'CONTROL_ALL_DISABLE'")
+        conn.execute("PRAGMA ignore_check_constraints = OFF")
+
+    await db.write(newer_version_wrote)
+    with pytest.raises(StoreError, match="not known"):
+        await load_active_bindings(db, NOW)
 
 
 async def test_binding_backstops(db: Database) -> None:
