@@ -8,6 +8,7 @@ as the call got that far — in that order per call, with the SPEC §6 fields of
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -45,7 +46,7 @@ class Receiver:
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
-    def start(self) -> str:
+    def start(self, port: int = 0) -> str:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,7 +62,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.server = ThreadingHTTPServer((LOOPBACK, port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return f"http://{LOOPBACK}:{self.server.server_address[1]}/reports"
 
@@ -90,6 +91,19 @@ class ReportsServer:
     workdir: Path
 
 
+def _provision(api: httpx.Client, url: str) -> None:
+    """A tenant with an AXB pool holding X, the binding A–B on X, reports pushed to ``url``."""
+    csv_rows = f"number,city,province,carrier,spec\n{X},北京,北京,CMCC,1\n"
+    _ok(api.post("/numbers/import", content=csv_rows, headers={"Content-Type": "text/csv"}))
+    tenant = str(_ok(api.post("/tenants", json={"name": "Reports Co"}))["tenant_id"])
+    pool_body = {"type": "AXB", "name": "r", "tenant_id": tenant}
+    pool = str(_ok(api.post("/pools", json=pool_body))["pool_key"])
+    _ok(api.post(f"/pools/{pool}/numbers", json={"count": 1}))
+    binding = {"type": "AXB", "a": A, "b": B, "x": X, "expires": EXPIRES, "out_id": "o-31"}
+    _ok(api.post(f"/pools/{pool}/bindings", json=binding))
+    _ok(api.put(f"/tenants/{tenant}/report-urls/default", json={"url": url}))
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReportsServer]:
     workdir = tmp_path_factory.mktemp("reports")
@@ -97,24 +111,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReportsServer]:
     server = start_server(config, workdir, sip_port)
     api = _api_client(config, sip_port)
     receiver = Receiver()
-    url = receiver.start()
     try:
-        csv_rows = f"number,city,province,carrier,spec\n{X},北京,北京,CMCC,1\n"
-        _ok(api.post("/numbers/import", content=csv_rows, headers={"Content-Type": "text/csv"}))
-        tenant = str(_ok(api.post("/tenants", json={"name": "Reports Co"}))["tenant_id"])
-        pool = str(
-            _ok(api.post("/pools", json={"type": "AXB", "name": "r", "tenant_id": tenant}))[
-                "pool_key"
-            ]
-        )
-        _ok(api.post(f"/pools/{pool}/numbers", json={"count": 1}))
-        _ok(
-            api.post(
-                f"/pools/{pool}/bindings",
-                json={"type": "AXB", "a": A, "b": B, "x": X, "expires": EXPIRES, "out_id": "o-31"},
-            )
-        )
-        _ok(api.put(f"/tenants/{tenant}/report-urls/default", json={"url": url}))
+        _provision(api, receiver.start())
         yield ReportsServer(server, api, callee_port, receiver, workdir)
     finally:
         receiver.stop()
@@ -199,3 +197,33 @@ def test_intercepted_call_reports_start_and_end_with_the_cause(scene: ReportsSer
     end = reports[-1]
     assert end["call_type"] == 4 and end["unconnected_cause"] == 2  # no binding
     assert end["secret_no"] == "+86" + X
+
+
+def test_reports_pending_at_a_kill_9_are_pushed_after_the_restart(tmp_path: Path) -> None:
+    """Acceptance 2: the receiver is down, a call ends, maskline dies by SIGKILL with its
+    reports still undelivered; restarted, it pushes them once the receiver is back."""
+    config, sip_port, callee_port = _configured(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        receiver_port = probe.getsockname()[1]  # closed again: connections are refused
+    server = start_server(config, tmp_path, sip_port)
+    api = _api_client(config, sip_port)
+    receiver = Receiver()
+    try:
+        _provision(api, f"http://{LOOPBACK}:{receiver_port}/reports")
+        scene = ReportsServer(server, api, callee_port, receiver, tmp_path)
+        call_id = _call(scene, "before-crash", caller=A, uac="uac_call.xml", uas="uas_answer.xml")
+        time.sleep(0.5)  # the pusher tried and failed at least once: the reports wait in the outbox
+        server.proc.kill()  # SIGKILL: no shutdown, no flush
+        server.proc.wait()
+        receiver.start(receiver_port)
+        server = start_server(config, tmp_path, sip_port)
+        reports = receiver.of_call(call_id, count=4, timeout_s=20)
+    finally:
+        receiver.stop()
+        api.close()
+        stop_server(server)
+    assert _kinds(reports) == ["start", "ring", "pickup", "end"]
+    by_id: dict[str, dict[str, Any]] = {}
+    for report in reports:  # a duplicate is allowed, with the same id and the same content
+        assert by_id.setdefault(report["id"], report) == report
