@@ -178,9 +178,8 @@ class OverloadGuard:
         """Retry-After of the 503s (``[overload] retry_after_s``)."""
         return self._retry_after_s
 
-    def admit(self, request: Request, source: Peer, now: float) -> Admission:
+    def admit(self, request: Request, source: Peer, to_tag: str | None, now: float) -> Admission:
         """The verdict for a new request (``sip.endpoint.AdmissionPolicy``)."""
-        to_tag = request.to_tag
         method = request.method
         if to_tag is not None and self._known_dialog(request.call_id, to_tag):
             return Admission.ACCEPT  # a call already up keeps working, whatever the load

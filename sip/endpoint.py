@@ -81,8 +81,9 @@ class AdmissionPolicy(Protocol):
         """Retry-After of the 503 of a rejected request."""
         ...
 
-    def admit(self, request: Request, source: Peer, now: float) -> Admission:
-        """The verdict for ``request`` from ``source`` at ``now``."""
+    def admit(self, request: Request, source: Peer, to_tag: str | None, now: float) -> Admission:
+        """The verdict for ``request`` from ``source`` at ``now``; ``to_tag`` is its To tag
+        (None outside a dialog), read once by the endpoint for both of them."""
         ...
 
 
@@ -371,7 +372,8 @@ class Endpoint:
         if method == "ACK":
             self._receive_2xx_ack(request, peer, now)
             return
-        verdict = self._admission(request, key, peer, now)
+        to_tag = request.to_tag
+        verdict = self._admission(request, key, peer, to_tag, now)
         if verdict is not Admission.ACCEPT:
             if verdict is Admission.REJECT:
                 self._reject_overloaded(request, peer)
@@ -394,17 +396,19 @@ class Endpoint:
             if method == "INVITE" and self.auto_trying:
                 self._apply(tx, tx.send_response(make_response(request, 100), now))
             self._events.append(
-                RequestReceived(tx.key, request, tx.peer, in_dialog=request.to_tag is not None)
+                RequestReceived(tx.key, request, tx.peer, in_dialog=to_tag is not None)
             )
         self._after(tx)
 
-    def _admission(self, request: Request, key: TxKey, peer: Peer, now: float) -> Admission:
+    def _admission(
+        self, request: Request, key: TxKey, peer: Peer, to_tag: str | None, now: float
+    ) -> Admission:
         # A CANCEL of a pending INVITE ends work: never refused (it has its INVITE's key).
         if request.method == "CANCEL" and (*key[:-1], "INVITE") in self._transactions:
             return Admission.ACCEPT
         policy = self.admission
         if policy is not None:
-            return policy.admit(request, peer, now)
+            return policy.admit(request, peer, to_tag, now)
         if len(self._transactions) >= self.max_transactions:
             return Admission.REJECT
         return Admission.ACCEPT

@@ -17,6 +17,7 @@ afterwards normal calls all succeed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import socket
@@ -62,6 +63,8 @@ FLOOD_PER_TICK = 150  # INVITEs every 100 ms: 1,500/s
 FLOOD_TICKS = 20
 PING_INTERVAL_S = 0.05
 RECOVERY_CALLS = 20
+SMALL_TABLE = 100  # [overload] max_transactions of the table-full test (its hard bound: 125)
+ESTABLISHED_CALLS = 10
 # Memory the flood may add to the process: the bounded tables at these limits need a few MB
 # (well under 5,000 transactions, 20 calls, a few hundred sources); Python's allocator keeps
 # some slack. An unbounded queue of ~6,000 INVITEs and their answers would not fit.
@@ -91,21 +94,23 @@ class Pings:
 # ---------------------------------------------------------------------------------- set-up
 
 
-def _configure(workdir: Path) -> tuple[Path, int, int]:
+def _configure(
+    workdir: Path, *, max_calls: int, max_transactions: int, source_rate: int, source_burst: int
+) -> tuple[Path, int, int]:
     sip_port = free_port_udp_and_tcp()
     callee_port = free_port_udp_and_tcp()
     config = write_config(workdir, sip_port)
     text = config.read_text("utf-8")
     text += f"""
 [overload]
-max_calls = {MAX_CALLS}
-max_transactions = 5000
+max_calls = {max_calls}
+max_transactions = {max_transactions}
 # Loop lag is left to the unit tests: on a shared 2-core machine it would make which INVITEs
 # are refused depend on the neighbours' CPU use.
 max_loop_lag_ms = 5000
 retry_after_s = {RETRY_AFTER_S}
-source_rate_per_s = {SOURCE_RATE_PER_S}
-source_burst = {SOURCE_BURST}
+source_rate_per_s = {source_rate}
+source_burst = {source_burst}
 
 [[trunks]]
 name = "carrier"
@@ -156,10 +161,19 @@ class Rig:
     callee: subprocess.Popen[bytes]
 
 
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    config, sip_port, callee_port = _configure(tmp_path)
-    server = start_server(config, tmp_path, sip_port)
+@contextlib.contextmanager
+def _running(
+    workdir: Path, *, max_calls: int, max_transactions: int, source_rate: int, source_burst: int
+) -> Iterator[Rig]:
+    """The server with these ``[overload]`` limits, a binding A-B on X, the callee SIPp."""
+    config, sip_port, callee_port = _configure(
+        workdir,
+        max_calls=max_calls,
+        max_transactions=max_transactions,
+        source_rate=source_rate,
+        source_burst=source_burst,
+    )
+    server = start_server(config, workdir, sip_port)
     callee = None
     try:
         with _api(config, sip_port) as api:
@@ -178,18 +192,44 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                 "-m",
                 "100000",
             ],
-            cwd=tmp_path,
+            cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         _await_bound(callee_port, callee)
-        yield Rig(server, tmp_path, callee)
+        yield Rig(server, workdir, callee)
     finally:
         if callee is not None and callee.poll() is None:
             callee.terminate()
             callee.wait(timeout=10)
         stop_server(server)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    """Low limits: 20 calls; the per-source bucket at 300/s."""
+    with _running(
+        tmp_path,
+        max_calls=MAX_CALLS,
+        max_transactions=5000,
+        source_rate=SOURCE_RATE_PER_S,
+        source_burst=SOURCE_BURST,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def small_table(tmp_path: Path) -> Iterator[Rig]:
+    """The smallest transaction table (100; hard bound 125); no per-source limit in the way."""
+    with _running(
+        tmp_path,
+        max_calls=MAX_CALLS,
+        max_transactions=SMALL_TABLE,
+        source_rate=0,
+        source_burst=1,
+    ) as running:
+        yield running
 
 
 def _await_bound(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -211,10 +251,10 @@ def _await_bound(port: int, proc: subprocess.Popen[bytes]) -> None:
 # ------------------------------------------------------------------------------ load parts
 
 
-def _caller(
+def _caller_command(
     rig: Rig, scenario: str, name: str, *, rate: int, calls: int, hold_ms: int
-) -> tuple[subprocess.CompletedProcess[bytes], Path, Path]:
-    """SIPp as the trunk delivering calls to X; returns its run, short-message log, stats."""
+) -> tuple[list[str], Path, Path]:
+    """SIPp as the trunk delivering calls to X; with its short-message log and stats files."""
     shortmsg = rig.workdir / f"{name}_shortmsg.log"
     stat = rig.workdir / f"{name}_stat.csv"
     command = [
@@ -256,6 +296,16 @@ def _caller(
         str(rig.workdir / f"{name}_errors.log"),
         f"{rig.server.sip[0]}:{rig.server.sip[1]}",
     ]
+    return command, shortmsg, stat
+
+
+def _caller(
+    rig: Rig, scenario: str, name: str, *, rate: int, calls: int, hold_ms: int
+) -> tuple[subprocess.CompletedProcess[bytes], Path, Path]:
+    """Run the caller SIPp to its end; returns its run, short-message log, stats."""
+    command, shortmsg, stat = _caller_command(
+        rig, scenario, name, rate=rate, calls=calls, hold_ms=hold_ms
+    )
     done = subprocess.run(
         command,
         cwd=rig.workdir,
@@ -503,3 +553,91 @@ def _retry_after(log: Path) -> dict[str, str]:
         if marker:
             values[call_id] = value
     return values
+
+
+# -------------------------------------------------------------------- the table's hard bound
+
+
+def _await_answered(shortmsg: Path, count: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the caller SIPp ended before its calls were answered"
+        if shortmsg.exists():
+            answered = [c for c in _outcomes(shortmsg).values() if c.finals == [200]]
+            if len(answered) >= count:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"{count} calls were not answered in time")
+
+
+def _burst(sip: tuple[str, int], method: str, count: int) -> dict[str, set[int]]:
+    """``count`` requests from the stranger at once; the statuses answered, by Call-ID."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    sock.bind((FLOOD_SOURCE, 0))
+    local = sock.getsockname()
+    answers: dict[str, set[int]] = {}
+    try:
+        for _ in range(count):
+            sock.sendto(build_request(method, local, ruri=f"sip:{X}@{sip[0]}").data, sip)
+        sock.settimeout(1.0)  # a second of silence: everything was answered
+        while True:
+            try:
+                data = sock.recv(70_000)
+            except TimeoutError:
+                return answers
+            reply = parse_reply(data)
+            answers.setdefault(reply.get("call-id") or "", set()).add(reply.status)
+    finally:
+        sock.close()
+
+
+def test_full_table_keeps_established_calls_and_stays_bounded(small_table: Rig) -> None:
+    """Calls up, then the table filled to its hard bound by a stranger's OPTIONS: nothing new
+    is taken (not even OPTIONS), and the established calls still hang up cleanly through it."""
+    rig = small_table
+    command, shortmsg, stat = _caller_command(
+        rig, "uac_call.xml", "established", rate=50, calls=ESTABLISHED_CALLS, hold_ms=4000
+    )
+    caller = subprocess.Popen(
+        command, cwd=rig.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _await_answered(shortmsg, ESTABLISHED_CALLS, caller)
+        # Each OPTIONS answered holds a transaction for 32 s (Timer J, 64*T1 over UDP): the
+        # stranger fills the table up to its hard bound, and everything after is refused.
+        answers = _burst(rig.server.sip, "OPTIONS", 400)
+        taken = [cid for cid, statuses in answers.items() if statuses == {200}]
+        refused = [cid for cid, statuses in answers.items() if statuses == {503}]
+        hard_bound = SMALL_TABLE * 5 // 4
+        # The calls up hold two transactions each (their INVITE and ours to the callee).
+        assert 0 < len(taken) <= hard_bound - 2 * ESTABLISHED_CALLS, len(taken)
+        assert len(taken) + len(refused) == 400, answers
+        # Full: OPTIONS and a new call from the trunk get 503 at once (no 100 Trying first).
+        client = UdpClient(rig.server.sip)
+        try:
+            options = client.send_and_receive(build_request("OPTIONS", client.local))
+            invite = client.send_and_receive(
+                build_request("INVITE", client.local, ruri=f"sip:{X}@{LOOPBACK}"), final=False
+            )
+        finally:
+            client.close()
+        assert (options.status, options.get("retry-after")) == (503, str(RETRY_AFTER_S))
+        assert (invite.status, invite.get("retry-after")) == (503, str(RETRY_AFTER_S))
+        # The calls up hang up after their 4 s: their BYEs go through the full table.
+        output = caller.communicate(timeout=40)[0].decode("utf-8", "replace")[-3000:]
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+    assert caller.returncode == 0, output
+    stats = _stats(stat)
+    assert (stats["SuccessfulCall(C)"], stats["FailedCall(C)"]) == (str(ESTABLISHED_CALLS), "0")
+    outcomes = _outcomes(shortmsg)
+    assert len(outcomes) == ESTABLISHED_CALLS
+    assert all(call.finals == [200] and call.bye_answered for call in outcomes.values())
+    started = _log_events(rig.server, "overload_shedding_started")
+    assert {entry["reason"] for entry in started} == {"table_full"}, started
+    stop_server(rig.server)
+    assert len(_cdr_rows(rig.workdir)) == ESTABLISHED_CALLS

@@ -166,7 +166,7 @@ def test_under_every_limit_everything_is_taken() -> None:
     load = Load(calls=9, transactions=99, lag_s=0.049)
     guard = _guard(load)
     for request in (INVITE, OPTIONS, REGISTER, BYE_KNOWN, BYE_STRAY):
-        assert guard.admit(request, TRUNK, 0.0) is Admission.ACCEPT
+        assert guard.admit(request, TRUNK, request.to_tag, 0.0) is Admission.ACCEPT
     assert guard.retry_after_s == 3
     assert guard.shedding is None
     assert sum(guard.counters.as_dict().values()) == 0
@@ -182,35 +182,37 @@ def test_under_every_limit_everything_is_taken() -> None:
 )
 def test_past_a_capacity_limit_only_new_invites_are_refused(load: Load, reason: ShedReason) -> None:
     guard = _guard(load)
-    assert guard.admit(INVITE, TRUNK, 0.0) is Admission.REJECT
+    assert guard.admit(INVITE, TRUNK, INVITE.to_tag, 0.0) is Admission.REJECT
     assert guard.shedding is reason
     assert guard.counters.as_dict()[reason.value] == 1
     # OPTIONS keep being answered, calls already up keep working, strays get their 481.
     for request in (OPTIONS, REGISTER, BYE_KNOWN, REINVITE_KNOWN, BYE_STRAY):
-        assert guard.admit(request, TRUNK, 0.0) is Admission.ACCEPT, request.method
+        assert guard.admit(request, TRUNK, request.to_tag, 0.0) is Admission.ACCEPT, request.method
 
 
 def test_hard_bound_refuses_everything_but_established_calls() -> None:
     load = Load(transactions=125)  # 5/4 of max_transactions
     guard = _guard(load)
     for request in (INVITE, OPTIONS, REGISTER, BYE_STRAY):
-        assert guard.admit(request, TRUNK, 0.0) is Admission.REJECT, request.method
+        assert guard.admit(request, TRUNK, request.to_tag, 0.0) is Admission.REJECT, request.method
     assert guard.counters.table_full == 4
     for request in (BYE_KNOWN, REINVITE_KNOWN):
-        assert guard.admit(request, TRUNK, 0.0) is Admission.ACCEPT
+        assert guard.admit(request, TRUNK, request.to_tag, 0.0) is Admission.ACCEPT
     load.transactions = 124
-    assert guard.admit(OPTIONS, TRUNK, 0.0) is Admission.ACCEPT
-    assert guard.admit(INVITE, TRUNK, 0.0) is Admission.REJECT  # still past max_transactions
+    assert guard.admit(OPTIONS, TRUNK, OPTIONS.to_tag, 0.0) is Admission.ACCEPT
+    assert (
+        guard.admit(INVITE, TRUNK, INVITE.to_tag, 0.0) is Admission.REJECT
+    )  # still past max_transactions
 
 
 def test_recovery_takes_invites_again() -> None:
     load = Load(calls=10)
     guard = _guard(load)
-    assert guard.admit(INVITE, TRUNK, 0.0) is Admission.REJECT
+    assert guard.admit(INVITE, TRUNK, INVITE.to_tag, 0.0) is Admission.REJECT
     load.calls = 9
-    assert guard.admit(INVITE, TRUNK, 0.1) is Admission.ACCEPT
+    assert guard.admit(INVITE, TRUNK, INVITE.to_tag, 0.1) is Admission.ACCEPT
     assert guard.shedding is ShedReason.CALLS  # the episode is not over yet (no quiet second)
-    assert guard.admit(INVITE, TRUNK, 1.2) is Admission.ACCEPT
+    assert guard.admit(INVITE, TRUNK, INVITE.to_tag, 1.2) is Admission.ACCEPT
     assert guard.shedding is None
 
 
@@ -220,9 +222,9 @@ def test_shedding_is_logged_once_per_episode() -> None:
     with structlog.testing.capture_logs() as logs:
         for step in range(100):
             load.calls = 10 if step % 2 == 0 else 9  # flapping at the limit
-            guard.admit(INVITE, TRUNK, step * 0.01)
+            guard.admit(INVITE, TRUNK, INVITE.to_tag, step * 0.01)
         load.calls = 0
-        guard.admit(INVITE, TRUNK, 5.0)
+        guard.admit(INVITE, TRUNK, INVITE.to_tag, 5.0)
     events = [entry["event"] for entry in logs]
     assert events == ["overload_shedding_started", "overload_shedding_stopped"]
     assert logs[0]["reason"] == "calls"
@@ -232,20 +234,20 @@ def test_shedding_is_logged_once_per_episode() -> None:
 def test_flooding_source_is_dropped_per_kind_and_others_are_not() -> None:
     limits = replace(LIMITS, source_rate_per_s=10, source_burst=3)
     guard = _guard(Load(), limits)
-    verdicts = [guard.admit(INVITE, OTHER, 0.0) for _ in range(5)]
+    verdicts = [guard.admit(INVITE, OTHER, INVITE.to_tag, 0.0) for _ in range(5)]
     assert verdicts == [Admission.ACCEPT] * 3 + [Admission.DROP] * 2
     assert guard.counters.source_rate == 2
     # Its OPTIONS, the trunk's INVITEs and its requests inside calls are not affected.
-    assert guard.admit(OPTIONS, OTHER, 0.0) is Admission.ACCEPT
-    assert guard.admit(INVITE, TRUNK, 0.0) is Admission.ACCEPT
-    assert guard.admit(BYE_KNOWN, OTHER, 0.0) is Admission.ACCEPT
+    assert guard.admit(OPTIONS, OTHER, OPTIONS.to_tag, 0.0) is Admission.ACCEPT
+    assert guard.admit(INVITE, TRUNK, INVITE.to_tag, 0.0) is Admission.ACCEPT
+    assert guard.admit(BYE_KNOWN, OTHER, BYE_KNOWN.to_tag, 0.0) is Admission.ACCEPT
     # Stray in-dialog requests share the "other" bucket of the source.
-    assert [guard.admit(BYE_STRAY, OTHER, 0.0) for _ in range(4)] == [Admission.ACCEPT] * 3 + [
-        Admission.DROP
-    ]
+    assert [guard.admit(BYE_STRAY, OTHER, BYE_STRAY.to_tag, 0.0) for _ in range(4)] == [
+        Admission.ACCEPT
+    ] * 3 + [Admission.DROP]
     # A tenth of a second later the INVITE bucket has one token again.
-    assert guard.admit(INVITE, OTHER, 0.1) is Admission.ACCEPT
-    assert guard.admit(INVITE, OTHER, 0.1) is Admission.DROP
+    assert guard.admit(INVITE, OTHER, INVITE.to_tag, 0.1) is Admission.ACCEPT
+    assert guard.admit(INVITE, OTHER, INVITE.to_tag, 0.1) is Admission.DROP
 
 
 def test_flood_is_logged_at_most_once_per_interval() -> None:
@@ -253,9 +255,9 @@ def test_flood_is_logged_at_most_once_per_interval() -> None:
     guard = _guard(Load(), limits)
     with structlog.testing.capture_logs() as logs:
         for index in range(1000):
-            guard.admit(OPTIONS, OTHER, index * 0.001)  # 1000/s for 1 s
-        guard.admit(OPTIONS, OTHER, 11.0)
-        guard.admit(OPTIONS, OTHER, 11.0)
+            guard.admit(OPTIONS, OTHER, OPTIONS.to_tag, index * 0.001)  # 1000/s for 1 s
+        guard.admit(OPTIONS, OTHER, OPTIONS.to_tag, 11.0)
+        guard.admit(OPTIONS, OTHER, OPTIONS.to_tag, 11.0)
     assert [entry["event"] for entry in logs] == ["flood_dropping", "flood_dropping"]
     assert logs[1]["dropped"] == guard.counters.source_rate - 1
 
@@ -263,8 +265,10 @@ def test_flood_is_logged_at_most_once_per_interval() -> None:
 def test_dropped_flood_is_not_also_counted_as_overload() -> None:
     limits = replace(LIMITS, source_rate_per_s=1, source_burst=1)
     guard = _guard(Load(calls=10), limits)
-    assert guard.admit(INVITE, OTHER, 0.0) is Admission.REJECT  # the bucket let it through
-    assert guard.admit(INVITE, OTHER, 0.0) is Admission.DROP
+    assert (
+        guard.admit(INVITE, OTHER, INVITE.to_tag, 0.0) is Admission.REJECT
+    )  # the bucket let it through
+    assert guard.admit(INVITE, OTHER, INVITE.to_tag, 0.0) is Admission.DROP
     assert guard.counters.as_dict() == {
         "calls": 1,
         "transactions": 0,

@@ -33,9 +33,11 @@ class FakePolicy:
     verdict: Admission = Admission.ACCEPT
     retry_after_s: int = 7
     seen: list[tuple[str, str, float]] = field(default_factory=list)
+    to_tags: list[str | None] = field(default_factory=list)
 
-    def admit(self, request: Request, source: Peer, now: float) -> Admission:
+    def admit(self, request: Request, source: Peer, to_tag: str | None, now: float) -> Admission:
         self.seen.append((request.method, source.host, now))
+        self.to_tags.append(to_tag)
         return self.verdict
 
 
@@ -146,3 +148,16 @@ def test_without_policy_max_transactions_bounds_the_table() -> None:
     # Events for the three taken; the two refused got a 503 with the default Retry-After.
     statuses = [(r.status_code, r.headers.get("Retry-After")) for r in _responses(endpoint)]
     assert statuses == [(503, "5"), (503, "5")]
+
+
+def test_policy_is_told_the_to_tag() -> None:
+    policy = FakePolicy(Admission.ACCEPT)
+    endpoint = _endpoint(policy)
+    endpoint.receive_datagram(_request("OPTIONS"), SOURCE, 0.0)
+    bye = _request("BYE", branch="z9hG4bKbye").replace(
+        b"To: <sip:17000000001@127.0.0.1>", b"To: <sip:17000000001@127.0.0.1>;tag=ours"
+    )
+    endpoint.receive_datagram(bye, SOURCE, 0.0)
+    assert policy.to_tags == [None, "ours"]
+    events = [endpoint.next_event(), endpoint.next_event()]
+    assert [e.in_dialog for e in events if isinstance(e, RequestReceived)] == [False, True]
