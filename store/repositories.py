@@ -472,23 +472,27 @@ _EMPTY_JSON = "{}"
 
 
 def _binding_params(binding: Binding) -> tuple[object, ...]:
-    """Values for ``_BINDING_COLUMNS``, in that order."""
+    """Values for ``_BINDING_COLUMNS``, in that order (the shared settings read off the
+    binding's profile directly: this runs on every bind)."""
+    profile = binding.profile
     ringback = (
-        json.dumps(dict(binding.ringback), sort_keys=True) if binding.ringback else _EMPTY_JSON
+        json.dumps(dict(profile.ringback), sort_keys=True)
+        if profile.ringback_codes
+        else _EMPTY_JSON
     )
     return (
         binding.sub_id,
-        binding.pool_key,
-        binding.type.value,
+        profile.pool_key,
+        profile.type.value,
         binding.x,
         binding.a,
         binding.expires_at,
         binding.b,
-        binding.group_id,
-        binding.extension,
-        int(binding.record),
-        binding.restriction.value,
-        binding.ring_timeout_s,
+        profile.group_id,
+        profile.extension,
+        int(profile.record),
+        profile.restriction.value,
+        profile.ring_timeout_s,
         binding.out_id,
         binding.created_at,
         ringback,
