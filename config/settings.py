@@ -292,7 +292,8 @@ class OverloadSettings:
     # Live SIP transactions at which new INVITEs get 503; other new requests outside calls are
     # refused at 5/4 of it (the table's hard bound, so it never grows without limit).
     max_transactions: int = 200_000
-    # Event-loop lag (how late a 50 ms timer fires) above which new INVITEs get 503.
+    # How late SIP is served — a timer's lateness or a probe's wait in the SIP socket's queue,
+    # sustained over three 50 ms samples — above which new INVITEs get 503.
     max_loop_lag_ms: int = 200
     # Retry-After (seconds) of those 503s (RFC 3261 §21.5.4).
     retry_after_s: int = 5

@@ -60,7 +60,7 @@ from engine.calls import (
     q850_for_status,
 )
 from engine.logging import get_logger
-from engine.overload import LoopLagMonitor, OverloadGuard
+from engine.overload import OverloadGuard
 from media.dtmf import DtmfError, parse_info_body, telephone_event_payload_type
 from media.ivr import DEFAULT_MAX_LENGTH
 from media.prompts import prompt_for_cause
@@ -320,23 +320,29 @@ class B2bua:
         self._media_sweep: asyncio.TimerHandle | None = None  # the dead-media sweep, when armed
         self._ring_timers: dict[str, asyncio.TimerHandle] = {}  # calls' ringing timeouts
         # Overload protection ([overload], engine.overload), installed on the endpoint: new
-        # requests are judged there, before any transaction or 100 Trying exists.
-        self.loop_lag = LoopLagMonitor()
+        # requests are judged there, before any transaction or 100 Trying exists. The SIP
+        # transport measures the lag (engine.transport) and keeps it on the endpoint.
         self.overload = OverloadGuard(
             settings.overload,
             active_calls=self._active.__len__,
             transactions=lambda: endpoint.transaction_count,
-            loop_lag_s=lambda: self.loop_lag.lag_s,
+            loop_lag_s=lambda: endpoint.loop_lag_s,
             known_dialog=self.owns_dialog,
+            media_room=self._media_room,
         )
         endpoint.admission = self.overload
-        with contextlib.suppress(RuntimeError):  # no running loop: no lag to watch (tests)
-            self.loop_lag.start(asyncio.get_running_loop())
 
     @property
     def active_calls(self) -> int:
         """Calls between their INVITE and their release."""
         return len(self._active)
+
+    def _media_room(self) -> int:
+        """Relay sessions a new call could still count on: those free (two RTP ports each)
+        less one for every call let in that has not opened its own yet (its set-up task has
+        not run; an intercepted call without announcement never does, but ends at once)."""
+        setting_up = len(self._active) - len(self._media)
+        return self._relay.allocator.available // 2 - max(0, setting_up)
 
     def owns_dialog(self, call_id: str, local_tag: str) -> bool:
         """True when a request with this Call-ID and To tag belongs to one of our calls' legs
@@ -755,7 +761,6 @@ class B2bua:
                 call.fire(CallInput.FAILED)
             self._finish(call)
         self._flush()
-        self.loop_lag.stop()
         if self._media_sweep is not None:
             self._media_sweep.cancel()
             self._media_sweep = None

@@ -3,10 +3,11 @@
 Two mechanisms, both consulted by the sans-IO endpoint (``sip.endpoint.AdmissionPolicy``) for
 every new request except ACK and a CANCEL of a pending INVITE:
 
-- **Capacity** (``OverloadGuard``): while the engine is past a configured limit — calls between
-  INVITE and release, live SIP transactions, event-loop lag — a new INVITE gets 503 with
-  Retry-After, statelessly, before 100 Trying: no transaction, no call, no call record; the
-  carrier retries elsewhere or later. A well-behaved peer needs that answer, so it is given.
+- **Capacity** (``OverloadGuard``): while the engine is past a limit — calls between INVITE and
+  release, media relay ports, live SIP transactions, event-loop lag — a new INVITE gets 503
+  with Retry-After, statelessly, before 100 Trying: no transaction, no call, no call record;
+  the carrier retries elsewhere or later. A well-behaved peer needs that answer, so it is
+  given (and the endpoint answers the INVITE's retransmissions with the same 503).
   Other requests outside calls (OPTIONS, REGISTER, stray in-dialog requests) are still served
   up to 5/4 of the transaction limit, the table's hard bound: OPTIONS keep being answered while
   calls are shed, and no flood can grow the table (and memory) without limit.
@@ -23,15 +24,19 @@ every new request except ACK and a CANCEL of a pending INVITE:
 Requests inside an established call (BYE, re-INVITE, UPDATE, PRACK, INFO) pass both: the calls
 already up keep working, and their BYEs free what the overload is short of.
 
-Cost on the hot path: one dict lookup and a few float operations per new request, plus three
-counter reads per INVITE (figures in the issue notes). The loop-lag monitor wakes 20 times a
-second; everything else is pure and driven by the ``now`` it is given.
+"Loop lag" is how late SIP is served (``SipLagMonitor``, run by the SIP transport): the lateness
+of a timer, or the wait of a probe datagram in the SIP socket's queue, whichever is larger,
+sustained over three samples (150 ms) so a single GC pause is not taken for an overload.
+
+Cost on the hot path: about 1.2 us per new request (a To-tag check, one dict lookup and a few
+float operations in the bucket, three counter reads for an INVITE); the lag monitor wakes 20
+times a second. Everything but the monitor is pure and driven by the ``now`` it is given.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -48,8 +53,14 @@ _log = get_logger("engine.overload")
 # The table's hard bound, as a multiple of ``max_transactions`` (which sheds new INVITEs):
 # the headroom keeps OPTIONS and stray requests answered while INVITEs are refused.
 HARD_TRANSACTIONS_NUM, HARD_TRANSACTIONS_DEN = 5, 4
-# How often the loop-lag monitor's timer is due.
+# The SIP lag monitor: a sample every LAG_SAMPLE_INTERVAL_S; the lag is the smallest of the
+# last LAG_WINDOW samples (150 ms); a probe not back after PROBE_TIMEOUT_S counts as lost.
 LAG_SAMPLE_INTERVAL_S = 0.05
+LAG_WINDOW = 3
+PROBE_TIMEOUT_S = 1.0
+# Probe datagrams start with a NUL byte: never the start of a SIP message (nor of a CRLF
+# keep-alive), so a probe that reached the parser by mistake would be dropped as malformed.
+PROBE_PREFIX = b"\x00maskline-lag-probe "
 # At most one log line per this many seconds about sources being dropped.
 _FLOOD_LOG_INTERVAL_S = 10.0
 # A shedding episode ends (and is logged as ended) after this long without a refused INVITE.
@@ -62,6 +73,7 @@ class ShedReason(StrEnum):
     """Why a new request was refused (503) or dropped."""
 
     CALLS = "calls"  # max_calls calls up
+    MEDIA_PORTS = "media_ports"  # the RTP relay's port range taken (one session per call)
     TRANSACTIONS = "transactions"  # max_transactions live transactions (new INVITEs)
     LOOP_LAG = "loop_lag"  # the event loop is late by more than max_loop_lag_ms
     TABLE_FULL = "table_full"  # the hard bound of the transaction table (any new request)
@@ -120,6 +132,7 @@ class OverloadCounters:
     """What the guard refused, by reason (for metrics and the stop log line)."""
 
     calls: int = 0
+    media_ports: int = 0
     transactions: int = 0
     loop_lag: int = 0
     table_full: int = 0
@@ -145,15 +158,20 @@ class OverloadGuard:
         transactions: Callable[[], int],
         loop_lag_s: Callable[[], float],
         known_dialog: Callable[[str, str], bool],
+        media_room: Callable[[], int] | None = None,
     ) -> None:
         """``active_calls``: calls between INVITE and release; ``transactions``: live SIP
-        transactions; ``loop_lag_s``: the event loop's current lag; ``known_dialog(call_id,
-        to_tag)``: True when a request with these belongs to a call the engine has."""
+        transactions; ``loop_lag_s``: how late SIP is served; ``known_dialog(call_id,
+        to_tag)``: True when a request with these belongs to a call the engine has;
+        ``media_room``: relay sessions still free for new calls (those free less those the
+        calls still setting up will take): a call that could not open its media would fail
+        after its 100 Trying, so it is refused before."""
         self._active_calls = active_calls
         self._transactions = transactions
         self._loop_lag_s = loop_lag_s
         self._known_dialog = known_dialog
         self._max_calls = settings.max_calls
+        self._media_room = media_room
         self._shed_transactions = settings.max_transactions
         self._hard_transactions = (
             settings.max_transactions * HARD_TRANSACTIONS_NUM // HARD_TRANSACTIONS_DEN
@@ -195,6 +213,9 @@ class OverloadGuard:
             return Admission.ACCEPT
         if self._active_calls() >= self._max_calls:
             return self._refuse(ShedReason.CALLS, now, new_call=True)
+        media_room = self._media_room
+        if media_room is not None and media_room() < 1:
+            return self._refuse(ShedReason.MEDIA_PORTS, now, new_call=True)
         if transactions >= self._shed_transactions:
             return self._refuse(ShedReason.TRANSACTIONS, now, new_call=True)
         if self._loop_lag_s() > self._max_lag_s:
@@ -247,39 +268,78 @@ class LoopClock(Protocol):
         ...
 
 
-class LoopLagMonitor:
-    """How late the event loop runs a timer: the lag of its last ``LAG_SAMPLE_INTERVAL_S`` tick.
+class SipLagMonitor:
+    """How late the engine serves SIP: the lag ``[overload] max_loop_lag_ms`` is compared with.
 
-    A loop busy with one long callback (a GC pause, a blocking call, a burst of datagrams) runs
-    the tick late by that long; the next tick on time clears it.
+    Two measures, taken every ``interval_s``, and the larger counts:
+
+    - **timer lag**: how late a timer due now runs (a callback that does not yield, a GC pause);
+    - **receive delay**: how long a probe datagram, sent to the SIP socket by ``send_probe``,
+      waits in its queue before the loop reads it (``probe_received``). This is the one that
+      grows when the loop is saturated by SIP itself: the event loop reads a bounded number of
+      datagrams per iteration and runs its timers in between, so timers stay punctual while
+      the socket's queue — and every caller's wait for its 100 Trying — grows. While a probe
+      is out its age counts; one not back after ``probe_timeout_s`` (dropped from a full
+      queue) counts as that long, and the next one is sent.
+
+    ``lag_s`` is the smallest of the last ``window`` samples: a single stall (a GC pause) lifts
+    one or two samples and is not an overload; a loop that stays late lifts them all.
+    ``on_lag`` hears ``lag_s`` after every sample (the transport hands it to the endpoint).
     """
 
-    def __init__(self, *, interval_s: float = LAG_SAMPLE_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        *,
+        interval_s: float = LAG_SAMPLE_INTERVAL_S,
+        window: int = LAG_WINDOW,
+        probe_timeout_s: float = PROBE_TIMEOUT_S,
+        send_probe: Callable[[bytes], None] | None = None,
+        on_lag: Callable[[float], None] | None = None,
+    ) -> None:
         self.interval_s = interval_s
-        self.lag_s = 0.0
-        self.max_lag_s = 0.0  # the largest lag seen (for metrics; reset by whoever reads it)
+        self.probe_timeout_s = probe_timeout_s
+        self.lag_s = 0.0  # sustained: the smallest of the last ``window`` samples
+        self.sample_s = 0.0  # the last sample
+        self.max_sample_s = 0.0  # the largest sample seen (for whoever reports it)
+        self.receive_delay_s = 0.0  # the wait of the last probe back (or lost)
+        self.probes_lost = 0
+        self._send_probe = send_probe
+        self._on_lag = on_lag
+        self._samples: deque[float] = deque(maxlen=window)
         self._loop: LoopClock | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._probe_seq = 0
+        self._probe: bytes | None = None  # the probe out, None when none is
+        self._probe_sent_at = 0.0
 
     def start(self, loop: LoopClock) -> None:
-        """Start ticking on ``loop`` (again after ``stop``)."""
+        """Start sampling on ``loop`` (again after ``stop``)."""
         self.stop()
         self._loop = loop
         self._schedule(loop.time())
 
     def stop(self) -> None:
-        """Stop ticking; the lag reads 0."""
+        """Stop sampling; the lag reads 0."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self._loop = None
-        self.lag_s = 0.0
+        self._probe = None
+        self._samples.clear()
+        self.lag_s = self.sample_s = self.receive_delay_s = 0.0
 
     @property
     def running(self) -> bool:
         """True between ``start`` and ``stop``."""
         return self._handle is not None
+
+    def probe_received(self, data: bytes, now: float) -> None:
+        """A probe came back through the SIP socket (a stale or unknown one is ignored)."""
+        if self._probe is None or data != self._probe:
+            return
+        self._probe = None
+        self.receive_delay_s = max(0.0, now - self._probe_sent_at)
 
     def _schedule(self, now: float) -> None:
         assert self._loop is not None
@@ -291,7 +351,29 @@ class LoopLagMonitor:
         if loop is None:
             return
         now = loop.time()
-        lag = now - self._due
-        self.lag_s = lag if lag > 0.0 else 0.0
-        self.max_lag_s = max(self.max_lag_s, self.lag_s)
+        sample = max(0.0, now - self._due)
+        if self._send_probe is not None:
+            sample = max(sample, self._probe_delay(now))
+        self.sample_s = sample
+        self.max_sample_s = max(self.max_sample_s, sample)
+        self._samples.append(sample)
+        self.lag_s = min(self._samples)
+        if self._on_lag is not None:
+            self._on_lag(self.lag_s)
         self._schedule(now)
+
+    def _probe_delay(self, now: float) -> float:
+        """The receive delay as known now; sends the next probe when none is out."""
+        assert self._send_probe is not None
+        if self._probe is not None:
+            age = now - self._probe_sent_at
+            if age < self.probe_timeout_s:
+                return max(self.receive_delay_s, age)
+            self.probes_lost += 1  # dropped by a full socket queue, or never sent
+            self.receive_delay_s = age
+            self._probe = None
+        self._probe_seq += 1
+        self._probe = PROBE_PREFIX + str(self._probe_seq).encode()
+        self._probe_sent_at = now
+        self._send_probe(self._probe)
+        return self.receive_delay_s

@@ -9,12 +9,14 @@ out of here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 from collections.abc import Callable
 from typing import cast
 
 from engine.logging import get_logger
+from engine.overload import SipLagMonitor
 from sip.endpoint import Endpoint
 from sip.transport import Outgoing, Peer
 
@@ -57,6 +59,10 @@ class SipTransport:
         self._connection_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # How late SIP is served, kept on the endpoint for its admission policy.
+        self.lag = SipLagMonitor(send_probe=self._send_probe, on_lag=self._set_lag)
+        self._probe: socket.socket | None = None
+        self._probe_addr: tuple[str, int] | None = None
 
     async def start(self, host: str, port: int) -> None:
         """Bind UDP and TCP on ``host:port``."""
@@ -74,12 +80,49 @@ class SipTransport:
         self._udp, _ = await self._loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), sock=sock
         )
+        self._start_lag_monitor(host, sock.getsockname()[1])
         self._tcp_server = await self._loop.create_server(
             lambda: _TcpConnection(self), host, port, reuse_address=True
         )
 
+    def _start_lag_monitor(self, host: str, port: int) -> None:
+        """Measure how late SIP is served (engine.overload.SipLagMonitor): probes go from a
+        socket of our own to the SIP socket, through the same queue as every peer's request."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # A wildcard listener is reached on loopback.
+        target = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            probe.setblocking(False)
+            probe.bind((target, 0))
+            probe.connect((target, port))
+        except OSError as error:
+            probe.close()
+            _log.warning("lag_probe_unavailable", error=str(error))
+            self.lag.start(self._loop)  # timer lag only
+            return
+        self._probe = probe
+        local = probe.getsockname()
+        self._probe_addr = (str(local[0]), int(local[1]))
+        self.lag.start(self._loop)
+
+    def _send_probe(self, data: bytes) -> None:
+        if self._probe is None:
+            return
+        with contextlib.suppress(OSError):  # a full send buffer: the probe counts as lost
+            self._probe.send(data)
+
+    def _set_lag(self, lag_s: float) -> None:
+        self.endpoint.loop_lag_s = lag_s
+
     def close(self) -> None:
         """Stop listening and drop every connection."""
+        self.lag.stop()
+        self._set_lag(0.0)
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+            self._probe_addr = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -172,7 +215,10 @@ class SipTransport:
     # -- callbacks from protocols ------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.endpoint.receive_datagram(data, (addr[0], addr[1]), self._loop.time())
+        if addr == self._probe_addr:
+            self.lag.probe_received(data, self._loop.time())
+            return
+        self.endpoint.receive_datagram(data, addr, self._loop.time())
         self.process()
 
     def stream_data_received(self, connection: _TcpConnection, data: bytes) -> None:

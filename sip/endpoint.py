@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -45,6 +45,8 @@ from sip.transport import Outgoing, Peer
 from sip.uas import UasPolicy, check_request
 
 _DEFAULT_RETRY_AFTER_S = 5
+# INVITEs refused 503 remembered for their retransmissions (about 200 bytes each).
+_MAX_REJECTED_REMEMBERED = 65_536
 
 
 @dataclass(slots=True)
@@ -119,6 +121,9 @@ class Endpoint:
         self.max_message_bytes = max_message_bytes
         self.max_transactions = max_transactions
         self.admission = admission
+        # How late the I/O layer serves this endpoint (event-loop lag, SIP socket queueing), in
+        # seconds, as the I/O layer last measured it; the endpoint keeps it for admission policies.
+        self.loop_lag_s = 0.0
         self.stats = EndpointStats()
         self.last_internal_error: BaseException | None = None
         self._transactions: dict[TxKey, Transaction] = {}
@@ -130,6 +135,9 @@ class Endpoint:
         self._events: deque[Event] = deque()
         self._outgoing: list[Outgoing] = []
         self._framers: dict[int, StreamFramer] = {}
+        # INVITEs refused 503 without a transaction: key → (forget at, To tag). Bounded.
+        self._rejected: OrderedDict[TxKey, tuple[float, str]] = OrderedDict()
+        self.max_rejected_remembered = _MAX_REJECTED_REMEMBERED
 
     # -- input: bytes -----------------------------------------------------------------
 
@@ -369,6 +377,8 @@ class Endpoint:
                 destination = self._response_peer(request, peer)
                 self._outgoing.append(Outgoing(response.to_bytes(), destination))
             return
+        if self._rejected and self._rejected_again(request, key, peer, now):
+            return
         if method == "ACK":
             self._receive_2xx_ack(request, peer, now)
             return
@@ -376,7 +386,8 @@ class Endpoint:
         verdict = self._admission(request, key, peer, to_tag, now)
         if verdict is not Admission.ACCEPT:
             if verdict is Admission.REJECT:
-                self._reject_overloaded(request, peer)
+                self.stats.overload_rejected += 1
+                self._reject_overloaded(request, key, peer, now, new_tag())
             else:
                 self.stats.flood_dropped += 1
             return
@@ -413,16 +424,45 @@ class Endpoint:
             return Admission.REJECT
         return Admission.ACCEPT
 
-    def _reject_overloaded(self, request: Request, peer: Peer) -> None:
-        """503 with Retry-After (RFC 3261 §21.5.4), statelessly: no transaction is kept, so a
-        retransmission is judged afresh (and may be taken once the overload is over)."""
-        self.stats.overload_rejected += 1
+    def _reject_overloaded(
+        self, request: Request, key: TxKey, peer: Peer, now: float, to_tag: str
+    ) -> None:
+        """503 with Retry-After (RFC 3261 §21.5.4), statelessly: no transaction is kept.
+
+        A refused INVITE is remembered (key and To tag) until its ACK or 64*T1, when its UAC
+        has stopped retransmitting (Timer B): a retransmission still queued when the 503 went
+        out gets the same 503 again, never a call its caller has already given up.
+        """
         policy = self.admission
         retry_after_s = policy.retry_after_s if policy is not None else _DEFAULT_RETRY_AFTER_S
         response = make_response(
-            request, 503, to_tag=new_tag(), extra=[("Retry-After", str(retry_after_s))]
+            request, 503, to_tag=to_tag, extra=[("Retry-After", str(retry_after_s))]
         )
         self._outgoing.append(Outgoing(response.to_bytes(), self._response_peer(request, peer)))
+        if request.method != "INVITE" or key in self._rejected:
+            return  # a retransmission keeps the first one's time: Timer B started with it
+        rejected = self._rejected
+        while rejected:  # oldest first: drop those past their time, and beyond the bound
+            oldest_key, (forget_at, _) = next(iter(rejected.items()))
+            if forget_at > now and len(rejected) < self.max_rejected_remembered:
+                break
+            del rejected[oldest_key]
+        rejected[key] = (now + 64 * self.timers.t1_s, to_tag)
+
+    def _rejected_again(self, request: Request, key: TxKey, peer: Peer, now: float) -> bool:
+        """True when ``request`` is the retransmission or the ACK of an INVITE refused 503."""
+        entry = self._rejected.get(key)
+        if entry is None:
+            return False
+        forget_at, to_tag = entry
+        if request.method == "ACK" or forget_at <= now:
+            del self._rejected[key]
+            return request.method == "ACK"
+        if request.method != "INVITE":
+            return False  # a CANCEL of it: answered 481 as for any unknown transaction
+        self.stats.retransmissions_absorbed += 1
+        self._reject_overloaded(request, key, peer, now, to_tag)
+        return True
 
     def _receive_cancel(self, cancel_tx: Transaction, now: float) -> None:
         request = cancel_tx.request

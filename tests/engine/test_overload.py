@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 import sip
 from config.settings import OverloadSettings
 from engine.overload import (
-    LoopLagMonitor,
     OverloadGuard,
     ShedReason,
+    SipLagMonitor,
     SourceRateLimiter,
 )
 from sip.endpoint import Admission
@@ -139,6 +139,7 @@ class Load:
     calls: int = 0
     transactions: int = 0
     lag_s: float = 0.0
+    media_room: int = 100
 
 
 LIMITS = OverloadSettings(
@@ -159,6 +160,7 @@ def _guard(load: Load, limits: OverloadSettings = LIMITS) -> OverloadGuard:
         transactions=lambda: load.transactions,
         loop_lag_s=lambda: load.lag_s,
         known_dialog=lambda call_id, tag: (call_id, tag) == ("up-1", "ours"),
+        media_room=lambda: load.media_room,
     )
 
 
@@ -176,6 +178,7 @@ def test_under_every_limit_everything_is_taken() -> None:
     ("load", "reason"),
     [
         (Load(calls=10), ShedReason.CALLS),
+        (Load(media_room=0), ShedReason.MEDIA_PORTS),
         (Load(transactions=100), ShedReason.TRANSACTIONS),
         (Load(lag_s=0.051), ShedReason.LOOP_LAG),
     ],
@@ -271,6 +274,7 @@ def test_dropped_flood_is_not_also_counted_as_overload() -> None:
     assert guard.admit(INVITE, OTHER, INVITE.to_tag, 0.0) is Admission.DROP
     assert guard.counters.as_dict() == {
         "calls": 1,
+        "media_ports": 0,
         "transactions": 0,
         "loop_lag": 0,
         "table_full": 0,
@@ -317,28 +321,87 @@ class _Handle:
         ]
 
 
-def test_lag_is_how_late_the_tick_ran() -> None:
+def test_timer_lag_counts_once_sustained() -> None:
     loop = FakeLoop()
-    monitor = LoopLagMonitor(interval_s=0.05)
+    monitor = SipLagMonitor(interval_s=0.05, window=3)
     monitor.start(loop)
     assert monitor.running
     [(due, _, _)] = loop.scheduled
     assert due == pytest.approx(100.05)
     loop.run_due(100.05)  # on time
-    assert monitor.lag_s == 0.0
-    loop.run_due(100.40)  # due at 100.10: a 300 ms stall
-    assert monitor.lag_s == pytest.approx(0.30)
-    assert monitor.max_lag_s == pytest.approx(0.30)
+    assert monitor.lag_s == monitor.sample_s == 0.0
+    loop.run_due(100.40)  # due at 100.10: a 300 ms stall, once
+    assert monitor.sample_s == pytest.approx(0.30)
+    assert monitor.max_sample_s == pytest.approx(0.30)
+    assert monitor.lag_s == 0.0  # one late sample is a pause, not an overload
     [(due, _, _)] = loop.scheduled  # re-armed from when it ran, not from when it was due
     assert due == pytest.approx(100.45)
-    loop.run_due(100.451)
-    assert monitor.lag_s == pytest.approx(0.001)
-    assert monitor.max_lag_s == pytest.approx(0.30)  # kept for whoever reads it
+    # Late again and again: three samples in a row over 100 ms.
+    for at in (100.60, 100.75, 100.90):  # late by 0.15, 0.10, 0.10
+        loop.run_due(at)
+    assert monitor.lag_s == pytest.approx(0.10)
+    loop.run_due(100.95)  # on time once: the lag falls back at once
+    assert monitor.lag_s == pytest.approx(0.0, abs=1e-9)
+
+
+def test_probe_wait_is_the_lag_when_the_socket_queue_grows() -> None:
+    """Timers on time, but the SIP socket's queue growing: the probes' wait is the lag."""
+    loop = FakeLoop()
+    sent: list[bytes] = []
+    heard: list[float] = []
+    monitor = SipLagMonitor(
+        interval_s=0.05, window=3, probe_timeout_s=1.0, send_probe=sent.append, on_lag=heard.append
+    )
+    monitor.start(loop)
+    loop.run_due(100.05)
+    [first] = sent
+    assert first.startswith(b"\x00")  # never mistaken for SIP
+    monitor.probe_received(first, 100.051)  # back in 1 ms: no queue
+    assert monitor.receive_delay_s == pytest.approx(0.001)
+    # Now the queue builds up: the next probe is not back for 400 ms; its age counts meanwhile.
+    for step in range(1, 9):
+        loop.run_due(100.05 + step * 0.05)
+    second = sent[1]
+    assert len(sent) == 2  # one probe out at a time
+    assert monitor.lag_s == pytest.approx(0.25)  # ages 0.25, 0.30, 0.35 (sent at 100.10)
+    monitor.probe_received(second, 100.52)
+    assert monitor.receive_delay_s == pytest.approx(0.42)
+    loop.run_due(100.55)
+    assert monitor.sample_s == pytest.approx(0.42)  # the last wait measured still stands
+    third = sent[2]
+    monitor.probe_received(third, 100.552)  # the queue has drained
+    for at in (100.60, 100.65, 100.70):
+        loop.run_due(at)
+        monitor.probe_received(sent[-1], at + 0.001)
+    assert monitor.lag_s == pytest.approx(0.002, abs=1e-3)
+    assert heard[-1] == monitor.lag_s
+    assert monitor.probes_lost == 0
+
+
+def test_stale_or_foreign_probe_is_ignored_and_a_lost_one_counts() -> None:
+    loop = FakeLoop()
+    sent: list[bytes] = []
+    monitor = SipLagMonitor(interval_s=0.05, window=1, probe_timeout_s=0.2, send_probe=sent.append)
+    monitor.start(loop)
+    loop.run_due(100.05)
+    monitor.probe_received(b"\x00maskline-lag-probe 999", 100.06)
+    assert monitor.receive_delay_s == 0.0
+    for at in (100.10, 100.15, 100.20):
+        loop.run_due(at)
+    assert monitor.sample_s == pytest.approx(0.15)
+    loop.run_due(100.25)  # 200 ms out: lost (a full queue drops datagrams), a new one goes
+    assert monitor.probes_lost == 1
+    assert len(sent) == 2
+    assert monitor.lag_s == pytest.approx(0.20)
+    monitor.probe_received(sent[0], 100.26)  # the lost one after all: too late to count
+    assert monitor.receive_delay_s == pytest.approx(0.20)
+    monitor.probe_received(sent[1], 100.26)
+    assert monitor.receive_delay_s == pytest.approx(0.01)
 
 
 def test_stopped_monitor_reads_zero_and_schedules_nothing() -> None:
     loop = FakeLoop()
-    monitor = LoopLagMonitor(interval_s=0.05)
+    monitor = SipLagMonitor(interval_s=0.05, window=1)
     monitor.start(loop)
     loop.run_due(101.0)
     assert monitor.lag_s > 0.9
@@ -350,7 +413,7 @@ def test_stopped_monitor_reads_zero_and_schedules_nothing() -> None:
 
 async def test_monitor_on_a_real_loop_sees_a_blocking_call() -> None:
     loop = asyncio.get_running_loop()
-    monitor = LoopLagMonitor(interval_s=0.01)
+    monitor = SipLagMonitor(interval_s=0.01)
     monitor.start(loop)
     try:
         await asyncio.sleep(0.03)
@@ -359,6 +422,6 @@ async def test_monitor_on_a_real_loop_sees_a_blocking_call() -> None:
         while loop.time() < until:  # a callback that does not yield
             pass
         await asyncio.sleep(0.001)
-        assert monitor.max_lag_s >= blocked_s - 0.02
+        assert monitor.max_sample_s >= blocked_s - 0.02
     finally:
         monitor.stop()

@@ -20,10 +20,18 @@ LOOPBACK = "127.0.0.1"
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind((LOOPBACK, 0))
-        port: int = tcp.getsockname()[1]
-    return port
+    """A loopback port free for both TCP and UDP (the transport binds both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port: int = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no port free for both TCP and UDP")
 
 
 async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
@@ -70,10 +78,11 @@ async def test_inbound_tcp_connections_beyond_the_limit_are_closed() -> None:
         # One leaves: room for a new one.
         first[1].close()
         await first[1].wait_closed()
-        for _ in range(100):
+        for _ in range(500):
             if len(transport._connections) == 1:
                 break
             await asyncio.sleep(0.01)
+        assert len(transport._connections) == 1
         fourth = await asyncio.open_connection(LOOPBACK, port)
         writers.append(fourth[1])
         assert await _answers_options(*fourth)
@@ -137,3 +146,31 @@ async def test_udp_datagrams_are_dropped_while_the_write_queue_is_over_its_limit
     transport._send(Outgoing(b"three", peer))
     assert fake.written == [b"one", b"three"]
     assert transport.udp_send_dropped == 1
+
+
+async def test_lag_probes_go_through_the_sip_socket_and_never_reach_the_endpoint() -> None:
+    endpoint = Endpoint(local_host=LOOPBACK, local_port=0)
+    signalling = Signalling(endpoint, clock=asyncio.get_running_loop().time)
+    transport = SipTransport(endpoint, on_events=signalling.handle_events)
+    transport.lag.interval_s = 0.01
+    await transport.start(LOOPBACK, _free_port())
+    try:
+        assert transport.lag.running
+        for _ in range(200):
+            if transport.lag.receive_delay_s > 0.0:
+                break
+            await asyncio.sleep(0.01)
+        assert 0.0 < transport.lag.receive_delay_s < 1.0  # a probe came back through the queue
+        assert transport.lag.probes_lost == 0
+        assert endpoint.stats.messages_received == 0  # probes are not SIP
+        endpoint.loop_lag_s = -1.0
+        for _ in range(200):  # each sample is handed to the endpoint
+            if endpoint.loop_lag_s >= 0.0:
+                break
+            await asyncio.sleep(0.01)
+        assert endpoint.loop_lag_s >= 0.0
+    finally:
+        transport.close()
+        await transport.wait_closed()
+    assert not transport.lag.running
+    assert endpoint.loop_lag_s == 0.0

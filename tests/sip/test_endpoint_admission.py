@@ -74,16 +74,49 @@ def test_rejected_invite_gets_a_stateless_503_with_retry_after() -> None:
     assert policy.seen == [("INVITE", "192.0.2.7", 3.5)]
 
 
-def test_a_rejected_retransmission_is_judged_again_and_may_be_taken() -> None:
+def test_retransmission_of_a_rejected_invite_gets_the_same_503_never_a_call() -> None:
+    """A copy of the INVITE still queued when the 503 went out must not start a call its
+    caller has given up: it gets the same 503 (same To tag), the policy is not asked again."""
     policy = FakePolicy(Admission.REJECT)
     endpoint = _endpoint(policy)
     endpoint.receive_datagram(_request("INVITE"), SOURCE, 0.0)
-    assert [r.status_code for r in _responses(endpoint)] == [503]
-    policy.verdict = Admission.ACCEPT
+    [first] = _responses(endpoint)
+    policy.verdict = Admission.ACCEPT  # the overload is over by the time the copy is read
     endpoint.receive_datagram(_request("INVITE"), SOURCE, 0.5)
+    [again] = _responses(endpoint)
+    assert (again.status_code, again.to_tag) == (503, first.to_tag)
+    assert again.headers.get("Retry-After") == "7"
+    assert endpoint.next_event() is None
+    assert endpoint.transaction_count == 0
+    assert len(policy.seen) == 1
+    assert (endpoint.stats.overload_rejected, endpoint.stats.retransmissions_absorbed) == (1, 1)
+    # Its ACK is taken quietly (no stray-ACK event) and ends the memory of it.
+    endpoint.receive_datagram(_request("ACK", cseq_method="ACK"), SOURCE, 0.6)
+    assert endpoint.next_event() is None
+    assert endpoint.datagrams_to_send() == []
+    # The same INVITE after that is a new request, judged afresh.
+    endpoint.receive_datagram(_request("INVITE"), SOURCE, 1.0)
     assert [r.status_code for r in _responses(endpoint)] == [100]
     assert isinstance(endpoint.next_event(), RequestReceived)
     assert len(policy.seen) == 2
+
+
+def test_rejected_invites_are_forgotten_after_64_t1_and_beyond_the_bound() -> None:
+    policy = FakePolicy(Admission.REJECT)
+    endpoint = _endpoint(policy)
+    endpoint.max_rejected_remembered = 3
+    for index in range(5):
+        endpoint.receive_datagram(_request("INVITE", branch=f"z9hG4bKr{index}"), SOURCE, 0.0)
+    endpoint.datagrams_to_send()
+    assert len(endpoint._rejected) == 3  # the two oldest forgotten
+    policy.verdict = Admission.ACCEPT
+    endpoint.receive_datagram(_request("INVITE", branch="z9hG4bKr0"), SOURCE, 1.0)
+    assert [r.status_code for r in _responses(endpoint)] == [100]  # forgotten: judged afresh
+    endpoint.receive_datagram(_request("INVITE", branch="z9hG4bKr4"), SOURCE, 1.0)
+    assert [r.status_code for r in _responses(endpoint)] == [503]  # remembered
+    # 64*T1 (32 s) on, its UAC has stopped retransmitting (Timer B): a copy is new.
+    endpoint.receive_datagram(_request("INVITE", branch="z9hG4bKr4"), SOURCE, 32.0)
+    assert [r.status_code for r in _responses(endpoint)] == [100]
 
 
 def test_dropped_request_gets_nothing() -> None:
