@@ -1,7 +1,7 @@
 """Media benchmark: how many concurrent G.711 calls one relay process carries cleanly, with and
 without recording, beside a plain uvloop UDP echo measured in the same run.
 
-    .venv/bin/python bench/media.py                   # full run (~8-15 min on 2 cores)
+    .venv/bin/python bench/media.py                   # full run (~12-15 min on 2 idle cores)
     .venv/bin/python bench/media.py --quick           # 3 s runs, coarser steps, no what-if
     .venv/bin/python bench/media.py --only relay,echo --start 800 --step 100
 
@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
@@ -51,8 +50,10 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import uvloop  # noqa: E402
 
-from media.g711 import ulaw_decode, ulaw_encode  # noqa: E402
+from media.g711 import ulaw_encode  # noqa: E402
 from media.ports import PortAllocator  # noqa: E402
+from media.recording import CallRecording  # noqa: E402
+from media.recording_io import write_wav as write_recording  # noqa: E402
 from media.relay import MediaRelay, PacketDirection  # noqa: E402
 
 OUT: Final = ROOT / "bench" / "out"
@@ -376,69 +377,14 @@ class Recording:
     write: Callable[[Stereo, Path], int]  # the WAV file; returns its size in bytes
 
 
-class AppendOnlyRecording:
-    """Stand-in for a tree without ``media.recording``: the hot path only appends.
-
-    ``render`` does the work off the hot path: one ``join`` per direction, RTP timestamps read
-    with NumPy, G.711 decoded with ``media.g711``'s table, samples placed by timestamp.
-    """
-
-    __slots__ = ("callee", "caller")
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.caller: list[bytes] = []
-        self.callee: list[bytes] = []
-
-    def on_packet(self, direction: PacketDirection, data: bytes) -> None:
-        (self.caller if direction == "a_to_b" else self.callee).append(data)
-
-    def render(self) -> Stereo:
-        channels = [self._channel(self.caller), self._channel(self.callee)]
-        stereo = np.zeros((max(len(c) for c in channels), 2), dtype=np.int16)
-        for i, channel in enumerate(channels):
-            stereo[: len(channel), i] = channel
-        return stereo
-
-    @staticmethod
-    def _channel(packets: list[bytes]) -> np.ndarray[Any, np.dtype[np.int16]]:
-        if not packets:
-            return np.zeros(0, dtype=np.int16)
-        # The bench's packets all have the same size, so they form one 2-D array.
-        rows = np.frombuffer(b"".join(packets), dtype=np.uint8).reshape(len(packets), -1)
-        stamps = rows[:, 4:8].copy().view(">u4").ravel().astype(np.int64)
-        offsets = (stamps - stamps[0]) % (1 << 32)
-        pcm = ulaw_decode(rows[:, HEADER_BYTES:].tobytes()).reshape(len(packets), -1)
-        channel = np.zeros(int(offsets.max()) + pcm.shape[1], dtype=np.int16)
-        channel[offsets[:, None] + np.arange(pcm.shape[1])] = pcm
-        return channel
-
-
-def write_wav(samples: Stereo, path: Path) -> int:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
-    return path.stat().st_size
-
-
 def recording() -> Recording:
-    """``media.recording.CallRecording`` and ``media.recording_io.write_wav`` (atomic write,
-    fsync) where the tree has them, else the bench's stand-in."""
-    try:
-        from media.recording import CallRecording  # noqa: PLC0415
-        from media.recording_io import write_wav as write_recording  # noqa: PLC0415
-    except ImportError:
-        return Recording(
-            name="bench stand-in (append only; batch decode and plain WAV write after the run)",
-            new=AppendOnlyRecording,
-            render=lambda r: r.render(),  # type: ignore[attr-defined]
-            write=write_wav,
-        )
+    """How the engine records: ``media.recording.CallRecording`` on the loop's clock (as
+    ``engine.b2bua`` makes it), rendered, then written by ``media.recording_io.write_wav``
+    (temporary file, fsync, rename)."""
     return Recording(
         name="media.recording.CallRecording (loop clock) + media.recording_io.write_wav",
         new=lambda clock: CallRecording(clock=clock),
-        render=lambda r: r.render(),  # type: ignore[attr-defined]
+        render=lambda r: cast(CallRecording, r).render(),
         write=lambda samples, path: write_recording(samples, path).size_bytes,
     )
 
