@@ -281,16 +281,17 @@ class OverloadSettings:
     """``[overload]``: when new work is refused so that calls already up keep working.
 
     New INVITEs get 503 with Retry-After while the engine is past one of its capacity limits
-    (calls, SIP transactions, event-loop lag). Each source IP has a token bucket per request kind
-    (INVITE, REGISTER, OPTIONS, other) for requests outside established calls; past it they are
-    dropped silently, as a flood. Requests of established calls, CANCELs of pending INVITEs and
-    ACKs are always processed (engine.overload).
+    (calls, media relay ports, SIP transactions, event-loop lag). Each source IP has a token
+    bucket per request kind (INVITE, REGISTER, OPTIONS, other) for requests outside established
+    calls; past it they are dropped silently, as a flood. Requests of established calls (short
+    of the table's absolute bound), CANCELs of pending INVITEs and ACKs are always processed
+    (engine.overload).
     """
 
     # Calls between INVITE and release above which new INVITEs get 503.
     max_calls: int = 10_000
     # Live SIP transactions at which new INVITEs get 503; other new requests outside calls are
-    # refused at 5/4 of it (the table's hard bound, so it never grows without limit).
+    # refused at 5/4 of it, requests of established calls at twice it (the table's bounds).
     max_transactions: int = 200_000
     # How late SIP is served — a timer's lateness or a probe's wait in the SIP socket's queue,
     # sustained over three 50 ms samples — above which new INVITEs get 503.

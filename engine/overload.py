@@ -22,7 +22,8 @@ every new request except ACK and a CANCEL of a pending INVITE:
   by the capacity limits instead.
 
 Requests inside an established call (BYE, re-INVITE, UPDATE, PRACK, INFO) pass both: the calls
-already up keep working, and their BYEs free what the overload is short of.
+already up keep working, and their BYEs free what the overload is short of. Only the absolute
+bound, twice the transaction limit, stops them (a party flooding inside its own call).
 
 "Loop lag" is how late SIP is served (``SipLagMonitor``, run by the SIP transport): the lateness
 of a timer, or the wait of a probe datagram in the SIP socket's queue, whichever is larger,
@@ -53,6 +54,8 @@ _log = get_logger("engine.overload")
 # The table's hard bound, as a multiple of ``max_transactions`` (which sheds new INVITEs):
 # the headroom keeps OPTIONS and stray requests answered while INVITEs are refused.
 HARD_TRANSACTIONS_NUM, HARD_TRANSACTIONS_DEN = 5, 4
+# Requests inside established calls pass every limit but this one (twice max_transactions).
+ABSOLUTE_TRANSACTIONS_FACTOR = 2
 # The SIP lag monitor: a sample every LAG_SAMPLE_INTERVAL_S; the lag is the smallest of the
 # last LAG_WINDOW samples (150 ms); a probe not back after PROBE_TIMEOUT_S counts as lost.
 LAG_SAMPLE_INTERVAL_S = 0.05
@@ -176,6 +179,7 @@ class OverloadGuard:
         self._hard_transactions = (
             settings.max_transactions * HARD_TRANSACTIONS_NUM // HARD_TRANSACTIONS_DEN
         )
+        self._absolute_transactions = settings.max_transactions * ABSOLUTE_TRANSACTIONS_FACTOR
         self._max_lag_s = settings.max_loop_lag_ms / 1000
         self._retry_after_s = settings.retry_after_s
         self.limiter = SourceRateLimiter(
@@ -200,7 +204,11 @@ class OverloadGuard:
         """The verdict for a new request (``sip.endpoint.AdmissionPolicy``)."""
         method = request.method
         if to_tag is not None and self._known_dialog(request.call_id, to_tag):
-            return Admission.ACCEPT  # a call already up keeps working, whatever the load
+            # A call already up keeps working whatever the load, short of the absolute bound
+            # (a party flooding requests inside its own call must not grow the table forever).
+            if self._transactions() < self._absolute_transactions:
+                return Admission.ACCEPT
+            return self._refuse(ShedReason.TABLE_FULL, now, new_call=False)
         new_call = to_tag is None and method == "INVITE"
         kind = method if to_tag is None and method in _LIMITED_KINDS else "other"
         if not self.limiter.allow(source.host, kind, now):

@@ -201,11 +201,14 @@ def test_hard_bound_refuses_everything_but_established_calls() -> None:
     assert guard.counters.table_full == 4
     for request in (BYE_KNOWN, REINVITE_KNOWN):
         assert guard.admit(request, TRUNK, request.to_tag, 0.0) is Admission.ACCEPT
+    load.transactions = 199  # requests of established calls pass up to twice the limit
+    assert guard.admit(BYE_KNOWN, TRUNK, "ours", 0.0) is Admission.ACCEPT
+    load.transactions = 200  # the absolute bound: nothing new at all
+    assert guard.admit(BYE_KNOWN, TRUNK, "ours", 0.0) is Admission.REJECT
     load.transactions = 124
-    assert guard.admit(OPTIONS, TRUNK, OPTIONS.to_tag, 0.0) is Admission.ACCEPT
-    assert (
-        guard.admit(INVITE, TRUNK, INVITE.to_tag, 0.0) is Admission.REJECT
-    )  # still past max_transactions
+    assert guard.admit(OPTIONS, TRUNK, None, 0.0) is Admission.ACCEPT
+    # Still past max_transactions: no new call.
+    assert guard.admit(INVITE, TRUNK, None, 0.0) is Admission.REJECT
 
 
 def test_recovery_takes_invites_again() -> None:
