@@ -906,9 +906,15 @@ def collect_step(
     # A call the caller saw end well but whose BYE never reached the callee is a half-released
     # call in the system under test: counted as failed.
     unreleased = max(0, successful - stat_counter(uas, "SuccessfulCall(C)"))
-    failed = stat_counter(uac, "FailedCall(C)") + stat_counter(uas, "FailedCall(C)") + unreleased
+    failed = stat_counter(uac, "FailedCall(C)") + unreleased
     if unreleased:
         note = (note + " " if note else "") + f"{unreleased} BYE(s) not at callee"
+    # The callee's own failures are not this step's: after an overloaded step the system under
+    # test still releases (BYE) calls of that step whose caller gave up, and the callee SIPp of
+    # the next step counts each such BYE of a dialog it never saw as a failed call.
+    callee_failed = stat_counter(uas, "FailedCall(C)")
+    if callee_failed:
+        note = (note + " " if note else "") + f"callee: {callee_failed} unknown/failed dialogs"
     return StepResult(
         system=name,
         offered_cps=rate,

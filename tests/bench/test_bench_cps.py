@@ -269,3 +269,44 @@ def test_recursive_frames_count_once_inclusively() -> None:
     raw = "f (a/x.py:1);f (a/x.py:2);g (a/y.py:3) 10\n"
     inclusive = dict(bench.profile_top(raw)["inclusive"])
     assert inclusive["f (a/x.py)"] == pytest.approx(100)
+
+
+# --- one step's files ----------------------------------------------------------------------
+
+
+def _stat_file(path: Path, successful: int, failed: int, retrans: int) -> None:
+    path.write_text(
+        "StartTime;SuccessfulCall(C);FailedCall(C);Retransmissions(C);\n"
+        f"t0;0;0;0;\nt1;{successful};{failed};{retrans};\n",
+        encoding="utf-8",
+    )
+
+
+def test_collect_step_reads_both_sipps_and_the_response_times(tmp_path: Path) -> None:
+    _stat_file(tmp_path / "uac_stat.csv", successful=100, failed=2, retrans=3)
+    # Two calls the caller saw end well never got their BYE to the callee; the callee's own
+    # failures (stale BYEs of an earlier step) are noted, not counted.
+    _stat_file(tmp_path / "uas_stat.csv", successful=98, failed=5, retrans=1)
+    rtt = "Date_ms;response_time_ms;rtd_no\n" + "".join(f"{10 * i};{i % 7};1\n" for i in range(100))
+    (tmp_path / "bench_uac_123_rtt.csv").write_text(rtt, encoding="utf-8")
+    step = bench.collect_step(
+        "maskline", 100, 102, tmp_path, cpu=(0.5, 0.4, 0.1, 0.1, 1.5), wall=1.2, note=""
+    )
+    assert step.successful == 100
+    assert step.failed == 2 + 2
+    assert step.retransmissions == 4
+    assert step.achieved_cps == pytest.approx(100, rel=0.02)  # 99 gaps over 990 ms
+    assert step.rtt_p50_ms == 3
+    assert step.rtt_p99_ms == 6
+    assert step.cpu_ms_per_call == pytest.approx(5.0)
+    assert "2 BYE(s) not at callee" in step.note and "callee: 5" in step.note
+    assert not step.clean
+
+
+def test_collect_step_without_files_is_an_unclean_empty_step(tmp_path: Path) -> None:
+    step = bench.collect_step(
+        "sippy", 100, 100, tmp_path, cpu=(0.0, 0.0, 0.0, 0.0, 0.0), wall=1.0, note="x"
+    )
+    assert (step.successful, step.failed, step.achieved_cps) == (0, 0, 0.0)
+    assert step.rtt_p99_ms is None
+    assert not step.clean
