@@ -195,7 +195,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         await control.list_pools()
         endpoint = build_endpoint(settings)
         signalling = Signalling(endpoint, clock=loop.time)
-        transport = SipTransport(endpoint, on_events=signalling.handle_events, loop=loop)
+        transport = SipTransport(
+            endpoint,
+            on_events=signalling.handle_events,
+            loop=loop,
+            max_tcp_connections=settings.overload.max_tcp_connections,
+        )
         media = settings.media
         relay = CountingMediaRelay(
             media.address, PortAllocator(media.port_min, media.port_max), loop=loop
