@@ -1027,7 +1027,8 @@ def plot(steps: Sequence[StepResult], path: Path) -> None:
     fig, (ax, cpu_ax) = plt.subplots(1, 2, figsize=(13, 5.5), width_ratios=(3, 2))
     systems = list(dict.fromkeys(s.system for s in steps))
     top = max((s.offered_cps for s in steps), default=100)
-    ax.plot([0, top], [0, top], color="0.75", linestyle=":", label="achieved = offered")
+    low = min((s.offered_cps for s in steps), default=100) * 0.8
+    ax.plot([low, top], [low, top], color="0.75", linestyle=":", label="achieved = offered")
     styles = {"direct": "o-", "sippy": "s-", "maskline": "D-", "maskline+stalled-push": "x--"}
     for name in systems:
         mine = sorted((s for s in steps if s.system == name), key=lambda s: s.offered_cps)
@@ -1053,6 +1054,16 @@ def plot(steps: Sequence[StepResult], path: Path) -> None:
                 fontsize=8,
             )
         cpu_ax.plot(offered, [s.cpu_ms_per_call or 0 for s in mine], style, label=name)
+    # Log-log: the B2BUAs' few hundred calls/s stay readable beside direct's thousands.
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = [t for t in (50, 100, 200, 300, 500, 1000, 2000, 3000, 5000) if t <= top * 1.5]
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("offered load (calls/s)")
     ax.set_ylabel("achieved call setups (calls/s)")
     ax.set_title(
@@ -1066,7 +1077,6 @@ def plot(steps: Sequence[StepResult], path: Path) -> None:
     cpu_ax.axhline(
         0.6, color="green", linestyle="--", linewidth=1, label="target 0.6 ms (maskline)"
     )
-    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
     cpu_ax.yaxis.set_major_formatter(plain)
     cpu_ax.yaxis.set_minor_formatter(plain)
     cpu_ax.legend(loc="best", fontsize=8)
