@@ -160,6 +160,15 @@ class CallEvents(Protocol):
         """The callee answered."""
 
 
+def _cancel_handle(handle: object) -> None:
+    """Cancel a loop timer handle. uvloop's ``TimerHandle`` is not an ``asyncio.TimerHandle``
+    (an isinstance test left every uvloop timer armed: a refreshed session timer's old expiry
+    still fired), so any object with ``cancel`` is cancelled."""
+    cancel = getattr(handle, "cancel", None)
+    if callable(cancel):
+        cancel()
+
+
 class _NoCallEvents:
     def call_started(self, call: Call) -> None:
         pass
@@ -1560,8 +1569,7 @@ class B2bua:
     def _arm_session_timer(self, call: Call, leg: Leg) -> None:
         """(Re)start the expiry of ``leg`` and, when we are its refresher, its next refresh."""
         for handle in leg.session_handles:
-            if isinstance(handle, asyncio.TimerHandle):
-                handle.cancel()
+            _cancel_handle(handle)
             with contextlib.suppress(ValueError):
                 call.timers.remove(handle)
         leg.session_handles.clear()
@@ -1993,8 +2001,7 @@ class B2bua:
 
     def _cancel_timers(self, call: Call) -> None:
         for handle in call.timers:
-            if isinstance(handle, asyncio.TimerHandle):
-                handle.cancel()
+            _cancel_handle(handle)
         call.timers.clear()
 
     def _finish(self, call: Call) -> None:
