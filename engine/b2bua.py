@@ -528,13 +528,8 @@ class B2bua:
             return
         body = b""
         if request.body:
-            try:
-                offer = self._relayable_offer(request.body, stream=media.stream)
-            except NotRelayable as error:
-                self._answer(event.tx_key, request, 488, extra=[("Warning", self._warning(error))])
-                return
-            except SdpError:
-                self._answer(event.tx_key, request, 488, "Not Acceptable Here (unreadable SDP)")
+            offer = self._mid_call_offer(event, stream=media.stream)
+            if offer is None:
                 return
             if str(media.codec) not in offer.media[media.stream].formats:
                 self._answer(event.tx_key, request, 488, "Not Acceptable Here (codec change)")
@@ -586,14 +581,8 @@ class B2bua:
         body = b""
         offer_sendrecv = True
         if request.body:
-            try:
-                offer = self._relayable_offer(request.body, stream=media.stream)
-            except NotRelayable as error:
-                # RFC 3261 §14.2: the re-INVITE fails, the session goes on as it was.
-                self._answer(event.tx_key, request, 488, extra=[("Warning", self._warning(error))])
-                return
-            except SdpError:
-                self._answer(event.tx_key, request, 488, "Not Acceptable Here (unreadable SDP)")
+            offer = self._mid_call_offer(event, stream=media.stream)
+            if offer is None:
                 return
             media.session.expect("a" if from_caller else "b", media_endpoint(offer, media.stream))
             offer_sendrecv = _sendrecv(offer, media.stream)
@@ -1404,6 +1393,18 @@ class B2bua:
             session_id=int(call.call_time) + 1,
             version=media.sdp_version,
         )
+
+    def _mid_call_offer(self, event: RequestReceived, *, stream: int) -> SessionDescription | None:
+        """The relayable offer of a re-INVITE/UPDATE, or None once it is refused with 488 (RFC
+        3261 §14.2: the request fails, the session goes on as it was)."""
+        request = event.request
+        try:
+            return self._relayable_offer(request.body, stream=stream)
+        except NotRelayable as error:
+            self._answer(event.tx_key, request, 488, extra=[("Warning", self._warning(error))])
+        except SdpError:
+            self._answer(event.tx_key, request, 488, "Not Acceptable Here (unreadable SDP)")
+        return None
 
     def _relayable_offer(self, body: bytes, *, stream: int | None = None) -> SessionDescription:
         """The offer in ``body`` with its relayed stream reduced to what we handle (G.711,
