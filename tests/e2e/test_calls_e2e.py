@@ -677,7 +677,6 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
     with stat_file.open(newline="", encoding="utf-8") as f:
         stats = list(csv.DictReader(f, delimiter=";"))[-1]
     assert int(stats["SuccessfulCall(C)"]) == total and int(stats["FailedCall(C)"]) == 0
-    assert int(stats["MaxConcurrentCall"]) if "MaxConcurrentCall" in stats else True
     deadline = time.monotonic() + 20
     while len(_media_closed_lines(calls.server)) < already_closed + total:
         assert time.monotonic() < deadline, "not every media session was closed"
