@@ -40,6 +40,7 @@ __all__ = [
     "RecordingSettings",
     "Settings",
     "SipSettings",
+    "SmsSettings",
     "StoreSettings",
     "TimeSettings",
     "Transport",
@@ -277,6 +278,18 @@ class IvrSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SmsSettings:
+    """``[sms]``: text messages through X (SPEC §5)."""
+
+    # Days a stored message's text is kept (intercepted, delivered, pending); a periodic job
+    # deletes older texts (the message's report and charge stay).
+    retention_days: int = 30
+    # Seconds a message held for confirm-before-send waits for the tenant's confirmation before
+    # it is discarded (and reported as discarded).
+    confirm_expiry_s: int = 86_400
+
+
+@dataclass(frozen=True, slots=True)
 class OverloadSettings:
     """``[overload]``: when new work is refused so that calls already up keep working.
 
@@ -362,6 +375,7 @@ class Settings:
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
     ivr: IvrSettings = field(default_factory=IvrSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
     overload: OverloadSettings = field(default_factory=OverloadSettings)
     log: LogSettings = field(default_factory=LogSettings)
     time: TimeSettings = field(default_factory=TimeSettings)
@@ -622,6 +636,18 @@ def _read_ivr(table: _Table) -> IvrSettings:
     return settings
 
 
+def _read_sms(table: _Table) -> SmsSettings:
+    d = SmsSettings()
+    settings = SmsSettings(
+        retention_days=table.integer("retention_days", d.retention_days, low=1, high=3650),
+        confirm_expiry_s=table.integer(
+            "confirm_expiry_s", d.confirm_expiry_s, low=10, high=30 * 86_400
+        ),
+    )
+    table.finish()
+    return settings
+
+
 def _read_overload(table: _Table) -> OverloadSettings:
     d = OverloadSettings()
     settings = OverloadSettings(
@@ -721,8 +747,8 @@ def _read_trunks(data: Mapping[str, object]) -> tuple[TrunkSettings, ...]:
 
 
 _SECTIONS: Final = (
-    "sip", "api", "store", "media", "cdr", "recording", "audio", "ivr", "overload", "log", "time",
-    "trunks",
+    "sip", "api", "store", "media", "cdr", "recording", "audio", "ivr", "sms", "overload", "log",
+    "time", "trunks",
 )  # fmt: skip
 
 
@@ -745,6 +771,7 @@ def _build(data: Mapping[str, object]) -> Settings:
     recording = _read_recording(_section(data, "recording"))
     audio = _read_audio(_section(data, "audio"))
     ivr = _read_ivr(_section(data, "ivr"))
+    sms = _read_sms(_section(data, "sms"))
     overload = _read_overload(_section(data, "overload"))
     log = _read_log(_section(data, "log"))
     time_table = _section(data, "time")
@@ -759,6 +786,7 @@ def _build(data: Mapping[str, object]) -> Settings:
         recording=recording,
         audio=audio,
         ivr=ivr,
+        sms=sms,
         overload=overload,
         log=log,
         time=time,
