@@ -128,6 +128,7 @@ def test_example_config_sets_and_documents_every_key() -> None:
         "recording": {"dir", "retention_days", "url_ttl_s"},
         "audio": {"prompts_dir", "ringback_dir", "tts_voice"},
         "ivr": {"inter_digit_timeout_s", "max_tries"},
+        "sms": {"retention_days", "confirm_expiry_s"},
         "overload": {
             "max_calls",
             "max_transactions",
