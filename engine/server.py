@@ -37,6 +37,7 @@ from engine.logging import get_logger
 from engine.metrics import CountingMediaRelay, Metrics
 from engine.records import CallRecorder
 from engine.signalling import Signalling
+from engine.sms_gateway import TEXT_PLAIN, SmsGateway
 from engine.transport import SipTransport
 from media.audio import AudioError
 from media.dtmf import INFO_CONTENT_TYPES
@@ -48,7 +49,7 @@ from sip.endpoint import Endpoint, EndpointStats
 from sip.reliable import OPTION_TAG as REL_OPTION_TAG
 from sip.session_timer import OPTION_TAG
 from sip.transaction import TimerConfig
-from sip.uas import UasPolicy
+from sip.uas import DEFAULT_METHODS, UasPolicy
 from store.cdr import CdrWriter
 from store.records import CallRecord
 
@@ -83,10 +84,13 @@ def build_endpoint(settings: Settings) -> Endpoint:
         max_message_bytes=sip.max_message_bytes,
         # RFC 4028 session timers and RFC 3262 100rel on each leg: Require: timer or 100rel
         # is served, not answered 420. INFO bodies with DTMF reach the extension IVR; other
-        # bodies than SDP and those are answered 415 by the UAS checks.
+        # bodies than SDP and those are answered 415 by the UAS checks. MESSAGE (SMS to X,
+        # engine.sms_gateway) takes text/plain only (3GPP SMS TPDUs get 415 with Accept).
         policy=UasPolicy(
+            allowed_methods=DEFAULT_METHODS | {"MESSAGE"},
             supported_extensions=frozenset({OPTION_TAG, REL_OPTION_TAG}),
             accepted_content_types=frozenset({"application/sdp", *INFO_CONTENT_TYPES}),
+            content_types_by_method={"MESSAGE": frozenset({TEXT_PLAIN})},
         ),
     )
 
@@ -227,6 +231,14 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             events=CallEventsFanOut(reports, metrics.calls),
         )
         b2bua = signalling.b2bua
+        # SMS (SPEC §5): MESSAGE to X in, smart SMS out over the trunk (engine.sms_gateway).
+        signalling.sms = sms = SmsGateway(
+            endpoint=endpoint,
+            settings=settings,
+            flush=transport.flush,
+            clock=loop.time,
+            wall_clock=time.time,
+        )
         metrics.attach(endpoint=endpoint, relay=relay, active_calls=lambda: b2bua.active_calls)
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
@@ -248,7 +260,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
-            # Release calls while SIP can still send their BYEs, then stop listening.
+            # SMS being handled or sent finish while SIP is up (bounded); then the calls,
+            # released while SIP can still send their BYEs; then stop listening.
+            await sms.close()
             await signalling.b2bua.close()
             transport.close()
             await transport.wait_closed()

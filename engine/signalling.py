@@ -1,4 +1,5 @@
-"""Dispatch of endpoint events: OPTIONS answered here, calls handed to the B2BUA.
+"""Dispatch of endpoint events: OPTIONS answered here, calls handed to the B2BUA, text
+messages (MESSAGE outside a dialog, and the responses to those we send) to the SMS gateway.
 
 The UAS checks of RFC 3261 §8.2 (405/501/416/420/415/483) already happened in
 ``sip.uas``.  Without a B2BUA (tests of the bare SIP core) INVITEs are refused
@@ -11,8 +12,14 @@ from collections.abc import Callable
 
 from engine.b2bua import B2bua
 from engine.logging import get_logger
+from engine.sms_gateway import SmsGateway
 from sip.endpoint import Endpoint
-from sip.events import AckReceived, CancelReceived, RequestReceived, ResponseReceived
+from sip.events import (
+    AckReceived,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+)
 
 _log = get_logger("engine.signalling")
 
@@ -24,18 +31,37 @@ Clock = Callable[[], float]
 class Signalling:
     """Drains endpoint events and answers them."""
 
-    def __init__(self, endpoint: Endpoint, *, clock: Clock, b2bua: B2bua | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        clock: Clock,
+        b2bua: B2bua | None = None,
+        sms: SmsGateway | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self._clock = clock
         self.b2bua = b2bua
+        self.sms = sms
 
     def handle_events(self) -> None:
         """Answer every pending event of the endpoint."""
         endpoint = self.endpoint
         while (event := endpoint.next_event()) is not None:
             b2bua = self.b2bua
+            sms = self.sms
             if isinstance(event, RequestReceived):
                 self._on_request(event)
+            elif (
+                sms is not None
+                and not isinstance(event, AckReceived | CancelReceived)
+                and (sms.owns(event.tx_key))
+            ):
+                # Our MESSAGEs' client transactions: never the B2BUA's business.
+                if isinstance(event, ResponseReceived):
+                    sms.on_response(event)
+                else:
+                    sms.on_failure(event)
             elif b2bua is None:
                 if isinstance(event, CancelReceived):
                     response = endpoint.response_for(event.invite_tx_key, 487)
@@ -63,6 +89,9 @@ class Signalling:
         elif self.b2bua is not None and request.method == "INVITE" and not event.in_dialog:
             self.b2bua.on_invite(event)
             return
+        elif self.sms is not None and request.method == "MESSAGE" and not event.in_dialog:
+            self.sms.on_message(event)
+            return
         elif self.b2bua is not None and event.in_dialog and self.b2bua.on_in_dialog(event):
             return
         elif event.in_dialog or request.method != "INVITE":
@@ -81,4 +110,3 @@ class Signalling:
             peer=f"{event.peer.host}:{event.peer.port}",
         )
         endpoint.send_response(event.tx_key, response, self._clock())
-

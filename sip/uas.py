@@ -6,6 +6,7 @@ the application only ever receives requests it can act on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sip.builders import make_response
@@ -26,6 +27,9 @@ class UasPolicy:
     accepted_content_types: frozenset[str] = field(
         default_factory=lambda: frozenset({"application/sdp"})
     )
+    # Methods whose bodies are of other types than ``accepted_content_types`` (a MESSAGE carries
+    # text, never SDP): for these methods only the listed types are taken.
+    content_types_by_method: Mapping[str, frozenset[str]] = field(default_factory=dict)
     uri_schemes: frozenset[str] = frozenset({"sip", "sips", "tel"})
     # RFC 7332 §5: a B2BUA copies and decrements Max-Forwards; at 0 only
     # requests answered locally (OPTIONS) are served, the rest get 483.
@@ -40,6 +44,14 @@ class UasPolicy:
     def accept_header(self) -> str:
         """Value for the Accept header."""
         return ", ".join(sorted(self.accepted_content_types))
+
+    def content_types_for(self, method: str) -> frozenset[str]:
+        """Body types a ``method`` request may carry."""
+        return self.content_types_by_method.get(method, self.accepted_content_types)
+
+    def accept_header_for(self, method: str) -> str:
+        """Value for the Accept header of a 415 to a ``method`` request."""
+        return ", ".join(sorted(self.content_types_for(method)))
 
     @property
     def supported_header(self) -> str:
@@ -73,16 +85,22 @@ def check_request(request: Request, policy: UasPolicy, *, to_tag: str) -> Respon
     if request.body:
         encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
         content_type = request.content_type
-        if (
-            content_type is None
-            or content_type not in policy.accepted_content_types
-            or encoding != "identity"
-        ):
+        accepted = policy.content_types_for(method)
+        if content_type is None or content_type not in accepted or encoding != "identity":
+            accept = policy.accept_header_for(method)
+            # A method with its own types says which in the reason: the sender of an
+            # application/vnd.3gpp.sms MESSAGE reads why, not just that, it was refused.
+            reason = (
+                f"Unsupported Media Type ({method} takes {accept} only)"
+                if method in policy.content_types_by_method and encoding == "identity"
+                else None
+            )
             return make_response(
                 request,
                 415,
+                reason,
                 to_tag=to_tag,
-                extra=[("Accept", policy.accept_header), ("Accept-Encoding", "identity")],
+                extra=[("Accept", accept), ("Accept-Encoding", "identity")],
             )
     if method == "INVITE" and not _accepts_sdp(request):
         # We can only answer an INVITE with SDP (RFC 4475 §3.3.15).
