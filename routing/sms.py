@@ -8,7 +8,7 @@ Decisions (documented in ``docs/api.md`` "SMS" too):
 
 * **Segments**: 70 Unicode code points per segment, for Chinese and ASCII alike (the SPEC's
   rule, not GSM 7-bit packing). A smart SMS counts the text as sent: signature + text + suffix
-  (16 + n code points); an intercepted or held message counts the text as received. An empty
+  (14 + n code points); an intercepted or held message counts the text as received. An empty
   text is **1 segment**: it still took one message on the network and one record here.
 * **Unsubscribe**: the text, trimmed and NFKC-normalised (so a full-width ``Ｔ`` typed on a
   Chinese keyboard counts), is ``T`` or ``t``.
