@@ -225,8 +225,11 @@ class Endpoint:
         invite_tx = self._transactions.get(invite_tx_key)
         if invite_tx is None or invite_tx.kind is not TxKind.CLIENT_INVITE:
             raise SipUsageError("no pending INVITE client transaction to cancel")
-        cancel = make_cancel(invite_tx.request)
-        branch = invite_tx.request.top_via.branch or new_branch()
+        invite = invite_tx.request
+        if invite is None:  # a final response came: nothing left to cancel (§9.1)
+            raise SipUsageError("the INVITE already has a final response")
+        cancel = make_cancel(invite)
+        branch = invite.top_via.branch or new_branch()
         return self._start_client(cancel, invite_tx.peer, now, branch)
 
     def send_ack(self, ack: Request, peer: Peer) -> None:
@@ -239,10 +242,16 @@ class Endpoint:
         tx = self._transactions.get(tx_key)
         if tx is None or tx.kind not in (TxKind.SERVER_INVITE, TxKind.SERVER_NON_INVITE):
             raise SipUsageError(f"no server transaction {tx_key!r}")
+        request = tx.request  # read first: a final response drops it from the transaction
         self._apply(tx, tx.send_response(response, now))
-        if tx.kind is TxKind.SERVER_INVITE and 200 <= response.status_code < 300:
-            request = tx.request
-            self._awaiting_ack[(request.call_id, request.cseq.seq, request.from_tag or "")] = tx.key
+        if (
+            request is not None
+            and tx.kind is TxKind.SERVER_INVITE
+            and 200 <= response.status_code < 300
+        ):
+            ack_key = (request.call_id, request.cseq.seq, request.from_tag or "")
+            tx.awaiting_ack_key = ack_key
+            self._awaiting_ack[ack_key] = tx.key
         self._after(tx)
 
     def transport_error(self, tx_key: TxKey, now: float) -> None:
@@ -255,6 +264,8 @@ class Endpoint:
     def response_for(self, tx_key: TxKey, status_code: int, reason: str | None = None) -> Response:
         """Convenience: a response to the request of server transaction ``tx_key``."""
         tx = self._transactions[tx_key]
+        if tx.request is None:
+            raise SipUsageError(f"server transaction {tx_key!r} already sent its final response")
         return make_response(tx.request, status_code, reason, to_tag=self._local_tag(tx))
 
     @property
@@ -466,6 +477,7 @@ class Endpoint:
 
     def _receive_cancel(self, cancel_tx: Transaction, now: float) -> None:
         request = cancel_tx.request
+        assert request is not None  # a new server transaction: nothing answered yet
         invite_key = (*cancel_tx.key[:-1], "INVITE")
         invite_tx = self._transactions.get(invite_key)
         local_tag = self._local_tag(cancel_tx)
@@ -538,11 +550,9 @@ class Endpoint:
         if tx.terminated:
             self._transactions.pop(tx.key, None)
             self._scheduled.pop(tx.key, None)
-            if tx.kind is TxKind.SERVER_INVITE:
-                request = tx.request
-                ack_key = (request.call_id, request.cseq.seq, request.from_tag or "")
-                if self._awaiting_ack.get(ack_key) == tx.key:
-                    del self._awaiting_ack[ack_key]
+            ack_key = tx.awaiting_ack_key
+            if ack_key is not None and self._awaiting_ack.get(ack_key) == tx.key:
+                del self._awaiting_ack[ack_key]
             return
         deadline = tx.next_deadline()
         if deadline is None:

@@ -27,6 +27,7 @@ from helpers import (
 
 from sip.builders import make_response
 from sip.endpoint import Endpoint
+from sip.errors import SipUsageError
 from sip.events import (
     AckReceived,
     CancelReceived,
@@ -41,6 +42,7 @@ from sip.message import Request, Response
 from sip.parser import parse_message
 from sip.transaction import (
     INITIAL_STATE,
+    REQUEST_DONE_STATES,
     STATE_TIMERS,
     TABLES,
     TimerConfig,
@@ -101,14 +103,23 @@ def _new_transaction(kind: TxKind) -> Transaction:
     return tx
 
 
+def _request_of(tx: Transaction) -> Request:
+    """The request ``tx`` was created with (rebuilt: the transaction drops it once answered)."""
+    return _request(
+        "INVITE" if tx.kind in (TxKind.CLIENT_INVITE, TxKind.SERVER_INVITE) else "OPTIONS"
+    )
+
+
 def _feed(tx: Transaction, tx_input: TxInput, now: float) -> object:
     """Apply ``tx_input`` through the public method the endpoint would call."""
     if tx_input in RECV_RESPONSES:
-        return tx.receive_response(make_response(tx.request, STATUS_FOR[tx_input], to_tag="b"), now)
+        response = make_response(_request_of(tx), STATUS_FOR[tx_input], to_tag="b")
+        return tx.receive_response(response, now)
     if tx_input in (I.SEND_1XX, I.SEND_2XX, I.SEND_3XX_6XX):
-        return tx.send_response(make_response(tx.request, STATUS_FOR[tx_input], to_tag="b"), now)
+        response = make_response(_request_of(tx), STATUS_FOR[tx_input], to_tag="b")
+        return tx.send_response(response, now)
     if tx_input is I.RECV_REQUEST:
-        return tx.receive_request(tx.request, now)
+        return tx.receive_request(_request_of(tx), now)
     if tx_input is I.RECV_ACK:
         ack = _request("ACK")
         return tx.receive_request(ack, now)
@@ -214,6 +225,20 @@ def test_every_state_can_reach_terminated(kind: TxKind) -> None:
 def test_every_state_is_reachable_from_the_initial_state(kind: TxKind) -> None:
     for state in _states_of(kind):
         assert _path_to(kind, state) is not None, f"{kind.name}: {state.name} unreachable"
+
+
+@pytest.mark.parametrize("kind", list(TxKind), ids=lambda k: k.name)
+def test_the_parsed_request_is_kept_exactly_until_the_final_response(kind: TxKind) -> None:
+    # Kept while a response may still be built from it (server) or a non-2xx ACK (client);
+    # dropped once answered, so 64*T1 of absorbing retransmissions keeps only bytes.
+    for state in _states_of(kind):
+        if _path_to(kind, state) is None:
+            continue
+        tx = _transaction_in(kind, state)
+        if state in REQUEST_DONE_STATES:
+            assert tx.request is None, f"{kind.name} in {state.name} still holds its request"
+        else:
+            assert tx.request is not None, f"{kind.name} in {state.name} lost its request"
 
 
 # What a peer can make happen to each kind (the endpoint filters the rest: a response never
@@ -736,6 +761,22 @@ def test_cancel_after_final_response_gets_200_and_no_event(pair: EndpointPair) -
     assert pair.events("uas") == []
     (response,) = pair.drop("uas")
     assert response.startswith(b"SIP/2.0 200 ")
+
+
+def test_nothing_is_built_from_an_answered_transaction(pair: EndpointPair) -> None:
+    # The transactions dropped their requests with the final response: a CANCEL of the
+    # answered INVITE or a second answer is refused plainly instead of going out.
+    client_key, server_key, _ = _invite_at_uas(pair)
+    pair.deliver("uas")
+    _answer(pair, server_key, 486)
+    pair.deliver("uas")
+    assert [e.response.status_code for e in pair.events("uac")] == [100, 486]  # type: ignore[union-attr]
+    pair.deliver("uac")  # the ACK of the 486
+    with pytest.raises(SipUsageError, match="final response"):
+        pair.uac.send_cancel(client_key, pair.now_s)
+    with pytest.raises(SipUsageError, match="final response"):
+        pair.uas.response_for(server_key, 500)
+    assert pair.drop("uac") == [] and pair.drop("uas") == []
 
 
 # =====================================================================================
