@@ -29,6 +29,7 @@ from api.report_push import ReportPusher
 from api.reports import attach_reports
 from api.ringback import attach_ringback
 from api.server import start_api
+from api.sms import SmsService
 from billing.ledger_run import run_billing
 from config import Settings
 from engine.b2bua import B2bua, CallEvents, RingbackSource
@@ -231,14 +232,18 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             events=CallEventsFanOut(reports, metrics.calls),
         )
         b2bua = signalling.b2bua
-        # SMS (SPEC §5): MESSAGE to X in, smart SMS out over the trunk (engine.sms_gateway).
+        # SMS (SPEC §5): MESSAGE to X in, smart SMS out over the trunk (engine.sms_gateway);
+        # what becomes of a message is the SMS service's decision (api.sms).
+        sms_service = SmsService(control=control, reports=reports, settings=settings.sms)
         signalling.sms = sms = SmsGateway(
             endpoint=endpoint,
             settings=settings,
             flush=transport.flush,
             clock=loop.time,
             wall_clock=time.time,
+            receive=sms_service.receive,
         )
+        sms_service.attach_sender(sms.send)
         metrics.attach(endpoint=endpoint, relay=relay, active_calls=lambda: b2bua.active_calls)
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
@@ -250,6 +255,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         jobs = [
             asyncio.create_task(run_retention(control.db, settings.recording)),
             asyncio.create_task(run_billing(control.db, settings)),
+            asyncio.create_task(sms_service.run_periodic()),  # resend, confirm expiry, retention
         ]
         try:
             await stop.wait()
@@ -262,6 +268,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                     await job
             # SMS being handled or sent finish while SIP is up (bounded); then the calls,
             # released while SIP can still send their BYEs; then stop listening.
+            await sms_service.close()
             await sms.close()
             await signalling.b2bua.close()
             transport.close()
