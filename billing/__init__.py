@@ -14,8 +14,7 @@ existing columns and meanings — nothing was added:
 
 ``item``
     ``rent`` · ``call`` · ``call_package`` · ``recording`` · ``package`` · ``discount``
-    (plus ``topup`` from the inventory area; ``sms_intercept`` and ``sms_smart`` are reserved for
-    the SMS issue: their prices exist in the tariff, nothing rates them yet).
+    · ``sms_intercept`` · ``sms_smart`` (plus ``topup`` from the inventory area).
 ``period``
     ``YYYYMM``, the local month (``[time] zone``) the line belongs to (see below).
 ``quantity`` / ``unit`` / ``unit_price`` / ``amount``
@@ -36,6 +35,12 @@ existing columns and meanings — nothing was added:
 * ``call_package`` (unit ``minute``), ref ``<call record id>:<package id>``: the minutes of that
   call drawn from one prepaid package; ``unit_price`` and ``amount`` are 0.
 * ``recording`` (unit ``minute``), ref ``<call record id>``: started minutes of the recording.
+* ``sms_smart`` / ``sms_intercept`` (unit ``segment``), ref ``<SMS message id>`` (also the id
+  of the SMS's call record, call_type 2/3/5): one line per SMS of a tenant's pool in a final
+  state, by :func:`billing.ledger_run.rate_sms_messages`; ``quantity`` = segments (70 code
+  points each: the text as sent — signature and suffix included — for a delivered smart SMS,
+  as received for one intercepted, failed or discarded, which are all billed as intercepts; an
+  unsubscribe reply ``T`` is free). Period: the local month the SMS reached its final state.
 * ``package`` (unit ``package``), ref ``package:<package id>``: the purchase of a minute package.
 * ``discount`` (no unit), ref ``discount:<random id>``: a negative line, ``quantity`` 1,
   ``unit_price`` = ``amount`` < 0.

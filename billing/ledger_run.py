@@ -9,8 +9,10 @@ Entry points:
 
 * :func:`rate_call_record` — one call record (the engine may call it at call end);
 * :func:`bill_rent` — one month's rent of every number held by a tenant;
-* :func:`billing_cycle` — one pass of the job: new call records, late recordings, rent of every
-  month begun since the last pass;
+* :func:`rate_sms_messages` — SMS that reached a final state since the last pass (per segment:
+  ``sms_smart`` when delivered, ``sms_intercept`` when kept, failed or discarded);
+* :func:`billing_cycle` — one pass of the job: new call records, late recordings, SMS, rent of
+  every month begun since the last pass;
 * :func:`run_billing` — that pass every ``interval_s`` seconds until cancelled.
 """
 
@@ -40,10 +42,12 @@ from billing.rating import (
     period_of,
     rent_due,
     rent_ref,
+    sms_charge,
 )
 from billing.tariffs import DEFAULT_TARIFF, Item, Tariff
 from config import Settings
 from store import billing as billing_store
+from store import sms as sms_store
 from store.db import Database, DatabaseClosedError
 from store.ledger import insert_entry_in, ref_taken_in
 from store.records import CallRecord, CallType
@@ -56,6 +60,7 @@ __all__ = [
     "billing_cycle",
     "rate_call_record",
     "rate_call_record_in",
+    "rate_sms_messages",
     "run_billing",
     "tariff_for",
     "tariff_in",
@@ -303,6 +308,71 @@ async def bill_rent(
     return RentRun(period, lines, amount)
 
 
+# ------------------------------------------------------------------------------- SMS
+
+
+def _rate_sms_batch(
+    conn: sqlite3.Connection, *, zone: dt.tzinfo, now: float
+) -> tuple[int, int, Decimal]:
+    """Rate up to ``BATCH`` final, unrated messages and mark them rated, in one transaction."""
+    found = sms_store.unbilled_in(conn, BATCH)
+    tariffs: dict[str, Tariff] = {}
+    lines = 0
+    amount = Decimal(0)
+    for message in found:
+        charge = sms_charge(str(message.state), message.segments)
+        if charge is None or message.tenant_id is None or message.finished_at is None:
+            continue  # free (an unsubscribe reply), or an operator pool: nobody to bill
+        item = Item(charge[0])
+        if ref_taken_in(conn, item, message.id):
+            continue
+        tariff = tariffs.get(message.tenant_id)
+        if tariff is None:
+            tariff = tariffs[message.tenant_id] = tariff_in(conn, message.tenant_id)
+        unit_price = tariff.sms_per_segment(item)
+        charged = charge[1] * unit_price
+        insert_entry_in(
+            conn,
+            tenant_id=message.tenant_id,
+            item=item,
+            amount=charged,
+            created_at=now,
+            pool_key=message.pool_key,
+            number=message.x,
+            # The month of the message's end, as its call record's release time.
+            period=period_of(message.finished_at, zone),
+            quantity=charge[1],
+            unit="segment",
+            unit_price=unit_price,
+            ref=message.id,
+        )
+        lines += 1
+        amount += charged
+    sms_store.mark_billed_in(conn, [m.id for m in found])
+    return len(found), lines, amount
+
+
+async def rate_sms_messages(
+    db: Database, *, zone: dt.tzinfo, now: float | None = None
+) -> tuple[int, int, Decimal]:
+    """Write the ledger line of every SMS that reached a final state and was not rated yet
+    (once: the ledger's ``(item, ref)`` and the message's ``billed`` flag); returns (messages
+    rated, lines written, amount). ``ref`` is the message id, which is also the id of its call
+    record, so statistics and the export find the SMS's fee beside its record."""
+    written_at = time.time() if now is None else now
+    total = [0, 0]
+    amount = Decimal(0)
+    while True:
+        count, lines, money = await db.write(
+            functools.partial(_rate_sms_batch, zone=zone, now=written_at)
+        )
+        total[0] += count
+        total[1] += lines
+        amount += money
+        if count < BATCH:
+            return total[0], total[1], amount
+
+
 # ------------------------------------------------------------------------------- the job
 
 
@@ -372,9 +442,9 @@ def _set_state(conn: sqlite3.Connection, *, key: str, value: str) -> None:
 
 async def billing_cycle(db: Database, *, zone: dt.tzinfo, now: float) -> CycleResult:
     """One pass: rate call records written since the last pass, bill recordings attached after
-    their call was rated, and bill the rent of every month begun since the last month billed
-    (on the very first pass: the current month only — months before billing ran are not
-    charged retroactively)."""
+    their call was rated, rate SMS that reached a final state, and bill the rent of every month
+    begun since the last month billed (on the very first pass: the current month only — months
+    before billing ran are not charged retroactively)."""
     rated, lines, amount = await _rate_new(
         db,
         cursor_key=_CALLS_CURSOR,
@@ -391,6 +461,7 @@ async def billing_cycle(db: Database, *, zone: dt.tzinfo, now: float) -> CycleRe
         zone=zone,
         now=now,
     )
+    _, sms_lines, sms_amount = await rate_sms_messages(db, zone=zone, now=now)
     current = period_of(now, zone)
     done = await db.read(lambda conn: billing_store.get_state_in(conn, _RENT_DONE))
     month = current if done is None else next_period(Period(done))
@@ -403,8 +474,8 @@ async def billing_cycle(db: Database, *, zone: dt.tzinfo, now: float) -> CycleRe
     rent_amount = sum((r.amount for r in runs), Decimal(0))
     return CycleResult(
         rated_records=rated,
-        lines=lines + late_lines + rent_lines,
-        amount=amount + late_amount + rent_amount,
+        lines=lines + late_lines + sms_lines + rent_lines,
+        amount=amount + late_amount + sms_amount + rent_amount,
         rent=tuple(runs),
     )
 

@@ -19,6 +19,8 @@ from enum import StrEnum
 from typing import Final, NewType
 
 __all__ = [
+    "SMS_INTERCEPT_STATES",
+    "SMS_SMART_STATES",
     "Allocation",
     "CallUsage",
     "Draw",
@@ -39,6 +41,7 @@ __all__ = [
     "recording_seconds",
     "rent_due",
     "rent_ref",
+    "sms_charge",
     "started_minutes",
 ]
 
@@ -275,3 +278,25 @@ def rent_ref(number: str, period: Period, tenancy_id: int) -> str:
     """The ledger ref of a later month's rent (the purchase month uses
     ``store.inventory.rent_ref``; the two forms never collide)."""
     return f"rent:{number}:{period}:h{tenancy_id}"
+
+
+# ------------------------------------------------------------------------------- SMS
+
+#: Message states (``store.sms.SmsState`` values) billed per segment as a smart SMS ...
+SMS_SMART_STATES: Final = frozenset({"delivered"})
+#: ... and as an intercept: kept and reported instead of delivered (SPEC §7: a failed smart SMS
+#: is charged as an intercept; so is one held for confirmation and never confirmed).
+SMS_INTERCEPT_STATES: Final = frozenset({"intercepted", "failed", "discarded"})
+
+
+def sms_charge(state: str, segments: int) -> tuple[str, int] | None:
+    """(ledger item, segments) a message in final ``state`` is billed, None when it is free
+    (an unsubscribe reply ``T``) or not final yet. ``segments`` is what ``api.sms`` stored:
+    the text as sent for a delivered smart SMS, as received otherwise (``routing.sms``)."""
+    if segments < 1:
+        raise ValueError(f"a message has at least one segment, got {segments}")
+    if state in SMS_SMART_STATES:
+        return "sms_smart", segments
+    if state in SMS_INTERCEPT_STATES:
+        return "sms_intercept", segments
+    return None

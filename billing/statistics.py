@@ -7,8 +7,9 @@ Data contract (read only, nothing here writes):
   the local billing month ``YYYYMM``, ``quantity`` and ``unit``, ``amount`` a signed Decimal
   (discounts negative).  ``topup`` lines are payments, not charges: statistics leave them out.
 - ``call_records``: one row per call.  A ledger line belongs to a call when it is one of the
-  per-call items (``call`` and ``recording`` with ref ``<call record id>``, ``call_package`` with
-  ref ``<call record id>:<package id>``, see the :mod:`billing` docstring;
+  per-call items (``call``, ``recording``, ``sms_intercept`` and ``sms_smart`` with ref
+  ``<call record id>``, ``call_package`` with ref ``<call record id>:<package id>``, see the
+  :mod:`billing` docstring;
   :func:`call_record_id` / :data:`CALL_REF_JOIN`); every other line is a *monthly* line (rent,
   package purchases, discounts) placed in time by its ``period`` alone.
 - A call belongs to the local day (and month) of its ``release_time``, as the daily CDR files
@@ -102,7 +103,11 @@ ITEM_ORDER: Final = (
     "discount",
 )
 #: Items rating writes once per call record (ref: the record id; ``call_package``: id:package).
-PER_CALL_ITEMS: Final = frozenset({"call", "call_package", "recording"})
+#: An SMS's line has the id of its message, which is also its call record's id (call_type 2, 3
+#: or 5), so its fee counts where and when the SMS does, as a call's.
+PER_CALL_ITEMS: Final = frozenset(
+    {"call", "call_package", "recording", "sms_intercept", "sms_smart"}
+)
 #: Call types of voice calls (SPEC §6): A→peer, peer→A, intercepted. SMS records are not calls.
 VOICE_CALL_TYPES: Final = (
     CallType.A_TO_PEER,

@@ -42,7 +42,7 @@ class Item(StrEnum):
     RECORDING = "recording"
     PACKAGE = "package"
     DISCOUNT = "discount"
-    # Reserved for the SMS issue: priced in the tariff, not rated yet.
+    # Per segment (SPEC §7), rated by billing.ledger_run.rate_sms_messages.
     SMS_INTERCEPT = "sms_intercept"
     SMS_SMART = "sms_smart"
 
@@ -50,7 +50,7 @@ class Item(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Tariff:
     """Prices in yuan: rent per number and month by spec, calls and recordings per started
-    minute, SMS per segment (reserved)."""
+    minute, SMS per segment (intercepted or smart)."""
 
     rent_virtual: Decimal = Decimal("5.00")
     rent_carrier: Decimal = Decimal("15.00")
@@ -67,6 +67,14 @@ class Tariff:
         if spec is NumberSpec.CARRIER:
             return self.rent_carrier
         return self.rent_95
+
+    def sms_per_segment(self, item: Item) -> Decimal:
+        """The price of one segment of ``item`` (``SMS_INTERCEPT`` or ``SMS_SMART``)."""
+        if item is Item.SMS_SMART:
+            return self.sms_smart_per_segment
+        if item is Item.SMS_INTERCEPT:
+            return self.sms_intercept_per_segment
+        raise ValueError(f"{item} is not an SMS item")
 
     def rent_by_spec(self) -> dict[NumberSpec, Decimal]:
         """Rent per spec, the shape ``store.inventory.PurchaseOrder.rent_by_spec`` takes."""
