@@ -223,11 +223,14 @@ class SmsGateway:
         request = event.request
         trunk = trunk_for(self._trunks, event.peer.host)
         if trunk is None:
+            _log.info("sms_not_taken", status=403, why="source not in any trunk",
+                      source=event.peer.host)  # fmt: skip
             self._answer(event.tx_key, 403, "Forbidden (source not in any trunk)")
             return
         read = read_message(request)
         if isinstance(read, MessageRefused):
-            _log.info("sms_refused", status=read.status, reason=read.reason, trunk=trunk.name)
+            _log.info("sms_not_taken", status=read.status, why=read.reason, trunk=trunk.name,
+                      sip_call_id=request.call_id)  # fmt: skip
             self._answer(event.tx_key, read.status, read.reason)
             return
         receive = self._receive
@@ -251,11 +254,11 @@ class SmsGateway:
         """Await the service's verdict (bounded) and answer with it."""
         _inbound_trunk.set(trunk)  # this task's context: sends made while handling it
         fields = {
-            "call_id": message.call_id,
+            "sip_call_id": message.call_id,
             "x": message.x,
             "sender": message.sender,
-            "length": len(message.text),
-            "digest": text_digest(message.text),
+            "chars": len(message.text),
+            "text_digest": text_digest(message.text),
         }
         work: asyncio.Task[SmsVerdict] = asyncio.ensure_future(receive(message))
         self._keep(work)
@@ -299,7 +302,7 @@ class SmsGateway:
         """Send ``text`` from X to ``to`` over the trunk; the final status, None on a timeout
         or transport failure (or when no trunk is configured)."""
         trunk = _inbound_trunk.get() or (self._trunks[0] if self._trunks else None)
-        fields = {"x": from_x, "to": to, "length": len(text), "digest": text_digest(text)}
+        fields = {"x": from_x, "to": to, "chars": len(text), "text_digest": text_digest(text)}
         if trunk is None:
             _log.error("sms_not_sent", why="no trunk configured", **fields)
             return None
