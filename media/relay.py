@@ -144,6 +144,18 @@ class _Leg(asyncio.DatagramProtocol):
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def detach(self) -> None:
+        """Drop the references back to the session, the peer leg and the transport once the
+        socket is closed (no packet arrives after ``connection_lost``).
+
+        Session ↔ leg, leg ↔ peer leg and leg ↔ transport are reference cycles: left in place,
+        every ended call leaves ~9 objects only the cyclic GC can free, and that garbage was the
+        only cyclic garbage a call made. Detached, a closed session is freed by reference
+        counting alone. The session keeps its legs (their counters are read after close).
+        """
+        self.transport = None
+        del self.peer, self.session
+
     # --- latching ---
 
     def _latch(self, addr: Address) -> bool:
@@ -349,6 +361,8 @@ class MediaSession:
             await asyncio.gather(*(leg.closed for leg in legs if leg.transport is not None))
         finally:
             self._relay.forget(self)
+            for leg in legs:
+                leg.detach()
 
     def _leg(self, side: Side) -> _Leg:
         if side == "a":
