@@ -9,18 +9,25 @@ none of them appears in the process's log.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from e2e_support import MasklineServer, start_server, stop_server
 from test_calls_e2e import EXPIRES, _api_client, _await_listening, _configured, _ok, _sipp
 from test_reports_e2e import Receiver
+
+from billing.ledger_run import rate_sms_messages
+from store.db import Database
 
 pytestmark = pytest.mark.e2e
 
@@ -29,6 +36,7 @@ B = "13900139061"
 STRANGER = "13700137061"
 SIGNATURE = "【号码隐私保护】"
 SUFFIX = "【回T退订】"
+SERVER_ZONE = ZoneInfo("Asia/Shanghai")  # [time] zone's default: the months of charges
 CONFIRM_EXPIRY_S = 10  # the least [sms] allows
 # (pool name, pool type, SMS mode, X, number spec); every pool but "full" binds A–B on its X.
 POOLS = (
@@ -207,6 +215,38 @@ def _one(reports: list[dict[str, Any]], report_type: str, **match: object) -> di
     return found[0]
 
 
+def _records_of(scene: SmsScene, pool: str) -> list[dict[str, Any]]:
+    """The call records (SMS included) of the pool's X, through the API."""
+    records = _ok(scene.api.get("/calls", params={"limit": 200}))["calls"]
+    assert isinstance(records, list)
+    x = "+86" + scene.pools[pool].x
+    return [r for r in records if isinstance(r, dict) and r.get("secret_no") == x]
+
+
+def _charges(scene: SmsScene, message_id: str) -> list[tuple[str, int, Decimal]]:
+    """The ledger lines (item, segments, amount) of one message, after a rating pass.
+
+    The pass is the billing job's own function, run here on the server's database (WAL: a
+    second writer waits its turn; a message is rated once whichever pass gets it first)."""
+
+    async def rate() -> None:
+        db = await Database.open(scene.workdir / "maskline.sqlite3")
+        try:
+            await rate_sms_messages(db, zone=SERVER_ZONE)
+        finally:
+            await db.close()
+
+    asyncio.run(rate())
+    conn = sqlite3.connect(scene.workdir / "maskline.sqlite3")
+    try:
+        rows = conn.execute(
+            "SELECT item, quantity, amount FROM ledger WHERE ref = ? ORDER BY id", (message_id,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(str(item), int(quantity), Decimal(amount)) for item, quantity, amount in rows]
+
+
 def _messages_to(trace: str) -> list[str]:
     """The MESSAGE requests in a recipient's -trace_msg log, each as text."""
     blocks = trace.split("MESSAGE sip:")[1:]
@@ -219,8 +259,8 @@ def _messages_to(trace: str) -> list[str]:
 def test_off_mode_refuses_and_stores_nothing(scene: SmsScene) -> None:
     sent = _send(scene, "off", pool="off", sender=A, text=_text("off"), expect=403)
     assert "off" in sent.reason.lower()
-    calls = _ok(scene.api.get("/calls", params={"limit": 50}))["calls"]
-    assert all(c.get("secret_no") != "+86" + scene.pools["off"].x for c in calls)  # type: ignore[union-attr]
+    # A stored message has its record before the answer (the intercept test sees its own).
+    assert _records_of(scene, "off") == []
 
 
 def test_intercept_mode_stores_and_reports_the_content_without_delivering(
@@ -236,6 +276,7 @@ def test_intercept_mode_stores_and_reports_the_content_without_delivering(
     end = _one(reports, "end")
     assert end["call_type"] == 5 and end["sms_result"] == "intercepted"
     assert end["call_id"] == content["call_id"]
+    assert [r["call_id"] for r in _records_of(scene, "intercept")] == [end["call_id"]]
 
 
 def test_full_intercept_takes_messages_without_a_binding(scene: SmsScene) -> None:
@@ -272,6 +313,11 @@ def test_smart_sms_reaches_the_peer_from_x_with_signature_and_suffix(scene: SmsS
     assert end["call_type"] == 2 and end["sms_result"] == "delivered" and end["sip_status"] == 200
     assert end["phone_no"] == "+86" + A and end["peer_no"] == "+86" + B
     assert not [r for r in reports if r["report_type"] == "sms_intercept"]
+    # 0.1 per 70-character segment of the text as sent, signature and suffix included.
+    sent_segments = -(-len(SIGNATURE + text + SUFFIX) // 70)
+    assert _charges(scene, end["call_id"]) == [
+        ("sms_smart", sent_segments, Decimal("0.1") * sent_segments)
+    ]
 
 
 def test_smart_sms_refused_by_the_peer_is_a_failure_billed_as_an_intercept(
@@ -286,6 +332,7 @@ def test_smart_sms_refused_by_the_peer_is_a_failure_billed_as_an_intercept(
     assert end["call_type"] == 5 and end["sms_result"] == "failed" and end["sip_status"] == 480
     assert end["sms_segments"] == 1  # the text as received: an intercept's charge
     assert _one(reports, "sms_intercept")["sms_content"] == text
+    assert _charges(scene, end["call_id"]) == [("sms_intercept", 1, Decimal("0.025"))]
 
 
 def test_95axn_numbers_refuse_sms_with_a_clear_cause(scene: SmsScene) -> None:
