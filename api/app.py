@@ -31,6 +31,7 @@ from api import (
     routes_recordings,
     routes_reports,
     routes_ringback,
+    routes_sms,
     routes_stats,
     routes_tenants,
 )
@@ -579,6 +580,7 @@ def create_app(
         routes_ringback,
         routes_billing,
         routes_reports,
+        routes_sms,
         routes_stats,
     ):
         app.include_router(area.build_router(control, principal), prefix="/v1", responses=_ERRORS)

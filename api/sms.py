@@ -35,6 +35,7 @@ import hashlib
 import secrets
 import sqlite3
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -42,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 from api.errors import Conflict, InvalidInput, NotFound
 from api.principal import Principal, visible_to
-from api.reports import end_payload
+from api.reports import end_payload, reports_of
 from config.settings import SmsSettings
 from engine.logging import get_logger
 from routing.index import CALL_TYPE_A_TO_PEER, Intercept, NeedsExtension, Route
@@ -65,7 +66,9 @@ from store import outbox
 from store import sms as sms_store
 from store.db import Database, DatabaseClosedError
 from store.outbox import NewReport, ReportType
+from store.pools import PoolSettings
 from store.records import CallRecord, CallType, ReleaseDir, UnconnectedCause, local_time
+from store.repositories import SmsMode
 from store.sms import MAX_KEYWORD_CHARS, MAX_KEYWORDS, PoolSms, SmsMessage, SmsState
 
 if TYPE_CHECKING:
@@ -80,8 +83,10 @@ __all__ = [
     "SendSms",
     "SmsService",
     "SmsVerdict",
+    "attach_sms",
     "check_keywords",
     "message_view",
+    "sms_of",
 ]
 
 _log = get_logger("api.sms")
@@ -448,7 +453,12 @@ class SmsService:
             if expect is not None:
                 stored = sms_store.message_in(conn, message.id)
                 if stored is None or stored.state is not expect:
-                    raise Conflict(SMS_NOT_PENDING, f"message {message.id} is not {expect}")
+                    held = expect is SmsState.PENDING
+                    raise Conflict(
+                        SMS_NOT_PENDING,
+                        f"SMS {message.id!r} is not "
+                        + ("held for confirmation" if held else f"in state {expect}"),
+                    )
                 current = stored
             # The tenant gets the content once, unless the message reached its recipient.
             content = state is not SmsState.DELIVERED and not current.content_reported
@@ -604,15 +614,23 @@ class SmsService:
         principal: Principal,
         pool_key: str,
         *,
+        mode: SmsMode | None = None,
         keywords: Sequence[str] | None = None,
         confirm: bool | None = None,
     ) -> PoolSms:
-        """Replace the pool's whitelist and/or confirm flag (the mode is a pool setting:
-        ``ControlPlane.configure_pool``)."""
+        """Change the pool's SMS mode (through ``ControlPlane.configure_pool``, which refuses
+        SMS on 95AXN pools), whitelist and/or confirm flag; None: unchanged. Everything is
+        checked before anything is written."""
         pool = await self.control.get_pool(pool_key, tenant=principal.tenant_id)
         checked = None if keywords is None else check_keywords(keywords)
-        if pool.type is BindingType.AXN95 and (checked or confirm):
+        if pool.type is BindingType.AXN95 and (
+            checked or confirm or mode not in (None, SmsMode.OFF)
+        ):
             raise InvalidInput("PARAMETER_ILLEGAL", "95AXN pools carry no SMS")
+        if mode is not None:
+            await self.control.configure_pool(
+                pool.pool_key, PoolSettings(sms_mode=mode), tenant=principal.tenant_id
+            )
         await sms_store.set_pool_sms(self.db, pool.pool_key, keywords=checked, confirm=confirm)
         _log.info("pool_sms_configured", pool_key=pool.pool_key)
         return await self.pool_settings(principal, pool_key)
@@ -740,3 +758,33 @@ def _content_payload(message: SmsMessage, report_id: str, zone: ZoneInfo) -> dic
         "confirm_deadline": local_time(message.confirm_deadline, zone),
         "out_id": message.out_id,
     }
+
+
+# ------------------------------------------------------------------------------- wiring
+
+_SERVICES: weakref.WeakKeyDictionary[ControlPlane, SmsService] = weakref.WeakKeyDictionary()
+
+
+def attach_sms(
+    control: ControlPlane,
+    *,
+    reports: CallReports,
+    settings: SmsSettings,
+    clock: Callable[[], float] = time.time,
+) -> SmsService:
+    """Make the SMS service of ``control`` (the server: once, with ``[sms]``); the REST routes
+    find it through :func:`sms_of`."""
+    service = SmsService(control=control, reports=reports, settings=settings, clock=clock)
+    _SERVICES[control] = service
+    return service
+
+
+def sms_of(control: ControlPlane) -> SmsService:
+    """The SMS service of ``control`` (made with the default ``[sms]`` settings when none was
+    attached: the tenant API works, nothing is sent until a sender is attached)."""
+    service = _SERVICES.get(control)
+    if service is None:
+        service = attach_sms(
+            control, reports=reports_of(control), settings=SmsSettings(), clock=control.clock
+        )
+    return service

@@ -748,6 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
         cli_inventory,
         cli_lists,
         cli_reports,
+        cli_sms,
         cli_stats,
         cli_tenants,
     )
@@ -760,6 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
         *cli_audio.COMMANDS,
         *cli_billing.COMMANDS,
         *cli_reports.COMMANDS,
+        *cli_sms.COMMANDS,
         *cli_stats.COMMANDS,
         *cli_backup.COMMANDS,
     ):

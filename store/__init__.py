@@ -1,5 +1,5 @@
 """SQLite persistence: the database (WAL, migrations, group-commit writer), repositories,
-call records and the daily CDR CSV writer.
+call records, SMS messages (``store.sms``) and the daily CDR CSV writer.
 
 Times in the store are UTC epoch seconds (``float``, as ``routing.model.Binding``); money is
 ``Decimal`` stored as TEXT; local time exists only at the edges (``CallRecord.to_report``, CDR).
@@ -55,6 +55,7 @@ from store.repositories import (
     unbind,
     update_binding,
 )
+from store.sms import PoolSms, SmsMessage, SmsState
 
 __all__ = [
     "CDR_COLUMNS",
@@ -74,9 +75,12 @@ __all__ = [
     "NumberStatus",
     "Pool",
     "PoolNotFoundError",
+    "PoolSms",
     "ReleaseDir",
     "SchemaTooNewError",
+    "SmsMessage",
     "SmsMode",
+    "SmsState",
     "StockRow",
     "StoreError",
     "UnconnectedCause",

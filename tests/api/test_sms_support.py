@@ -15,7 +15,7 @@ from typing import Any
 from api_support import Api
 
 from api.reports import CallReports, attach_reports
-from api.sms import InboundSms, SmsService, SmsVerdict
+from api.sms import InboundSms, SmsService, SmsVerdict, attach_sms
 from api.tenants import NewTenant
 from config.settings import SmsSettings
 from routing.model import Binding, BindingType, PhoneNumber, PoolKey
@@ -107,8 +107,8 @@ async def make_sms_scene(api: Api, *, trunk: FakeTrunk | None = None) -> SmsScen
     axn_binding = await control.bind(BindingType.AXN, axn, A_NO, expires=expires)
     axn95_binding = await control.bind(BindingType.AXN95, axn95, A_NO, expires=expires)
     the_trunk = trunk or FakeTrunk()
-    service = SmsService(
-        control=control,
+    service = attach_sms(  # the REST routes find it through sms_of(control)
+        control,
         reports=reports,
         settings=SmsSettings(retention_days=RETENTION_DAYS, confirm_expiry_s=CONFIRM_EXPIRY_S),
         clock=api.clock,
