@@ -169,45 +169,43 @@ _I = DialogInput
 # it is illegal.  Responses after termination are absorbed (a 200 to our BYE, a
 # retransmitted 2xx, a late answer to an UPDATE), requests are not: the peer
 # gets 481 (§12.2.2).
-DIALOG_TRANSITIONS: Final[Mapping[tuple[DialogState, DialogInput], DialogState]] = (
-    MappingProxyType(
-        {
-            # -- early (§12.1, §13.2.2.4, §15) --
-            (_S.EARLY, _I.RECV_1XX_WITH_TAG): _S.EARLY,
-            (_S.EARLY, _I.RECV_2XX): _S.CONFIRMED,
-            (_S.EARLY, _I.RECV_NON2XX_FINAL): _S.TERMINATED,  # §12.3: early dialog dies
-            (_S.EARLY, _I.RECV_OTHER_FINAL): _S.EARLY,  # PRACK/UPDATE/INFO outcome
-            (_S.EARLY, _I.RECV_481_OR_408): _S.TERMINATED,
-            (_S.EARLY, _I.RECV_BYE): _S.TERMINATED,  # §15: the caller MAY BYE an early dialog
-            (_S.EARLY, _I.RECV_REQUEST): _S.EARLY,  # PRACK, UPDATE (RFC 3311), INFO
-            (_S.EARLY, _I.SEND_2XX): _S.CONFIRMED,
-            (_S.EARLY, _I.SEND_BYE): _S.TERMINATED,  # UAC only, see ROLE_FORBIDDEN
-            (_S.EARLY, _I.SEND_REQUEST): _S.EARLY,
-            (_S.EARLY, _I.TERMINATE): _S.TERMINATED,
-            # -- confirmed --
-            (_S.CONFIRMED, _I.RECV_1XX_WITH_TAG): _S.CONFIRMED,  # re-INVITE ringing
-            (_S.CONFIRMED, _I.RECV_2XX): _S.CONFIRMED,  # 2xx retransmission, re-INVITE answer
-            (_S.CONFIRMED, _I.RECV_NON2XX_FINAL): _S.CONFIRMED,  # failed re-INVITE: §14.1
-            (_S.CONFIRMED, _I.RECV_OTHER_FINAL): _S.CONFIRMED,
-            (_S.CONFIRMED, _I.RECV_481_OR_408): _S.TERMINATED,
-            (_S.CONFIRMED, _I.RECV_BYE): _S.TERMINATED,
-            (_S.CONFIRMED, _I.RECV_ACK): _S.CONFIRMED,
-            (_S.CONFIRMED, _I.RECV_REQUEST): _S.CONFIRMED,
-            (_S.CONFIRMED, _I.SEND_2XX): _S.CONFIRMED,  # 2xx to a re-INVITE
-            (_S.CONFIRMED, _I.SEND_ACK): _S.CONFIRMED,
-            (_S.CONFIRMED, _I.SEND_BYE): _S.TERMINATED,
-            (_S.CONFIRMED, _I.SEND_REQUEST): _S.CONFIRMED,
-            (_S.CONFIRMED, _I.TERMINATE): _S.TERMINATED,
-            # -- terminated: absorb late responses; re-ACK a retransmitted 2xx (§13.2.2.4) --
-            (_S.TERMINATED, _I.RECV_1XX_WITH_TAG): _S.TERMINATED,
-            (_S.TERMINATED, _I.RECV_2XX): _S.TERMINATED,
-            (_S.TERMINATED, _I.RECV_NON2XX_FINAL): _S.TERMINATED,
-            (_S.TERMINATED, _I.RECV_OTHER_FINAL): _S.TERMINATED,
-            (_S.TERMINATED, _I.RECV_481_OR_408): _S.TERMINATED,
-            (_S.TERMINATED, _I.SEND_ACK): _S.TERMINATED,
-            (_S.TERMINATED, _I.TERMINATE): _S.TERMINATED,
-        }
-    )
+DIALOG_TRANSITIONS: Final[Mapping[tuple[DialogState, DialogInput], DialogState]] = MappingProxyType(
+    {
+        # -- early (§12.1, §13.2.2.4, §15) --
+        (_S.EARLY, _I.RECV_1XX_WITH_TAG): _S.EARLY,
+        (_S.EARLY, _I.RECV_2XX): _S.CONFIRMED,
+        (_S.EARLY, _I.RECV_NON2XX_FINAL): _S.TERMINATED,  # §12.3: early dialog dies
+        (_S.EARLY, _I.RECV_OTHER_FINAL): _S.EARLY,  # PRACK/UPDATE/INFO outcome
+        (_S.EARLY, _I.RECV_481_OR_408): _S.TERMINATED,
+        (_S.EARLY, _I.RECV_BYE): _S.TERMINATED,  # §15: the caller MAY BYE an early dialog
+        (_S.EARLY, _I.RECV_REQUEST): _S.EARLY,  # PRACK, UPDATE (RFC 3311), INFO
+        (_S.EARLY, _I.SEND_2XX): _S.CONFIRMED,
+        (_S.EARLY, _I.SEND_BYE): _S.TERMINATED,  # UAC only, see ROLE_FORBIDDEN
+        (_S.EARLY, _I.SEND_REQUEST): _S.EARLY,
+        (_S.EARLY, _I.TERMINATE): _S.TERMINATED,
+        # -- confirmed --
+        (_S.CONFIRMED, _I.RECV_1XX_WITH_TAG): _S.CONFIRMED,  # re-INVITE ringing
+        (_S.CONFIRMED, _I.RECV_2XX): _S.CONFIRMED,  # 2xx retransmission, re-INVITE answer
+        (_S.CONFIRMED, _I.RECV_NON2XX_FINAL): _S.CONFIRMED,  # failed re-INVITE: §14.1
+        (_S.CONFIRMED, _I.RECV_OTHER_FINAL): _S.CONFIRMED,
+        (_S.CONFIRMED, _I.RECV_481_OR_408): _S.TERMINATED,
+        (_S.CONFIRMED, _I.RECV_BYE): _S.TERMINATED,
+        (_S.CONFIRMED, _I.RECV_ACK): _S.CONFIRMED,
+        (_S.CONFIRMED, _I.RECV_REQUEST): _S.CONFIRMED,
+        (_S.CONFIRMED, _I.SEND_2XX): _S.CONFIRMED,  # 2xx to a re-INVITE
+        (_S.CONFIRMED, _I.SEND_ACK): _S.CONFIRMED,
+        (_S.CONFIRMED, _I.SEND_BYE): _S.TERMINATED,
+        (_S.CONFIRMED, _I.SEND_REQUEST): _S.CONFIRMED,
+        (_S.CONFIRMED, _I.TERMINATE): _S.TERMINATED,
+        # -- terminated: absorb late responses; re-ACK a retransmitted 2xx (§13.2.2.4) --
+        (_S.TERMINATED, _I.RECV_1XX_WITH_TAG): _S.TERMINATED,
+        (_S.TERMINATED, _I.RECV_2XX): _S.TERMINATED,
+        (_S.TERMINATED, _I.RECV_NON2XX_FINAL): _S.TERMINATED,
+        (_S.TERMINATED, _I.RECV_OTHER_FINAL): _S.TERMINATED,
+        (_S.TERMINATED, _I.RECV_481_OR_408): _S.TERMINATED,
+        (_S.TERMINATED, _I.SEND_ACK): _S.TERMINATED,
+        (_S.TERMINATED, _I.TERMINATE): _S.TERMINATED,
+    }
 )
 
 # Pairs the table allows in general but a role must not use.
@@ -469,11 +467,7 @@ class Dialog:
         previous = self._state
         next_state = self._transition(input_, received=False)
         if next_state is not DialogState.TERMINATED and 200 <= status < 300:
-            if (
-                is_invite
-                and previous is DialogState.EARLY
-                and self.role is DialogRole.UAC
-            ):
+            if is_invite and previous is DialogState.EARLY and self.role is DialogRole.UAC:
                 # §13.2.2.4: the route set MUST be recomputed from the 2xx.
                 self.route_set = tuple(reversed(response.record_routes))
             if request_method in TARGET_REFRESH_METHODS:

@@ -53,28 +53,95 @@ COMPACT_FORMS: dict[str, str] = {
 CANONICAL_NAMES: dict[str, str] = {
     name.lower(): name
     for name in (
-        "Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Contact", "Route",
-        "Record-Route", "Content-Type", "Content-Length", "Content-Encoding",
-        "Content-Disposition", "Content-Language", "Allow", "Supported", "Require",
-        "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
-        "Expires", "User-Agent", "Server", "Subject", "Date", "Warning", "Retry-After",
-        "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
-        "P-Asserted-Identity", "P-Preferred-Identity", "Privacy", "Session-Expires",
-        "Min-SE", "RSeq", "RAck", "Event", "Allow-Events", "Refer-To", "Referred-By",
-        "Identity", "Identity-Info", "Reason", "Timestamp", "Organization", "Priority",
-        "Accept-Contact", "Reject-Contact", "Request-Disposition", "Call-Info",
-        "Alert-Info", "Error-Info", "In-Reply-To", "Reply-To", "MIME-Version",
-        "Min-Expires", "Content-Transfer-Encoding",
+        "Via",
+        "Max-Forwards",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Content-Type",
+        "Content-Length",
+        "Content-Encoding",
+        "Content-Disposition",
+        "Content-Language",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Expires",
+        "User-Agent",
+        "Server",
+        "Subject",
+        "Date",
+        "Warning",
+        "Retry-After",
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Privacy",
+        "Session-Expires",
+        "Min-SE",
+        "RSeq",
+        "RAck",
+        "Event",
+        "Allow-Events",
+        "Refer-To",
+        "Referred-By",
+        "Identity",
+        "Identity-Info",
+        "Reason",
+        "Timestamp",
+        "Organization",
+        "Priority",
+        "Accept-Contact",
+        "Reject-Contact",
+        "Request-Disposition",
+        "Call-Info",
+        "Alert-Info",
+        "Error-Info",
+        "In-Reply-To",
+        "Reply-To",
+        "MIME-Version",
+        "Min-Expires",
+        "Content-Transfer-Encoding",
     )
 }
 
 # Headers whose value is a comma-separated list (RFC 3261 §7.3.1); others are never split.
 LIST_HEADERS = frozenset(
     {
-        "via", "contact", "route", "record-route", "allow", "supported", "require",
-        "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
-        "content-encoding", "content-language", "allow-events", "p-asserted-identity",
-        "privacy", "reason", "call-info", "alert-info", "error-info", "in-reply-to",
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "content-encoding",
+        "content-language",
+        "allow-events",
+        "p-asserted-identity",
+        "privacy",
+        "reason",
+        "call-info",
+        "alert-info",
+        "error-info",
+        "in-reply-to",
         "warning",
     }
 )
@@ -466,8 +533,14 @@ class NameAddr:
 _PARAM_VALUE_RE_TEXT = r"(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"[^\"\\\\]*\")"
 # The common shapes: ``"Display" <uri>;p=v``, ``Display Words <uri>``, ``<uri>``.
 _NAME_ADDR_FAST_RE = re.compile(
-    r'(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|(' + _TOKEN_RE_TEXT + r"(?:[ \t]+" + _TOKEN_RE_TEXT
-    + r")*)?[ \t]*)<([^<>\x00-\x20\"]+)>((?:;" + _TOKEN_RE_TEXT + "(?:=" + _PARAM_VALUE_RE_TEXT
+    r'(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|('
+    + _TOKEN_RE_TEXT
+    + r"(?:[ \t]+"
+    + _TOKEN_RE_TEXT
+    + r")*)?[ \t]*)<([^<>\x00-\x20\"]+)>((?:;"
+    + _TOKEN_RE_TEXT
+    + "(?:="
+    + _PARAM_VALUE_RE_TEXT
     + r")?)*)\Z"
 )
 
@@ -589,4 +662,3 @@ def parse_option_tags(values: list[str]) -> list[str]:
         if not is_token(tag):
             raise SipParseError("invalid option tag")
     return tags
-

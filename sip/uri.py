@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from sip.errors import SipParseError
 from sip.grammar import escape, get_param, is_digits, render_params, unescape
 
-_UNRESERVED = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()"
-)
+_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()")
 _USER_SAFE = _UNRESERVED | frozenset("&=+$,;?/")
 _PASSWORD_SAFE = _UNRESERVED | frozenset("&=+$,")
 _PARAM_SAFE = _UNRESERVED | frozenset("[]/:&+$")
