@@ -29,7 +29,7 @@ from api.report_push import ReportPusher
 from api.reports import attach_reports
 from api.ringback import attach_ringback
 from api.server import start_api
-from api.sms import SmsService
+from api.sms import attach_sms
 from billing.ledger_run import run_billing
 from config import Settings
 from engine.b2bua import B2bua, CallEvents, RingbackSource
@@ -175,6 +175,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
     control = await open_control_plane(settings)
     # Tenants' reports (SPEC §6): the outbox writer now, the push workers once SIP is up.
     reports = attach_reports(control)
+    # SMS (SPEC §5): the service the REST routes and the SIP gateway share (api.sms).
+    sms_service = attach_sms(control, reports=reports, settings=settings.sms)
     index = control.index
     metrics.attach(db=control.db, reports=reports, bindings_indexed=index.__len__)
     # Signed recording URLs and the download route read [recording] (directory, URL lifetime).
@@ -232,9 +234,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             events=CallEventsFanOut(reports, metrics.calls),
         )
         b2bua = signalling.b2bua
-        # SMS (SPEC §5): MESSAGE to X in, smart SMS out over the trunk (engine.sms_gateway);
-        # what becomes of a message is the SMS service's decision (api.sms).
-        sms_service = SmsService(control=control, reports=reports, settings=settings.sms)
+        # SMS: MESSAGE to X in, smart SMS out over the trunk (engine.sms_gateway); what becomes
+        # of a message is the SMS service's decision.
         signalling.sms = sms = SmsGateway(
             endpoint=endpoint,
             settings=settings,

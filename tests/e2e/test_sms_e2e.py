@@ -37,6 +37,7 @@ STRANGER = "13700137061"
 SIGNATURE = "【号码隐私保护】"
 SUFFIX = "【回T退订】"
 SERVER_ZONE = ZoneInfo("Asia/Shanghai")  # [time] zone's default: the months of charges
+KEYWORD = "验证码"
 CONFIRM_EXPIRY_S = 10  # the least [sms] allows
 # (pool name, pool type, SMS mode, X, number spec); every pool but "full" binds A–B on its X.
 POOLS = (
@@ -90,6 +91,9 @@ def _provision(api: httpx.Client, url: str) -> dict[str, Pool]:
                 binding["b"] = B
             _ok(api.post(f"/pools/{key}/bindings", json=binding))
         pools[name] = Pool(key, x)
+    _ok(api.put(f"/pools/{pools['whitelist'].key}/sms", json={"keywords": [KEYWORD]}))
+    for name in ("confirm", "expiry"):
+        _ok(api.put(f"/pools/{pools[name].key}/sms", json={"confirm": True}))
     return pools
 
 
@@ -354,6 +358,62 @@ def test_t_reply_unsubscribes_and_the_next_smart_sms_is_intercepted(scene: SmsSc
     assert content["sms_content"] == text and content["sms_cause"] == "unsubscribed"
     ends = [r for r in reports if r["report_type"] == "end"]
     assert sorted(r["sms_result"] for r in ends) == ["intercepted", "unsubscribe"]
+
+
+# --------------------------------------------------------- whitelist, confirm-before-send
+
+
+def test_a_whitelisted_message_is_delivered_in_intercept_mode(scene: SmsScene) -> None:
+    text = _text(f"您的{KEYWORD}是 4821")
+    sent = _send(scene, "whitelist", pool="whitelist", sender=A, text=text, expect=202,
+                 recipient="uas_message.xml")  # fmt: skip
+    assert sent.recipient_trace is not None
+    [message] = _messages_to(sent.recipient_trace)
+    assert message.rstrip().endswith(SIGNATURE + text + SUFFIX)
+    end = _one(_reports(scene, "whitelist", types={"end"}), "end")
+    assert end["sms_result"] == "delivered" and end["call_type"] == 2
+
+
+def test_a_held_message_waits_for_the_tenants_confirmation_then_goes(scene: SmsScene) -> None:
+    text = _text("confirm")
+    sent = _send(scene, "confirm", pool="confirm", sender=A, text=text, expect=202)
+    assert "held" in sent.reason
+    content = _one(_reports(scene, "confirm", types={"sms_intercept"}), "sms_intercept")
+    assert content["sms_state"] == "pending" and content["sms_content"] == text
+    message_id = content["message_id"]
+    listed = _ok(scene.api.get("/sms", params={"state": "pending"}))["messages"]
+    assert isinstance(listed, list) and message_id in [m["id"] for m in listed]
+    workdir = scene.workdir / "confirm-recipient"
+    workdir.mkdir()
+    proc, trace = _recipient(scene, workdir, "uas_message.xml")
+    try:
+        confirmed = _ok(scene.api.post(f"/sms/{message_id}/confirm"))
+        assert confirmed["state"] in ("sending", "delivered")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    [delivered] = _messages_to(trace.read_text("utf-8", "replace"))
+    assert delivered.rstrip().endswith(SIGNATURE + text + SUFFIX)
+    end = _one(_reports(scene, "confirm", types={"end"}), "end")
+    assert end["sms_result"] == "delivered" and end["call_id"] == message_id
+    again = scene.api.post(f"/sms/{message_id}/confirm")
+    assert again.status_code == 409 and again.json()["code"] == "SMS_NOT_PENDING"
+
+
+def test_a_held_message_nobody_confirms_is_discarded_at_its_expiry(scene: SmsScene) -> None:
+    text = _text("expiry")
+    _send(scene, "expiry", pool="expiry", sender=A, text=text, expect=202)
+    content = _one(_reports(scene, "expiry", types={"sms_intercept"}), "sms_intercept")
+    assert content["sms_state"] == "pending"
+    # [sms] confirm_expiry_s, then the SMS job's next pass (every 5 s).
+    reports = _reports(scene, "expiry", types={"end"}, timeout_s=CONFIRM_EXPIRY_S + 15)
+    end = _one(reports, "end")
+    assert end["sms_result"] == "discarded" and end["call_type"] == 5
+    assert end["call_id"] == content["message_id"]
+    late = scene.api.post(f"/sms/{content['message_id']}/confirm")
+    assert late.status_code == 409
 
 
 # ------------------------------------------------------------------------------- logs
