@@ -237,7 +237,9 @@ class Dialog:
     """
 
     __slots__ = (
+        "_from_value",
         "_state",
+        "_to_value",
         "id",
         "local_contact",
         "local_cseq",
@@ -275,6 +277,10 @@ class Dialog:
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.secure = secure
+        # From and To of every request we build, rendered once (the URIs and tags of a
+        # dialog never change).
+        self._from_value: str | None = None
+        self._to_value: str | None = None
         self._set_state(state)
 
     # -- creation ----------------------------------------------------------------------
@@ -566,10 +572,16 @@ class Dialog:
         headers.add("Max-Forwards", str(MAX_FORWARDS))
         for route in routes:
             headers.add("Route", route)
-        headers.add("From", str(self.local_uri.with_tag(self.id.local_tag)))
-        remote_tag = self.id.remote_tag
-        to = self.remote_uri.with_tag(remote_tag) if remote_tag else self.remote_uri
-        headers.add("To", str(to))
+        from_value = self._from_value
+        if from_value is None:
+            from_value = self._from_value = str(self.local_uri.with_tag(self.id.local_tag))
+        headers.add("From", from_value)
+        to_value = self._to_value
+        if to_value is None:
+            remote_tag = self.id.remote_tag
+            to = self.remote_uri.with_tag(remote_tag) if remote_tag else self.remote_uri
+            to_value = self._to_value = str(to)
+        headers.add("To", to_value)
         headers.add("Call-ID", self.id.call_id)
         headers.add("CSeq", f"{seq} {method}")
         if method in TARGET_REFRESH_METHODS and "contact" not in extra_keys:
@@ -609,9 +621,9 @@ class Dialog:
 
 def _without_params(address: NameAddr) -> NameAddr:
     """Display name and URI only: the dialog's local/remote URI carries no tag (§12.1)."""
-    if not address.params:
-        return address
-    return NameAddr(uri=address.uri, display=address.display)
+    if address.params:
+        _ = address.uri  # a malformed URI is refused here (SipParseError), as it always was
+    return address.without_params()
 
 
 def _local_contact_of(request: Request) -> NameAddr:

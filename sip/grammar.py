@@ -50,9 +50,22 @@ def _unescape_bytes(raw: bytes) -> bytes:
     return bytes(result)
 
 
+# One compiled "any character outside ``safe``" pattern per safe set (a handful exist).
+_UNSAFE_PATTERNS: dict[frozenset[str], re.Pattern[str]] = {}
+
+
+def _unsafe_pattern(safe: frozenset[str]) -> re.Pattern[str]:
+    pattern = _UNSAFE_PATTERNS.get(safe)
+    if pattern is None:
+        pattern = re.compile("[^" + "".join(re.escape(ch) for ch in sorted(safe)) + "]")
+        if len(_UNSAFE_PATTERNS) < 64:
+            _UNSAFE_PATTERNS[safe] = pattern
+    return pattern
+
+
 def escape(text: str, safe: frozenset[str]) -> str:
     """Percent-escape every character of ``text`` not in ``safe`` (as UTF-8 octets)."""
-    if all(ch in safe for ch in text):
+    if _unsafe_pattern(safe).search(text) is None:
         return text
     out: list[str] = []
     for ch in text:
@@ -69,7 +82,7 @@ def split_quoted(text: str, separator: str) -> list[str]:
     Used for comma-separated header values and ``;`` parameters, where a
     separator inside a display name or a bracketed URI is not a separator.
     """
-    if '"' not in text and "<" not in text:
+    if '"' not in text and ("<" not in text or separator not in text):
         return text.split(separator)
     parts: list[str] = []
     start = 0

@@ -147,15 +147,59 @@ LIST_HEADERS = frozenset(
 )
 
 
+# Header names as written → key.  Most names a stack ever sees are a few dozen
+# spellings, so the lower-casing and compact-form lookup happen once per spelling.
+# Bounded: a peer sending endless distinct names cannot grow it.
+_KEYS: dict[str, str] = {}
+_KEYS_LIMIT = 2048
+
+
 def header_key(name: str) -> str:
     """Lower-case long form of a header name (``v`` → ``via``, ``Call-Id`` → ``call-id``)."""
-    lowered = name.lower()
-    return COMPACT_FORMS.get(lowered, lowered)
+    key = _KEYS.get(name)
+    if key is None:
+        lowered = name.lower()
+        key = COMPACT_FORMS.get(lowered, lowered)
+        if len(_KEYS) < _KEYS_LIMIT:
+            _KEYS[name] = key
+    return key
+
+
+for _name in (*CANONICAL_NAMES, *CANONICAL_NAMES.values(), *COMPACT_FORMS):
+    header_key(_name)
 
 
 def canonical_name(key: str) -> str:
     """Spelling used on the wire for a header key."""
     return CANONICAL_NAMES.get(key) or key
+
+
+# Header names as written → ``(key, spelling to serialise)``, for the parser and
+# ``HeaderList.add``: known headers in canonical spelling, unknown ones as written
+# (they are opaque to us).  Only tokens get in.  Bounded like ``_KEYS``.
+_NAMES: dict[str, tuple[str, str]] = {}
+
+
+def name_entry(name: str) -> tuple[str, str] | None:
+    """``(key, spelling)`` for a header name as written, None when it is not a token."""
+    entry = _NAMES.get(name)
+    if entry is None:
+        if not is_token(name):
+            return None
+        key = header_key(name)
+        entry = (key, CANONICAL_NAMES.get(key) or name)
+        if len(_NAMES) < _KEYS_LIMIT:
+            _NAMES[name] = entry
+    return entry
+
+
+for _name in (*CANONICAL_NAMES, *CANONICAL_NAMES.values(), *COMPACT_FORMS):
+    name_entry(_name)
+
+
+def header_names() -> dict[str, tuple[str, str]]:
+    """The names seen so far → ``(key, spelling)`` (the parser's fast path; read-only)."""
+    return _NAMES
 
 
 def _field(name: str, value: str) -> tuple[str, str, str]:
@@ -166,27 +210,43 @@ def _field(name: str, value: str) -> tuple[str, str, str]:
     """
     if "\r" in value or "\n" in value:
         raise SipUsageError(f"CR or LF in the value of header {name!r}")
-    key = header_key(name)
-    spelling = CANONICAL_NAMES.get(key)
-    if spelling is None:
-        if not is_token(name):
-            raise SipUsageError(f"header name {name!r} is not a token")
-        spelling = name
-    return key, spelling, value
+    entry = _NAMES.get(name) or name_entry(name)
+    if entry is None:
+        raise SipUsageError(f"header name {name!r} is not a token")
+    return entry[0], entry[1], value
+
+
+# Parsed views (Message's cache) that depend on a header other than their own key.
+_DEPENDENT_VIEWS: dict[str, tuple[str, ...]] = {"via": ("via", "via-top-line")}
 
 
 class HeaderList:
     """Ordered header fields ``(key, name, value)``; ``key`` is lower-case long form.
 
     Lookups are by key, so ``i``, ``Call-ID`` and ``CALL-ID`` are one header.
+    The first value of every key is kept in a dict beside the list, updated by
+    each change, so ``get`` and ``in`` cost one dict lookup instead of a scan.
     """
 
-    __slots__ = ("_fields", "cache")
+    __slots__ = ("_fields", "_first", "cache")
 
     def __init__(self, fields: list[tuple[str, str, str]] | None = None) -> None:
-        self._fields: list[tuple[str, str, str]] = fields if fields is not None else []
-        # Parsed views of headers (owned by Message); emptied on every change.
+        if fields is None:
+            self._fields: list[tuple[str, str, str]] = []
+            self._first: dict[str, str] = {}
+        else:
+            self._fields = fields
+            # Reversed, so the first field of a repeated key is the one kept.
+            self._first = {key: value for key, _, value in reversed(fields)}
+        # Parsed views of headers (owned by Message), keyed by header key (plus
+        # "via-top-line"); a change to a header drops the views of that header only.
         self.cache: dict[str, object] = {}
+
+    def _changed(self, key: str) -> None:
+        cache = self.cache
+        if cache:
+            for view in _DEPENDENT_VIEWS.get(key, (key,)):
+                cache.pop(view, None)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         """Yield ``(name, value)`` pairs in wire order."""
@@ -199,8 +259,7 @@ class HeaderList:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
-        return any(f[0] == key for f in self._fields)
+        return header_key(name) in self._first
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, HeaderList):
@@ -214,28 +273,44 @@ class HeaderList:
 
     def get(self, name: str) -> str | None:
         """Value of the first field named ``name``, or None."""
-        key = header_key(name)
-        for f in self._fields:
-            if f[0] == key:
-                return f[2]
-        return None
+        return self._first.get(header_key(name))
+
+    def first_values(self) -> dict[str, str]:
+        """Each key's first value (read-only by convention)."""
+        return self._first
+
+    def has_repeats(self) -> bool:
+        """True when some key appears on more than one line."""
+        return len(self._first) != len(self._fields)
 
     def get_all(self, name: str) -> list[str]:
         """Values of every field named ``name``, one per header line."""
         key = header_key(name)
+        if key not in self._first:
+            return []
         return [f[2] for f in self._fields if f[0] == key]
 
     def get_list(self, name: str) -> list[str]:
         """Comma-separated values of every field named ``name``, flattened and stripped."""
+        key = header_key(name)
+        if key not in self._first:
+            return []
         values: list[str] = []
-        for line in self.get_all(name):
-            values.extend(item.strip() for item in split_quoted(line, ","))
+        for f in self._fields:
+            if f[0] == key:
+                values.extend(item.strip() for item in split_quoted(f[2], ","))
         return values
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
-        self.cache.clear()
-        self._fields.append(_field(name, value))
+        new = _field(name, value)
+        key = new[0]
+        self._fields.append(new)
+        first = self._first
+        if key not in first:
+            first[key] = value
+        if self.cache:
+            self._changed(key)
 
     def insert_first(self, name: str, value: str) -> None:
         """Put a field before all others of the same name (e.g. a new top Via).
@@ -245,55 +320,82 @@ class HeaderList:
         """
         new = _field(name, value)
         key = new[0]
-        self.cache.clear()
-        for index, f in enumerate(self._fields):
-            if f[0] == key:
-                self._fields.insert(index, new)
-                return
-        self._fields.insert(0, new)
+        self._changed(key)
+        fields = self._fields
+        if key in self._first:
+            for index, f in enumerate(fields):
+                if f[0] == key:
+                    fields.insert(index, new)
+                    break
+        else:
+            fields.insert(0, new)
+        self._first[key] = value
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the value of the first field named ``name`` (appends when there is none)."""
         new = _field(name, value)
         key = new[0]
-        self.cache.clear()
-        for index, f in enumerate(self._fields):
-            if f[0] == key:
-                self._fields[index] = (key, f[1], value)
-                return
-        self._fields.append(new)
+        self._changed(key)
+        fields = self._fields
+        if key in self._first:
+            for index, f in enumerate(fields):
+                if f[0] == key:
+                    fields[index] = (key, f[1], value)
+                    break
+        else:
+            fields.append(new)
+        self._first[key] = value
 
     def set(self, name: str, value: str) -> None:
         """Replace every field named ``name`` by one field, keeping the first position."""
         new = _field(name, value)
         key = new[0]
-        self.cache.clear()
-        for index, f in enumerate(self._fields):
-            if f[0] == key:
-                self._fields[index] = new
-                self._fields[index + 1 :] = [g for g in self._fields[index + 1 :] if g[0] != key]
-                return
-        self._fields.append(new)
+        self._changed(key)
+        fields = self._fields
+        if key in self._first:
+            for index, f in enumerate(fields):
+                if f[0] == key:
+                    fields[index] = new
+                    fields[index + 1 :] = [g for g in fields[index + 1 :] if g[0] != key]
+                    break
+        else:
+            fields.append(new)
+        self._first[key] = value
 
     def remove(self, name: str) -> None:
         """Delete every field named ``name``."""
         key = header_key(name)
-        self.cache.clear()
-        self._fields = [f for f in self._fields if f[0] != key]
+        if key in self._first:
+            self._changed(key)
+            del self._first[key]
+            self._fields = [f for f in self._fields if f[0] != key]
 
     def count(self, name: str) -> int:
         """Number of header lines named ``name``."""
         key = header_key(name)
+        if key not in self._first:
+            return 0
         return sum(1 for f in self._fields if f[0] == key)
 
     def copy_from(self, other: HeaderList, keys: tuple[str, ...]) -> None:
         """Append, in their order, the fields of ``other`` whose key is in ``keys``, verbatim."""
-        self.cache.clear()
-        self._fields.extend(f for f in other._fields if f[0] in keys)
+        first = self._first
+        fields = self._fields
+        for f in other._fields:
+            key = f[0]
+            if key in keys:
+                fields.append(f)
+                if key not in first:
+                    first[key] = f[2]
+                self._changed(key)
 
     def copy(self) -> HeaderList:
         """Shallow copy (fields are immutable tuples)."""
-        return HeaderList(list(self._fields))
+        copied = HeaderList.__new__(HeaderList)
+        copied._fields = list(self._fields)
+        copied._first = dict(self._first)
+        copied.cache = {}
+        return copied
 
     def fields(self) -> list[tuple[str, str, str]]:
         """The underlying ``(key, name, value)`` triples (read-only by convention)."""
@@ -509,7 +611,13 @@ class NameAddr:
         """Copy with ``tag`` set (used when a UAS answers an untagged To)."""
         params = {k: v for k, v in self.params.items() if k.lower() != "tag"}
         params["tag"] = tag
-        return NameAddr(uri=self._uri or self._uri_text or "", display=self.display, params=params)
+        return _name_addr(self._uri, self._uri_text, self.display, params)
+
+    def without_params(self) -> NameAddr:
+        """Display name and URI only (a dialog's local/remote URI, RFC 3261 §12.1)."""
+        if not self.params:
+            return self
+        return _name_addr(self._uri, self._uri_text, self.display, {})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NameAddr):
@@ -523,11 +631,28 @@ class NameAddr:
         return f"NameAddr({str(self)!r})"
 
     def __str__(self) -> str:
-        display = ""
-        if self.display is not None:
-            display = quote(self.display) + " "
-        uri_text = self._uri_text if self._uri is None else str(self._uri)
-        return f"{display}<{uri_text}>{render_params(self.params)}"
+        # A parsed address renders its URI as received (like a Request-URI): the
+        # text is kept when the URI is parsed, so nothing is re-escaped.
+        uri_text = self._uri_text
+        if uri_text is None:
+            uri_text = self._uri_text = str(self._uri)
+        params = self.params
+        tail = render_params(params) if params else ""
+        if self.display is None:
+            return f"<{uri_text}>{tail}"
+        return f"{quote(self.display)} <{uri_text}>{tail}"
+
+
+def _name_addr(
+    uri: Uri | None, uri_text: str | None, display: str | None, params: dict[str, str | None]
+) -> NameAddr:
+    """A NameAddr from its parts, keeping both the parsed URI and its text when known."""
+    address = NameAddr.__new__(NameAddr)
+    address._uri = uri
+    address._uri_text = uri_text
+    address.display = display
+    address.params = params
+    return address
 
 
 _PARAM_VALUE_RE_TEXT = r"(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"[^\"\\\\]*\")"

@@ -118,17 +118,24 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first, across header lines and commas."""
-
-        def build() -> list[Via]:
+        cache = self.headers.cache
+        values = cache.get("via")
+        if values is None:
             lines = self.headers.get_all("Via")
             if not lines:
                 raise SipParseError("missing Via header")
-            result: list[Via] = []
-            for line in lines:
-                result.extend(parse_via_values(line))
-            return result
-
-        return self._parsed("via", build)
+            # The first line is usually parsed already (the parser's top Via).
+            top = cache.get("via-top-line")
+            if top is None:
+                top = cache["via-top-line"] = parse_via_values(lines[0])
+            if len(lines) == 1:
+                values = top
+            else:
+                values = list(cast(list[Via], top))
+                for line in lines[1:]:
+                    values.extend(parse_via_values(line))
+            cache["via"] = values
+        return cast(list[Via], values)
 
     @property
     def top_via(self) -> Via:
@@ -180,30 +187,37 @@ class Message:
     @property
     def require(self) -> list[str]:
         """Option tags in Require."""
-        return self._parsed("require", lambda: parse_option_tags(self.headers.get_list("Require")))
+        cache = self.headers.cache
+        tags = cache.get("require")
+        if tags is None:
+            tags = cache["require"] = parse_option_tags(self.headers.get_list("Require"))
+        return cast(list[str], tags)
 
     @property
     def supported(self) -> list[str]:
         """Option tags in Supported."""
-        return self._parsed(
-            "supported", lambda: parse_option_tags(self.headers.get_list("Supported"))
-        )
+        cache = self.headers.cache
+        tags = cache.get("supported")
+        if tags is None:
+            tags = cache["supported"] = parse_option_tags(self.headers.get_list("Supported"))
+        return cast(list[str], tags)
 
     @property
     def content_type(self) -> str | None:
         """Media type of the body, lower-case, without parameters (``application/sdp``)."""
-
-        def build() -> str | None:
-            value = self.headers.get("Content-Type")
-            if value is None:
-                return None
+        cache = self.headers.cache
+        if "content-type" in cache:
+            return cast(str | None, cache["content-type"])
+        value = self.headers.get("Content-Type")
+        media_type: str | None = None
+        if value is not None:
             media = value.split(";", 1)[0].strip().lower()
             kind, slash, sub = media.partition("/")
             if not slash or not kind.strip() or not sub.strip():
                 raise SipParseError("invalid Content-Type")
-            return f"{kind.strip()}/{sub.strip()}"
-
-        return self._parsed("content-type", build)
+            media_type = f"{kind.strip()}/{sub.strip()}"
+        cache["content-type"] = media_type
+        return media_type
 
     def validate(self) -> None:
         """Parse every header the core understands, raising ``SipParseError`` on the first fault.
@@ -211,13 +225,22 @@ class Message:
         The lazy accessors defer these errors; a UAS calls this once per new
         request before acting on it.
         """
-        for key in SINGLE_VALUE_HEADERS:
-            if self.headers.count(key) > 1:
-                raise SipParseError(f"more than one {key} header")
+        headers = self.headers
+        if headers.has_repeats():
+            for key in SINGLE_VALUE_HEADERS:
+                if headers.count(key) > 1:
+                    raise SipParseError(f"more than one {key} header")
         _ = (self.call_id, self.cseq, self.vias, self.max_forwards)
         _ = (self.require, self.supported, self.content_type)
-        for address in (self.from_, self.to, *self.contacts, *self.routes, *self.record_routes):
-            _ = address.uri  # URIs inside addresses are parsed lazily
+        # URIs inside addresses are parsed lazily: parse them now.
+        _ = (self.from_.uri, self.to.uri)
+        first = headers.first_values()
+        if "contact" in first:
+            for address in self.contacts:
+                _ = address.uri
+        if "route" in first or "record-route" in first:
+            for address in (*self.routes, *self.record_routes):
+                _ = address.uri
         self._validate_start()
 
     def _validate_start(self) -> None:

@@ -10,7 +10,6 @@ status a UAS answers with and the header lines split so far.
 from __future__ import annotations
 
 import re
-from itertools import repeat
 
 from sip.errors import (
     MessageTooLarge,
@@ -20,9 +19,10 @@ from sip.errors import (
 )
 from sip.grammar import is_digits, is_token
 from sip.headers import (
-    COMPACT_FORMS,
     HeaderList,
     canonical_name,
+    header_names,
+    name_entry,
     parse_cseq,
     parse_name_addr,
     parse_via_values,
@@ -57,27 +57,13 @@ KNOWN_METHODS = frozenset(
     }
 )
 
-# Header names seen so far → (key, spelling to serialise).  Bounded so a peer
-# sending endless distinct names cannot grow it without limit.
-_NAME_CACHE: dict[str, tuple[str, str]] = {}
-_NAME_CACHE_LIMIT = 2048
-
 DEFAULT_MAX_MESSAGE_BYTES = 65535
 
 
 def _name_key(name: str) -> tuple[str, str]:
-    cached = _NAME_CACHE.get(name)
-    if cached is not None:
-        return cached
-    if not is_token(name):
+    entry = name_entry(name)
+    if entry is None:
         raise SipParseError("invalid header name")
-    lowered = name.lower()
-    key = COMPACT_FORMS.get(lowered, lowered)
-    spelling = canonical_name(key)
-    # Unknown headers keep the sender's spelling: they are opaque to us.
-    entry = (key, spelling if spelling != key else name)
-    if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:
-        _NAME_CACHE[name] = entry
     return entry
 
 
@@ -96,12 +82,13 @@ def split_head(head: bytes) -> tuple[str, HeaderList, SipParseError | None]:
     fault = SipParseError("bare CR or LF in header section") if bare_cr_or_lf else None
     fields: list[tuple[str, str, str]] = []
     append = fields.append
-    known = _NAME_CACHE
+    known = header_names()
     try:
         # Fast loop: every name seen before, written without space before ':'.
         # A line without ':', a folded continuation line (leading SP/HTAB) or
         # a new name raises KeyError and leaves for the careful loop.
-        for name, colon, value in map(str.partition, lines[1:], repeat(":")):
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
             key, spelling = known[name if colon else ""]
             append((key, spelling, value.strip(" \t")))
     except KeyError:
@@ -233,14 +220,12 @@ def _frame_body(length_value: str | None, body: bytes, *, stream: bool) -> bytes
 
 def _first_values(headers: HeaderList) -> dict[str, str]:
     """Map each header key to its first value; a repeated single-value header is an error."""
-    fields = headers.fields()
-    first = {key: value for key, _, value in reversed(fields)}
-    if len(first) != len(fields):  # some header repeats: fine for Via, Route, not for CSeq
-        keys = [f[0] for f in fields]
+    if headers.has_repeats():  # some header repeats: fine for Via, Route, not for CSeq
+        keys = [f[0] for f in headers.fields()]
         for key in SINGLE_VALUE_HEADERS:
             if keys.count(key) > 1:
                 raise SipParseError(f"more than one {canonical_name(key)} header")
-    return first
+    return headers.first_values()
 
 
 def _check_hot_headers(message: Request | Response, first: dict[str, str]) -> None:

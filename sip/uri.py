@@ -27,6 +27,8 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])\Z")
 # Characters that may never appear raw in any URI we accept: whitespace,
 # brackets of name-addr, quotes, controls (they must be %-escaped).
 _FORBIDDEN_RE = re.compile(r'[\x00-\x20\x7f<>"]')
+# A character outside _PARAM_SAFE (one a URI parameter name or value may not hold raw).
+_PARAM_UNSAFE_RE = re.compile(r"[^A-Za-z0-9\-_.!~*'()\[\]/:&+$]")
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -204,6 +206,9 @@ def _parse_sip_uri_general(scheme: str, rest: str) -> SipUri:
 
 def _render_uri_params(params: dict[str, str | None]) -> str:
     """``;name=value`` with the characters a URI parameter may not hold %-escaped."""
+    # Nothing to escape in any name or value (the usual case): render as is.
+    if _PARAM_UNSAFE_RE.search("".join(params) + "".join(filter(None, params.values()))) is None:
+        return render_params(params)
     return render_params(
         {
             escape(k, _PARAM_SAFE): None if v is None else escape(v, _PARAM_SAFE)
