@@ -495,6 +495,23 @@ class SmsService:
     async def _deliver(self, message: SmsMessage) -> None:
         send = self._send
         assert send is not None and message.recipient is not None and message.text is not None
+        recipient = message.recipient
+        # A message held for confirmation (or left by a crash) may reach its recipient after
+        # they replied T: checked again right before sending.
+        if await self.db.read(
+            lambda conn: sms_store.is_unsubscribed_in(conn, message.x, recipient)
+        ):
+            await self._write(
+                self._finish_op(
+                    message,
+                    SmsState.INTERCEPTED,
+                    at=self.clock(),
+                    expect=SmsState.SENDING,
+                    cause="unsubscribed",
+                )
+            )
+            _log.info("sms_not_sent_unsubscribed", message_id=message.id)
+            return
         sent_text = smart_text(message.text)
         try:
             status = await send(message.recipient, message.x, sent_text)

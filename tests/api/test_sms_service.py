@@ -382,3 +382,23 @@ async def test_list_scoping_and_validation(scene: SmsScene, logs: list[Any]) -> 
         await scene.service.list_messages(a, state="lost")
     with pytest.raises(InvalidInput):
         await scene.service.list_messages(a, limit=0)
+
+
+async def test_held_message_to_a_recipient_who_unsubscribed_is_not_sent(
+    scene: SmsScene, logs: list[Any]
+) -> None:
+    await scene.mode(scene.axb, SmsMode.SMART)
+    a = tenant(scene, "a")
+    await scene.service.configure_pool(a, scene.axb, confirm=True)
+    await scene.text(scene.axb_binding.x, A_NO, BODY)  # held, for B
+    await scene.text(scene.axb_binding.x, B_NO, "T")  # B unsubscribes meanwhile
+    held = messages(scene.db_path)[0]
+    await scene.service.confirm(a, held["id"])
+    await scene.service.settle()
+    assert scene.trunk.sent == []
+    assert (messages(scene.db_path)[0]["state"], messages(scene.db_path)[0]["cause"]) == (
+        "intercepted",
+        "unsubscribed",
+    )
+    # Its content was reported when it was held: not a second time.
+    assert len(reports_of(scene.db_path, "sms_intercept")) == 1
