@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +33,7 @@ from api.server import start_api
 from api.sms import attach_sms
 from billing.ledger_run import run_billing
 from config import Settings
+from engine import gc_policy
 from engine.b2bua import B2bua, CallEvents, RingbackSource
 from engine.calls import Call
 from engine.logging import get_logger
@@ -257,7 +259,13 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             asyncio.create_task(run_retention(control.db, settings.recording)),
             asyncio.create_task(run_billing(control.db, settings)),
             asyncio.create_task(sms_service.run_periodic()),  # resend, confirm expiry, retention
+            asyncio.create_task(gc_policy.run_full_collections()),
         ]
+        # Serving from here on: the start-up's objects are frozen (never walked again), full
+        # collections only by schedule (engine.gc_policy explains why).
+        gc.collect()
+        gc.freeze()
+        gc_policy.tune_for_serving()
         try:
             await stop.wait()
         finally:
