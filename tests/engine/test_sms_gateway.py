@@ -506,3 +506,36 @@ def test_text_digest_is_stable_and_keyed() -> None:
     assert text_digest("T") == text_digest("T") != text_digest("t")
     # Keyed: a plain hash of a one-letter reply could be looked up in a table.
     assert text_digest("T") != hashlib.sha256(b"T").hexdigest()[:16]
+
+
+async def test_close_waits_for_a_send_in_flight_then_resolves_it_none() -> None:
+    harness = Harness(FakeService())
+    sending = asyncio.ensure_future(harness.gateway.send(RECIPIENT, PhoneNumber("+86" + X), "x"))
+    await asyncio.sleep(0)
+    await harness.gateway.close(timeout_s=0.01)
+    assert await sending is None
+
+
+async def test_close_lets_a_send_answered_meanwhile_keep_its_status() -> None:
+    harness = Harness(FakeService())
+    sending = asyncio.ensure_future(harness.gateway.send(RECIPIENT, PhoneNumber("+86" + X), "x"))
+    await asyncio.sleep(0)
+    request = harness.requests()[0]
+    closing = asyncio.ensure_future(harness.gateway.close(timeout_s=5))
+    await asyncio.sleep(0)
+    harness.feed(make_response(request, 200, to_tag="b").to_bytes(), (TRUNK_OUT.host, 5070))
+    await closing
+    assert await sending == 200
+
+
+async def test_send_without_any_trunk_is_none_and_sends_nothing() -> None:
+    endpoint = build_endpoint(Settings(sip=SipSettings(listen=LOCAL)))
+    gateway = SmsGateway(
+        endpoint=endpoint,
+        settings=Settings(sip=SipSettings(listen=LOCAL)),
+        flush=lambda: None,
+        clock=lambda: 0.0,
+        wall_clock=lambda: 0.0,
+    )
+    assert await gateway.send(RECIPIENT, PhoneNumber("+86" + X), "x") is None
+    assert endpoint.datagrams_to_send() == []
