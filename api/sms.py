@@ -244,6 +244,22 @@ class SmsService:
         (202: taken). A smart SMS is sent afterwards by a task this starts."""
         if self._closing:
             return SmsVerdict(503, "Service shutting down")
+        try:
+            return await self._receive(message)
+        except Exception as error:
+            # Not durable, so not taken: the sender's SMSC tries again later. (Logged by type:
+            # an exception's text could quote the message.)
+            _log.error(
+                "sms_not_stored",
+                sip_call_id=message.call_id,
+                x=mask_number(message.x),
+                chars=len(message.text),
+                text_sha256=text_digest(message.text),
+                error=type(error).__name__,
+            )
+            return SmsVerdict(500, "Server Internal Error (message not stored)")
+
+    async def _receive(self, message: InboundSms) -> SmsVerdict:
         pool = await sms_store.pool_of_number(self.db, message.x)
         party = self._party(message, pool)
         unsubscribed = False
@@ -275,23 +291,27 @@ class SmsService:
             return SmsVerdict(outcome.status, outcome.reason)
         cause = party.cause if outcome.cause == "blocked" and party.cause else outcome.cause
         stored = self._new_message(message, pool, party, cause)
-        if outcome.action is Action.UNSUBSCRIBE:
+        await self._store(stored, outcome.action)
+        _log.info("sms_taken", message_id=stored.id, action=str(outcome.action), **log)
+        return SmsVerdict(outcome.status, outcome.reason)
+
+    async def _store(self, stored: SmsMessage, action: Action) -> None:
+        """Write ``stored`` as ``action`` wants it (with its reports), durably."""
+        if action is Action.UNSUBSCRIBE:
             await self._write(self._unsubscribe_op(stored))
-        elif outcome.action is Action.INTERCEPT:
-            await self._write(self._finish_op(stored, SmsState.INTERCEPTED, at=message.received_at))
-        elif outcome.action is Action.HOLD:
+        elif action is Action.INTERCEPT:
+            await self._write(self._finish_op(stored, SmsState.INTERCEPTED, at=stored.received_at))
+        elif action is Action.HOLD:
             held = dataclasses.replace(
                 stored,
                 state=SmsState.PENDING,
-                confirm_deadline=message.received_at + self.settings.confirm_expiry_s,
+                confirm_deadline=stored.received_at + self.settings.confirm_expiry_s,
             )
             await self._write(self._hold_op(held))
         else:
             sending = dataclasses.replace(stored, state=SmsState.SENDING)
             await self.db.write(lambda conn: sms_store.insert_message_in(conn, sending))
             self._start_delivery(sending)
-        _log.info("sms_taken", message_id=stored.id, action=str(outcome.action), **log)
-        return SmsVerdict(outcome.status, outcome.reason)
 
     def _party(self, message: InboundSms, pool: PoolSms | None) -> _Party:
         """What the binding index says about sender → X (the resolution calls get)."""

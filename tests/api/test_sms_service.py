@@ -402,3 +402,14 @@ async def test_held_message_to_a_recipient_who_unsubscribed_is_not_sent(
     )
     # Its content was reported when it was held: not a second time.
     assert len(reports_of(scene.db_path, "sms_intercept")) == 1
+
+
+async def test_a_message_that_cannot_be_stored_is_not_taken(api: Api, logs: list[Any]) -> None:
+    scene = await make_sms_scene(api)
+    await scene.mode(scene.axb, SmsMode.INTERCEPT)
+    await scene.reports.close()
+    await scene.api.control.db.close()  # the disk is gone: nothing can be made durable
+    verdict = await scene.text(scene.axb_binding.x, A_NO, BODY)
+    assert verdict.status == 500 and "not stored" in verdict.reason
+    assert any(e["event"] == "sms_not_stored" for e in logs)
+    await scene.service.close()
