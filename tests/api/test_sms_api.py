@@ -113,6 +113,13 @@ async def test_confirm_and_discard_over_rest(scene: SmsScene) -> None:
     shown = await client.get(f"/v1/sms/{first['id']}", headers=as_a(scene))
     assert shown.json()["state"] == "delivered" and shown.json()["sip_status"] == 200
     assert len(scene.trunk.sent) == 1
+    # Each SMS is a call record too: A sent the first (2); the discarded one is 5.
+    for message_id, call_type in ((first["id"], 2), (second["id"], 5)):
+        record = await client.get(f"/v1/calls/{message_id}", headers=as_a(scene))
+        assert record.status_code == 200, record.text
+        assert record.json()["calls"][0]["call_type"] == call_type
+    foreign = await client.get(f"/v1/calls/{first['id']}", headers=as_b(scene))
+    assert foreign.status_code == 404
 
 
 async def test_list_validation(scene: SmsScene) -> None:
