@@ -25,8 +25,9 @@ line per call record).  The number type is the type of the line's pool (AXB, AXN
 a range of local days: billed numbers (numbers with a rent line in a month the range touches),
 voice calls (call types 0, 1 and 4: intercepted calls are calls that reached X too), answered
 calls (a ``start_time``), connection rate (answered / calls), total and average talk time
-(answered seconds), fees: those of the calls that ended in the range plus the monthly lines of
-every month the range touches (rent is monthly: a one-day range shows the whole month's rent).
+(answered seconds), SMS (records of call types 2, 3, 5, counted apart from calls), fees: those
+of the calls and SMS that ended in the range plus the monthly lines of every month the range
+touches (rent is monthly: a one-day range shows the whole month's rent).
 Over a whole month with no filter, ``fees`` equals the full statistics' total less the lines of
 no pool.
 
@@ -64,6 +65,7 @@ __all__ = [
     "ITEM_ORDER",
     "MAX_RANGE_DAYS",
     "PER_CALL_ITEMS",
+    "SMS_CALL_TYPES",
     "VOICE_CALL_TYPES",
     "CallCounts",
     "ClassifiedRow",
@@ -114,6 +116,8 @@ VOICE_CALL_TYPES: Final = (
     CallType.PEER_TO_A,
     CallType.CALL_INTERCEPTED,
 )
+#: Call types of SMS records (SPEC §6): sent, received, intercepted (``api.sms`` writes them).
+SMS_CALL_TYPES: Final = (CallType.SMS_SENT, CallType.SMS_RECEIVED, CallType.SMS_INTERCEPTED)
 #: SQL condition tying a ledger line ``l`` to the call record ``c`` it rates (as
 #: :func:`call_record_id`); a monthly line's ref (``rent:...``, ``package:...``) matches no record.
 CALL_REF_JOIN: Final = (
@@ -476,6 +480,7 @@ class CallCounts:
     answered: int = 0
     intercepted: int = 0
     talk_s: float = 0.0  # Σ answered seconds
+    sms: int = 0  # SMS records (call types 2, 3, 5): not calls, counted apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,8 +511,9 @@ class ClassifiedRow:
     answered: int
     intercepted: int
     total_talk_s: float
-    call_fees: Decimal  # lines of calls that ended in the range
+    call_fees: Decimal  # lines of calls (and SMS) that ended in the range
     monthly_fees: Decimal  # rent and other monthly lines of the months the range touches
+    sms: int = 0  # SMS that reached a final state in the range (delivered or kept)
 
     @property
     def fees(self) -> Decimal:
@@ -585,6 +591,7 @@ def classify(
                 total_talk_s=round(figures.talk_s, 3),
                 call_fees=call_fees.get(pool.pool_key, Decimal(0)),
                 monthly_fees=monthly_fees.get(pool.pool_key, Decimal(0)),
+                sms=figures.sms,
             )
         )
     every_billed: set[PhoneNumber] = set()
@@ -601,6 +608,7 @@ def classify(
         total_talk_s=round(sum(counts.get(p.pool_key, CallCounts()).talk_s for p in pools), 3),
         call_fees=sum((row.call_fees for row in rows), Decimal(0)),
         monthly_fees=sum((row.monthly_fees for row in rows), Decimal(0)),
+        sms=sum(row.sms for row in rows),
     )
     return ClassifiedStatistics(days=days, number_type=number_type, rows=tuple(rows), total=total)
 
@@ -609,7 +617,8 @@ def _call_counts(
     conn: sqlite3.Connection, start: float, end: float, pool_key: PoolKey | None
 ) -> dict[PoolKey, CallCounts]:
     voice = ", ".join(str(int(kind)) for kind in VOICE_CALL_TYPES)
-    where = f"release_time >= ? AND release_time < ? AND call_type IN ({voice})"
+    texts = ", ".join(str(int(kind)) for kind in SMS_CALL_TYPES)
+    where = f"release_time >= ? AND release_time < ? AND call_type IN ({voice}, {texts})"
     params: list[object] = [start, end]
     if pool_key is not None:  # one pool: the (pool_key, release_time) index
         where += " AND pool_key = ?"
@@ -617,16 +626,22 @@ def _call_counts(
     else:
         where += " AND pool_key IS NOT NULL"
     rows = conn.execute(
-        "SELECT pool_key, COUNT(*),"  # noqa: S608  (fixed text, values bound)
-        " SUM(start_time IS NOT NULL),"
+        f"SELECT pool_key, SUM(call_type IN ({voice})),"  # noqa: S608  (fixed text, values bound)
+        f" SUM(call_type IN ({voice}) AND start_time IS NOT NULL),"
         f" SUM(call_type = {int(CallType.CALL_INTERCEPTED)}),"
-        " TOTAL(CASE WHEN start_time IS NOT NULL THEN duration_s ELSE 0 END)"
+        f" TOTAL(CASE WHEN call_type IN ({voice}) AND start_time IS NOT NULL"
+        " THEN duration_s ELSE 0 END),"
+        f" SUM(call_type IN ({texts}))"
         f" FROM call_records WHERE {where} GROUP BY pool_key",
         params,
     ).fetchall()
     return {
         PoolKey(row[0]): CallCounts(
-            calls=int(row[1]), answered=int(row[2]), intercepted=int(row[3]), talk_s=float(row[4])
+            calls=int(row[1]),
+            answered=int(row[2]),
+            intercepted=int(row[3]),
+            talk_s=float(row[4]),
+            sms=int(row[5]),
         )
         for row in rows
     }

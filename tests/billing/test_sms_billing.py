@@ -173,3 +173,4 @@ async def test_statistics_show_sms(scene: SmsScene) -> None:
     [axb_row] = [row for row in classified.rows if row.pool_key == scene.axb]
     assert axb_row.call_fees == Decimal("0.275")  # the SMS fees of the day
     assert axb_row.calls == 0  # an SMS is not a voice call
+    assert axb_row.sms == 2 and classified.total.sms == 2
