@@ -309,6 +309,9 @@ class SmsGateway:
         request = build_outbound_message(
             to=to, from_x=from_x, text=text, trunk=trunk, local=self._local
         )
+        # RFC 3428 §10 asks UDP MESSAGEs to stay under 1300 bytes unless the path MTU is known;
+        # a long smart SMS (about 250 Chinese characters and up) still goes as one datagram —
+        # a carrier trunk is a known path, and one with long texts is best set to TCP.
         peer = Peer(trunk.transport.upper(), trunk.outbound.host, trunk.outbound.port)
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         outgoing = _Outgoing(future=future, request=request, peer=peer, trunk=trunk)
