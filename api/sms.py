@@ -709,14 +709,14 @@ class SmsService:
                 _log.exception("sms_periodic_failed")
             await asyncio.sleep(interval_s)
 
-    async def close(self) -> None:
-        """Refuse new messages (503), wait up to ``CLOSE_GRACE_S`` for smart SMS in flight,
-        then cut them (they stay ``sending`` and go out after the restart)."""
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Refuse new messages (503), wait up to ``grace_s`` for smart SMS in flight, then cut
+        them (they stay ``sending`` and go out after the restart)."""
         self._closing = True
         tasks = list(self._inflight.values())
         if not tasks:
             return
-        _done, pending = await asyncio.wait(tasks, timeout=CLOSE_GRACE_S)
+        _done, pending = await asyncio.wait(tasks, timeout=grace_s)
         for task in pending:
             task.cancel()
         for task in pending:
