@@ -98,6 +98,8 @@ CONTENT_REPORT_SUFFIX: Final = "-content"
 #: How long ``close`` waits for smart SMS in flight before cutting them (they are sent again
 #: after the restart: the row stays ``sending``).
 CLOSE_GRACE_S: Final = 5.0
+#: Texts deleted per transaction by the retention job (``store.sms.delete_old_texts``).
+RETENTION_BATCH: Final = 1000
 #: Seconds between two passes of the periodic job (expiry, retention, resend).
 PERIODIC_INTERVAL_S: Final = 5.0
 
@@ -690,9 +692,18 @@ class SmsService:
                 await self._discard(message, cause="confirm_expired")
                 expired += 1
         cutoff = now - self.settings.retention_days * 86_400
-        deleted = await sms_store.delete_old_texts(
-            self.db, before=cutoff, now=now, report_ids=(CONTENT_REPORT_SUFFIX,)
-        )
+        deleted = 0
+        while True:  # in batches: one transaction stays short however much is due
+            batch = await sms_store.delete_old_texts(
+                self.db,
+                before=cutoff,
+                now=now,
+                report_ids=(CONTENT_REPORT_SUFFIX,),
+                limit=RETENTION_BATCH,
+            )
+            deleted += batch
+            if batch < RETENTION_BATCH:
+                break
         if resent or expired or deleted:
             _log.info("sms_periodic", resent=resent, expired=expired, texts_deleted=deleted)
         return {"resent": resent, "expired": expired, "texts_deleted": deleted}
