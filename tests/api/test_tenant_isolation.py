@@ -31,6 +31,7 @@ from store import CallRecord, CallType, ReleaseDir
 from store.outbox import NewReport, ReportType, insert_reports
 from store.recordings import attach_recording
 from store.repositories import insert_call_record
+from store.sms import SmsMessage, SmsState, insert_message_in
 
 MISSING = {
     "pool_key": "FC0000000000000000",
@@ -43,6 +44,7 @@ MISSING = {
     "call_id": "nosuchcall",
     "tone_id": "no-such-tone",
     "report_type": "end",
+    "message_id": "nosuchsms",
 }
 
 
@@ -173,6 +175,13 @@ def _plan(a: dict[str, str]) -> dict[tuple[str, str], Step]:
         # B's own queue: A's pending report must not show; acking A's id changes nothing.
         ("post", "/v1/reports/pull"): Step("list", body={"max": 1000}),
         ("post", "/v1/reports/ack"): Step("list", body={"ids": ["{report_id}"]}),
+        # SMS (issue 8): A's pool settings and A's held message.
+        ("get", "/v1/pools/{pool_key}/sms"): Step("foreign"),
+        ("put", "/v1/pools/{pool_key}/sms"): Step("foreign", body={"sms_mode": "smart"}),
+        ("get", "/v1/sms"): Step("list"),
+        ("get", "/v1/sms/{message_id}"): Step("foreign"),
+        ("post", "/v1/sms/{message_id}/confirm"): Step("foreign"),
+        ("post", "/v1/sms/{message_id}/discard"): Step("foreign"),
     }
 
 
@@ -257,6 +266,14 @@ async def _tenant_a(api: Api) -> tuple[dict[str, str], dict[str, dict[str, str]]
         pool_key=axb.pool_key,
     )
     await control.db.write(lambda conn: insert_reports(conn, [pending], now=now))
+    held = SmsMessage(
+        id="sms-a-1", sip_call_id="sip-a-1", pool_key=axb.pool_key, tenant_id=a.tenant_id,
+        x=axb.x, state=SmsState.PENDING, cause="confirm", text="hi", text_chars=2,
+        text_sha256="0" * 64, segments=1, received_at=now, sender=axb.a, recipient=axb.b,
+        confirm_deadline=now + 600,
+    )  # fmt: skip
+    await control.db.write(lambda conn: insert_message_in(conn, held))
+    pools["AXB"]["message_id"] = held.id
     ids = {
         "report_id": pending.id,
         "report_type": "end",
