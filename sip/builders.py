@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
+import os
+import threading
 
 from sip.headers import HeaderList
 from sip.message import Request, Response
@@ -61,7 +62,7 @@ REASON_PHRASES: dict[int, str] = {
 }
 
 # Headers a response copies from its request (RFC 3261 §8.2.6.2).
-_COPIED_KEYS = ("via", "from", "to", "call-id", "cseq")
+_COPIED_KEYS = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
 def reason_phrase(status_code: int) -> str:
@@ -69,19 +70,59 @@ def reason_phrase(status_code: int) -> str:
     return REASON_PHRASES.get(status_code) or REASON_PHRASES[status_code // 100 * 100]
 
 
+class _Entropy(threading.local):
+    """Bytes of the kernel's CSPRNG (``os.urandom``), fetched 4 KiB at a time, each used once.
+
+    A call needs about ten tags, branches and Call-IDs; one ``getrandom`` call per id
+    cost more than the id itself.  The bytes are the same unguessable kernel output,
+    just fetched in bulk: no byte serves two ids.  Per thread (no lock on the hot path,
+    no two threads sharing an offset), and forgotten in a forked child so parent and
+    child never hand out the same ids.
+    """
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.offset = 0
+
+
+_ENTROPY = _Entropy()
+_POOL_BYTES = 4096
+
+
+def _forget_entropy() -> None:
+    _ENTROPY.pool = b""
+    _ENTROPY.offset = 0
+
+
+os.register_at_fork(after_in_child=_forget_entropy)
+
+
+def random_hex(nbytes: int) -> str:
+    """``nbytes`` fresh CSPRNG bytes as lower-case hex (like ``secrets.token_hex``)."""
+    entropy = _ENTROPY
+    start = entropy.offset
+    end = start + nbytes
+    pool = entropy.pool
+    if end > len(pool):
+        pool = entropy.pool = os.urandom(max(_POOL_BYTES, nbytes))
+        start, end = 0, nbytes
+    entropy.offset = end
+    return pool[start:end].hex()
+
+
 def new_tag() -> str:
-    """A random tag with ≥ 32 bits of randomness (RFC 3261 §19.3)."""
-    return secrets.token_hex(6)
+    """A random tag with ≥ 32 bits of randomness (RFC 3261 §19.3): 48 bits here."""
+    return random_hex(6)
 
 
 def new_branch() -> str:
-    """A fresh RFC 3261 branch: magic cookie plus randomness (§8.1.1.7)."""
-    return "z9hG4bK" + secrets.token_hex(8)
+    """A fresh RFC 3261 branch: magic cookie plus 64 random bits (§8.1.1.7)."""
+    return "z9hG4bK" + random_hex(8)
 
 
 def new_call_id(host: str) -> str:
     """A globally unique Call-ID carrying no information about any party (§8.1.1.4)."""
-    return f"{secrets.token_hex(12)}@{host}"
+    return f"{random_hex(12)}@{host}"
 
 
 def response_from_headers(
@@ -97,8 +138,7 @@ def response_from_headers(
     stateless error response still reaches the right transaction.  ``to_tag``
     is added when To has none (§8.2.6.2); it is skipped for 100 Trying.
     """
-    copied = HeaderList()
-    copied.copy_from(headers, _COPIED_KEYS)
+    copied = HeaderList.subset_of(headers, _COPIED_KEYS)
     if to_tag is not None and status_code > 100:
         _add_to_tag(copied, to_tag)
     return Response(

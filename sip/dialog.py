@@ -129,6 +129,10 @@ class DialogRole(enum.Enum):
     UAC = "UAC"
     UAS = "UAS"
 
+    # Members are singletons compared by identity: the identity hash (in C) serves
+    # the transition tables' tuple keys; Enum's own __hash__ is a Python function.
+    __hash__ = object.__hash__
+
 
 class DialogState(enum.Enum):
     """RFC 3261 §12: a dialog is early, confirmed, or gone."""
@@ -136,6 +140,8 @@ class DialogState(enum.Enum):
     EARLY = "EARLY"
     CONFIRMED = "CONFIRMED"
     TERMINATED = "TERMINATED"
+
+    __hash__ = object.__hash__  # see DialogRole
 
 
 class DialogInput(enum.Enum):
@@ -160,6 +166,8 @@ class DialogInput(enum.Enum):
     SEND_BYE = "SEND_BYE"
     SEND_REQUEST = "SEND_REQUEST"  # any other in-dialog request
     TERMINATE = "TERMINATE"  # local decision: CANCEL sent, non-2xx sent, timeout, teardown
+
+    __hash__ = object.__hash__  # see DialogRole
 
 
 _S = DialogState
@@ -484,7 +492,12 @@ class Dialog:
 
     def _check_ids(self, call_id: str, local_tag: str | None, remote_tag: str | None) -> None:
         # The endpoint demultiplexes by DialogId; a mismatch here is its bug.
-        if DialogId(call_id, local_tag or "", remote_tag or "") != self.id:
+        dialog_id = self.id
+        if (
+            call_id != dialog_id.call_id
+            or (local_tag or "") != dialog_id.local_tag
+            or (remote_tag or "") != dialog_id.remote_tag
+        ):
             raise SipUsageError("message does not belong to this dialog")
 
     # -- building requests -------------------------------------------------------------

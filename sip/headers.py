@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sip.errors import SipParseError, SipUsageError
 from sip.grammar import (
@@ -23,7 +24,7 @@ from sip.grammar import (
     render_params,
     split_quoted,
 )
-from sip.uri import Uri, parse_uri
+from sip.uri import Uri, check_uri, parse_uri
 
 # RFC 3261 §7.3.3 compact forms plus the registered ones (RFC 3515, 3841, 3892, 4028, 6665).
 COMPACT_FORMS: dict[str, str] = {
@@ -389,6 +390,16 @@ class HeaderList:
                     first[key] = f[2]
                 self._changed(key)
 
+    @classmethod
+    def subset_of(cls, other: HeaderList, keys: frozenset[str]) -> HeaderList:
+        """A new list of the fields of ``other`` whose key is in ``keys``, verbatim, in order."""
+        subset = cls.__new__(cls)
+        subset._fields = [f for f in other._fields if f[0] in keys]
+        first = other._first
+        subset._first = {key: first[key] for key in keys if key in first}
+        subset.cache = {}
+        return subset
+
     def copy(self) -> HeaderList:
         """Shallow copy (fields are immutable tuples)."""
         copied = HeaderList.__new__(HeaderList)
@@ -602,6 +613,11 @@ class NameAddr:
             uri = self._uri = parse_uri(self._uri_text or "")
         return uri
 
+    def check_uri(self) -> None:
+        """Raise ``SipParseError`` when the URI does not parse (parsing it only if needed)."""
+        if self._uri is None:
+            check_uri(self._uri_text or "")
+
     @property
     def tag(self) -> str | None:
         """The ``tag`` parameter, or None."""
@@ -670,6 +686,12 @@ _NAME_ADDR_FAST_RE = re.compile(
 )
 
 
+# The same without a display name (text starting with "<"), a shorter pattern to run.
+_ANGLE_ADDR_RE = re.compile(
+    r"<([^<>\x00-\x20\"]+)>((?:;" + _TOKEN_RE_TEXT + "(?:=" + _PARAM_VALUE_RE_TEXT + r")?)*)\Z"
+)
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``[display] <uri> *(;param)`` or ``addr-spec *(;param)``.
 
@@ -677,19 +699,27 @@ def parse_name_addr(text: str) -> NameAddr:
     parameter (RFC 3261 §20.10), and a URI containing ``,``, ``;`` or ``?`` must
     be in angle brackets — bare ones are rejected (RFC 4475 §3.1.2.13).
     """
-    fast = _NAME_ADDR_FAST_RE.match(text)
-    if fast is None:
-        return _parse_name_addr_general(text)
-    quoted, words, uri_text, param_text = fast.groups()
-    display = quoted if quoted is not None else (" ".join(words.split()) if words else None)
+    if text[:1] == "<":  # no display name: the usual From/To/Contact of a trunk or UA
+        fast = _ANGLE_ADDR_RE.match(text)
+        if fast is None:
+            return _parse_name_addr_general(text)
+        uri_text, param_text = fast.groups()
+        display = None
+    else:
+        fast = _NAME_ADDR_FAST_RE.match(text)
+        if fast is None:
+            return _parse_name_addr_general(text)
+        quoted, words, uri_text, param_text = fast.groups()
+        display = quoted if quoted is not None else (" ".join(words.split()) if words else None)
     params: dict[str, str | None] = {}
-    if '"' in param_text:
-        params = parse_params(param_text[1:], what="address")
-    elif param_text:
-        for item in param_text[1:].split(";"):
-            name, eq, value = item.partition("=")
-            params[name] = value if eq else None
-    return NameAddr(uri=uri_text, display=display, params=params)
+    if param_text:
+        if '"' in param_text:
+            params = parse_params(param_text[1:], what="address")
+        else:
+            for item in param_text[1:].split(";"):
+                name, eq, value = item.partition("=")
+                params[name] = value if eq else None
+    return _name_addr(None, uri_text, display, params)
 
 
 def _parse_name_addr_general(text: str) -> NameAddr:
@@ -749,9 +779,13 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
 CSEQ_MAX = 2**31 - 1
 
 
-@dataclass(slots=True, unsafe_hash=True)
-class CSeq:
-    """CSeq header (RFC 3261 §20.16)."""
+class CSeq(NamedTuple):
+    """CSeq header (RFC 3261 §20.16).
+
+    A named tuple: truly immutable, so one parsed value can serve every message
+    that carries the same text (``parse_cseq`` keeps them), and the collector
+    stops tracking it after one pass (it holds only an int and a str).
+    """
 
     seq: int
     method: str
@@ -763,13 +797,25 @@ class CSeq:
 _CSEQ_FAST_RE = re.compile(r"([0-9]{1,10}) (" + _TOKEN_RE_TEXT + r")\Z")
 
 
+# CSeq texts seen lately → their value ("1 INVITE", "2 BYE" repeat in every call).
+# Emptied when full, so it stays small whatever numbers peers use.
+_CSEQ_SEEN: dict[str, CSeq] = {}
+_CSEQ_SEEN_LIMIT = 1024
+
+
 def parse_cseq(text: str) -> CSeq:
     """Parse ``1*DIGIT LWS Method``; numbers beyond 2**31-1 are rejected (RFC 4475 §3.1.2.4)."""
+    seen = _CSEQ_SEEN.get(text)
+    if seen is not None:
+        return seen
     fast = _CSEQ_FAST_RE.match(text)
     if fast is not None:
         seq = int(fast[1])
         if seq <= CSEQ_MAX:
-            return CSeq(seq, fast[2])
+            if len(_CSEQ_SEEN) >= _CSEQ_SEEN_LIMIT:
+                _CSEQ_SEEN.clear()
+            value = _CSEQ_SEEN[text] = CSeq(seq, fast[2])
+            return value
     number, _, method = text.replace("\t", " ").strip(" ").partition(" ")
     method = method.strip(" ")
     if not is_digits(number) or len(number) > 10 or not is_token(method):

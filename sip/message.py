@@ -233,7 +233,8 @@ class Message:
         _ = (self.call_id, self.cseq, self.vias, self.max_forwards)
         _ = (self.require, self.supported, self.content_type)
         # URIs inside addresses are parsed lazily: parse them now.
-        _ = (self.from_.uri, self.to.uri)
+        self.from_.check_uri()
+        self.to.check_uri()
         first = headers.first_values()
         if "contact" in first:
             for address in self.contacts:

@@ -132,6 +132,16 @@ _SIP_FAST_RE = re.compile(
 )
 
 
+def check_uri(text: str) -> None:
+    """Raise ``SipParseError`` exactly when ``parse_uri(text)`` would, building nothing
+    for the usual plain ``sip:`` URI (validation of URIs nobody reads, e.g. From/To)."""
+    if text[:4] == "sip:":
+        fast = _SIP_FAST_RE.match(text, 4)
+        if fast is not None and (fast[3] is None or int(fast[3]) <= 65535):
+            return
+    parse_uri(text)
+
+
 def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
     return _parse_sip_uri_fast(scheme, rest) or _parse_sip_uri_general(scheme, rest)
 
