@@ -31,8 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hashlib
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from engine.b2bua import _caller_number, _uri_user
 from engine.logging import get_logger
 from routing.model import PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
+from routing.sms import text_digest
 from sip.auth import authorization, parse_challenge
 from sip.builders import new_call_id, new_tag
 from sip.endpoint import Endpoint
@@ -74,12 +73,6 @@ _inbound_trunk: contextvars.ContextVar[TrunkSettings | None] = contextvars.Conte
 )
 
 ReceiveSms = Callable[[InboundSms], Awaitable[SmsVerdict]]
-_DIGEST_KEY = secrets.token_bytes(16)
-
-
-def text_digest(text: str) -> str:
-    """What a log line may say of a message's content: a keyed hash (this process's key)."""
-    return hmac.new(_DIGEST_KEY, text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------- pure reading

@@ -19,6 +19,8 @@ Decisions (documented in ``docs/api.md`` "SMS" too):
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,10 +77,15 @@ def whitelisted(text: str, keywords: Iterable[str]) -> bool:
     return any(k.strip() and _normal(k.strip()) in body for k in keywords)
 
 
+# Per process: a plain hash of a short text ("T", a code) could be looked up from the log.
+_DIGEST_KEY: Final = secrets.token_bytes(16)
+
+
 def text_digest(text: str) -> str:
-    """What logs may say about a text besides its length: the first 12 hex digits of its
-    SHA-256 (two log lines about one message can be matched; the text is never logged)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """What logs may say about a text besides its length: 16 hex digits of its HMAC-SHA256 under
+    this process's random key (two log lines of one process about one message can be matched;
+    neither the text nor a hash anyone could recompute is logged)."""
+    return hmac.new(_DIGEST_KEY, text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
 class Mode(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import pytest
@@ -78,7 +79,8 @@ def test_whitelist_matches_keywords_case_insensitively() -> None:
 
 def test_digest_is_short_and_stable() -> None:
     assert text_digest("abc") == text_digest("abc") != text_digest("abd")
-    assert len(text_digest("abc")) == 12
+    assert len(text_digest("abc")) == 16
+    assert text_digest("T") != hashlib.sha256(b"T").hexdigest()[:16]  # keyed: not recomputable
 
 
 # ---------------------------------------------------------------------------- the decision
