@@ -360,7 +360,7 @@ class TariffOut(_Model):
     tenant_id: str
     prices: dict[str, str] = Field(
         description="rent_virtual, rent_carrier, rent_95 per number and month; call_per_minute,"
-        " recording_per_minute per started minute; sms_* per segment (reserved)"
+        " recording_per_minute per started minute; sms_* per SMS segment of 70 characters"
     )
     overrides: dict[str, str] = Field(description="prices set for this tenant (others: default)")
 

@@ -36,8 +36,8 @@ _PRICE_OPTIONS: Final = (
     ("--rent-95", "rent_95", "monthly rent of a 95 (spec 3) number"),
     ("--call", "call_per_minute", "per started minute of answered call time"),
     ("--recording", "recording_per_minute", "per started minute of recording"),
-    ("--sms-intercept", "sms_intercept_per_segment", "per intercepted SMS segment (reserved)"),
-    ("--sms-smart", "sms_smart_per_segment", "per smart SMS segment (reserved)"),
+    ("--sms-intercept", "sms_intercept_per_segment", "per segment of an intercepted SMS"),
+    ("--sms-smart", "sms_smart_per_segment", "per segment of a delivered smart SMS"),
 )
 #: The value that returns a price to its default.
 _DEFAULT: Final = "default"

@@ -71,7 +71,7 @@ class ReportType(StrEnum):
     PICKUP = "pickup"  # the callee answered
     END = "end"  # end of call: the call record
     RECORDING = "recording"  # the call's recording is ready
-    SMS_INTERCEPT = "sms_intercept"  # reserved: the SMS issue
+    SMS_INTERCEPT = "sms_intercept"  # an SMS was stored instead of delivered (with its text)
     POOL_WARNING = "pool_warning"  # a pool crossed a warning threshold
 
 
