@@ -221,6 +221,25 @@ def expiry_hour(expires_at: float) -> float:
     return shared
 
 
+#: The whole seconds past the hour, as shared int objects: a binding whose expiry is a whole
+#: second (every expiry the API and the RPC endpoint accept, "YYYY-MM-DD HH:MM:SS") holds one
+#: of these beside its shared :func:`expiry_hour` instead of a float object of its own, 32
+#: bytes less per binding at a million (0–256 are CPython's cached small ints anyway).
+_SECONDS_PAST_HOUR: Final = tuple(range(int(_HOUR_S)))
+
+
+def _expiry_rest(expires_at: float, hour: float) -> float | int:
+    """What a binding's ``_expires_at`` slot holds: the shared seconds past ``hour`` when
+    ``hour + seconds`` is exactly ``expires_at``, else the float itself (fractions, values
+    not finite)."""
+    rest = expires_at - hour
+    if 0.0 <= rest < _HOUR_S:  # False for NaN, and for ∞ − ∞
+        whole = int(rest)
+        if hour + whole == expires_at:
+            return _SECONDS_PAST_HOUR[whole]
+    return float(expires_at)
+
+
 class _Cold:
     """``out_id`` and ``created_at`` of a binding that has a ``created_at`` (one slot for two).
 
@@ -251,8 +270,10 @@ class Binding:
     Built and read like a dataclass of the 15 fields of ``__init__`` (keyword or positional
     construction, ``dataclasses.replace``/``fields``, field-wise ``==``, the dataclass
     ``repr``), but stored compactly, for DESIGN's ≤ 400 bytes per binding at a million, in 8
-    slots (a 96-byte object): ``a``, ``b`` and ``x`` as given; the expiry, and beside it
-    :attr:`expiry_hour` (shared, what resolve compares first); ``sub_id`` as :attr:`sub_key`
+    slots (a 96-byte object): ``a``, ``b`` and ``x`` as given; :attr:`expiry_hour` (the
+    expiry's hour, a shared float, what resolve compares first) and beside it the rest of the
+    expiry: for a whole second a shared int (seconds past that hour), else the float itself;
+    ``sub_id`` as :attr:`sub_key`
     (an int for canonical decimal ids); ``out_id`` with ``created_at`` in one slot (just the
     ``out_id`` when ``created_at`` is 0.0, unknown); and the eight settings bindings share
     (pool, type, flags, group, extension, ringback) as one interned :class:`BindingProfile`.
@@ -274,7 +295,8 @@ class Binding:
     expiry_hour: float
     profile: BindingProfile
     sub_key: SubId | int
-    _expires_at: float
+    # A float, or the shared int seconds past expiry_hour (see _expiry_rest).
+    _expires_at: float | int
     _cold: _Cold | str | None
 
     def __init__(  # noqa: PLR0917  # positional as the dataclass's: Binding(sub_id, pool_key, …)
@@ -298,8 +320,8 @@ class Binding:
         self.sub_key = sub_key(sub_id)
         self.x = x
         self.a = a
-        self._expires_at = expires_at
-        self.expiry_hour = expiry_hour(expires_at)
+        self.expiry_hour = hour = expiry_hour(expires_at)
+        self._expires_at = _expiry_rest(expires_at, hour)
         self.b = b
         self._cold = _cold(out_id, created_at)
         self.profile = binding_profile(
@@ -315,13 +337,14 @@ class Binding:
 
     @property
     def expires_at(self) -> float:
-        """UTC epoch seconds after which the binding no longer routes calls."""
-        return self._expires_at
+        """UTC epoch seconds after which the binding no longer routes calls (a float)."""
+        rest = self._expires_at
+        return rest if type(rest) is float else self.expiry_hour + rest
 
     @expires_at.setter
     def expires_at(self, value: float) -> None:
-        self._expires_at = value
-        self.expiry_hour = expiry_hour(value)
+        self.expiry_hour = hour = expiry_hour(value)
+        self._expires_at = _expiry_rest(value, hour)
 
     @property
     def out_id(self) -> str | None:
@@ -425,10 +448,17 @@ def restore_binding(  # noqa: PLR0917  # positional only: called a million times
     binding.x = x
     binding.a = a
     binding.b = b
-    binding._expires_at = expires_at
-    # expiry_hour() inlined for the hours already seen (nearly every row of a load).
+    # expiry_hour() and _expiry_rest() inlined for the common case: an hour already seen and
+    # a whole second (nearly every row of a load).
     hour = _HOURS.get(expires_at - expires_at % _HOUR_S)
-    binding.expiry_hour = expiry_hour(expires_at) if hour is None else hour
+    if hour is None:
+        hour = expiry_hour(expires_at)
+    binding.expiry_hour = hour
+    rest = expires_at - hour
+    if 0.0 <= rest < _HOUR_S and hour + (whole := int(rest)) == expires_at:
+        binding._expires_at = _SECONDS_PAST_HOUR[whole]
+    else:
+        binding._expires_at = _expiry_rest(expires_at, hour)
     binding._cold = out_id
     binding.profile = profile
     return binding
