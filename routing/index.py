@@ -42,9 +42,12 @@ is the binding itself; for AXN_EXT an object with a dict A → binding and a dic
 binding.  A slot holds a ``Binding`` or, rarely (expired bindings not yet removed), a list of
 them.  There is no dict sub_id → binding: bindings are found by X (see
 :meth:`~BindingIndex.get`).  A resolve at a million bindings is bound by cache misses, not
-instructions: X's dict, the binding, the numbers it compares and routes to; the expiry is
-checked on the binding's shared :attr:`~routing.model.Binding.expiry_hour` first, so the
-binding's own expiry float is read only in its last hour.
+instructions: X's dict (its index array, the entry, the key compared), the binding, the number
+it compares and routes to.  So the by-X dict and every AXB X's dict use CPython's general
+table, which keeps each key's hash in the entry: a lookup passing over other keys' slots never
+reads their str objects (``_general_dict``).  The expiry is checked on the binding's shared
+:attr:`~routing.model.Binding.expiry_hour` first, so the rest of the expiry is read only in
+its last hour.  The :class:`Route` returned is a bare slotted object filled in place.
 """
 
 from __future__ import annotations
