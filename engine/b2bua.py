@@ -351,7 +351,7 @@ class B2bua:
         less one for every call let in that has not opened its own yet (its set-up task has
         not run; an intercepted call without announcement never does, but ends at once)."""
         setting_up = len(self._active) - len(self._media)
-        return self._relay.allocator.available // 2 - max(0, setting_up)
+        return self._relay.ports_available // 2 - max(0, setting_up)
 
     def owns_dialog(self, call_id: str, local_tag: str) -> bool:
         """True when a request with this Call-ID and To tag belongs to one of our calls' legs

@@ -406,21 +406,24 @@ class CountingMediaRelay(MediaRelay):
         *,
         loop: asyncio.AbstractEventLoop,
         socket_buffer_bytes: int = DEFAULT_SOCKET_BUFFER_BYTES,
+        reuse_after_s: float | None = None,
     ) -> None:
         """As ``MediaRelay``."""
-        super().__init__(address, allocator, loop=loop, socket_buffer_bytes=socket_buffer_bytes)
+        super().__init__(
+            address,
+            allocator,
+            loop=loop,
+            socket_buffer_bytes=socket_buffer_bytes,
+            reuse_after_s=reuse_after_s,
+        )
         self.closed_totals = RtpTotals()
         self.sessions_closed = 0
 
-    def forget(self, session: MediaSession) -> None:
-        """Fold a closing session's counters into ``closed_totals``, then forget it.
-
-        ``MediaSession.close`` calls this exactly once per session (it returns early when
-        already closing), after both sockets stopped receiving.
-        """
+    def session_ended(self, session: MediaSession) -> None:
+        """Fold a session's counters into ``closed_totals`` (``MediaRelay`` calls this exactly
+        once per session, when it stopped relaying)."""
         self.closed_totals.add(session)
         self.sessions_closed += 1
-        super().forget(session)
 
     def totals(self) -> RtpTotals:
         """Counters of every session so far: the closed ones and those open now."""
@@ -708,7 +711,14 @@ class _EngineCollector:
         yield _gauge("rtp_sessions", "open media relay sessions", relay.active_sessions)
         ports: PortAllocator = relay.allocator
         yield _gauge(
-            "media_ports_in_use", "RTP ports (even, with RTCP beside) allocated", ports.in_use
+            "media_ports_in_use",
+            "RTP ports (even, with RTCP beside) of open relay sessions",
+            relay.ports_in_use,
+        )
+        yield _gauge(
+            "media_ports_parked",
+            "RTP ports of ended calls kept bound for reuse (closed when the range runs short)",
+            2 * relay.parked_pairs,
         )
         yield _gauge(
             "media_ports_capacity", "RTP ports (even) in [media] port_min..port_max", ports.capacity

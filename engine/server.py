@@ -46,6 +46,7 @@ from media.audio import AudioError
 from media.dtmf import INFO_CONTENT_TYPES
 from media.ports import PortAllocator
 from media.prompts import PromptLibrary, ensure_prompts
+from media.relay import DEFAULT_REUSE_AFTER_S
 from media.ringback import RingbackLibrary, ringback_tone_for
 from routing.model import Binding
 from sip.endpoint import Endpoint, EndpointStats
@@ -212,7 +213,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         )
         media = settings.media
         relay = CountingMediaRelay(
-            media.address, PortAllocator(media.port_min, media.port_max), loop=loop
+            media.address,
+            PortAllocator(media.port_min, media.port_max),
+            loop=loop,
+            reuse_after_s=DEFAULT_REUSE_AFTER_S,  # sockets of ended calls reused (media.relay)
         )
         cdr = CdrWriter(settings.cdr.dir, settings.time.tzinfo)
         signalling.b2bua = B2bua(

@@ -524,3 +524,114 @@ async def test_throughput_report(relay: MediaRelay) -> None:
         f"{received / elapsed:,.0f} packets/s relayed, loss {100 * (sent - received) / sent:.3f} %"
         " (relay and endpoints share one loop)"
     )
+
+
+# --- socket reuse ------------------------------------------------------------------------------
+
+REUSE_AFTER_S = 0.05
+
+
+@pytest.fixture
+async def reusing_relay(allocator: PortAllocator) -> AsyncIterator[MediaRelay]:
+    relay = MediaRelay(
+        HOST, allocator, loop=asyncio.get_running_loop(), reuse_after_s=REUSE_AFTER_S
+    )
+    yield relay
+    await relay.close_all()
+    assert allocator.in_use == 0 and relay.parked_pairs == 0
+
+
+async def test_a_closed_sessions_sockets_serve_a_later_session(
+    reusing_relay: MediaRelay, allocator: PortAllocator
+) -> None:
+    relay = reusing_relay
+    first = await relay.open_session("call-1")
+    ports = (first.port_a, first.port_b)
+    a, b = await endpoint(), await endpoint()
+    first.expect("a", a.address)
+    first.expect("b", b.address)
+    a.send(rtp(1), first.port_a)
+    await b.wait_for(1)
+    await first.close()
+    # Parked: still bound (nobody else gets the ports), not an open session, counted available.
+    assert relay.parked_pairs == 1 and relay.active_sessions == 0
+    assert not any(port_is_free(p) for p in ports)
+    assert relay.ports_in_use == 0 and allocator.in_use == 2
+    assert relay.ports_available == allocator.capacity
+    # Too soon: a fresh pair. Once quiet long enough: the parked one.
+    too_soon = await relay.open_session("call-2")
+    assert (too_soon.port_a, too_soon.port_b) != ports
+    await asyncio.sleep(REUSE_AFTER_S * 2)
+    second = await relay.open_session("call-3")
+    assert (second.port_a, second.port_b) == ports and relay.parked_pairs == 0
+    # A new session in every respect: no latch, no counters, relays between its own parties.
+    assert not second.latched("a") and second.packets_a_to_b == 0
+    c, d = await endpoint(), await endpoint()
+    second.expect("a", c.address)
+    second.expect("b", d.address)
+    c.send(rtp(7), second.port_a)
+    await d.wait_for(1)
+    d.send(rtp(8), second.port_b)
+    await c.wait_for(1)
+    assert (d.payloads, c.payloads) == ([rtp(7)], [rtp(8)])
+    assert second.packets_a_to_b == 1 and second.packets_b_to_a == 1
+    assert first.packets_a_to_b == 1  # the closed session's own counters stay as they were
+    await too_soon.close()
+    await second.close()
+
+
+async def test_a_parked_pair_still_hearing_its_old_party_is_not_handed_out(
+    reusing_relay: MediaRelay,
+) -> None:
+    relay = reusing_relay
+    first = await relay.open_session("call-1")
+    ports = (first.port_a, first.port_b)
+    await first.close()
+    far = await endpoint()
+    for seq in range(6):  # the old far party missed the BYE and keeps sending
+        far.send(rtp(seq), ports[0])
+        await asyncio.sleep(REUSE_AFTER_S / 3)
+        fresh = await relay.open_session("call-2")
+        assert (fresh.port_a, fresh.port_b) != ports
+        await fresh.close()
+        await asyncio.sleep(0)
+    # Others parked behind it wait too (FIFO) until it has been quiet long enough.
+    await asyncio.sleep(REUSE_AFTER_S * 2)
+    reused = await relay.open_session("call-3")
+    assert (reused.port_a, reused.port_b) == ports
+    await reused.close()
+
+
+async def test_parked_pairs_give_their_ports_back_when_the_range_runs_out() -> None:
+    allocator = PortAllocator(42000, 42007)  # 4 even ports (RTCP beside): two sessions
+    relay = MediaRelay(HOST, allocator, loop=asyncio.get_running_loop(), reuse_after_s=60.0)
+    try:
+        first = await relay.open_session()
+        second = await relay.open_session()
+        await first.close()
+        await second.close()
+        assert relay.parked_pairs == 2 and allocator.available == 0
+        assert relay.ports_available == 4
+        # Neither parked pair is quiet for 60 s yet: they are closed for fresh sockets.
+        third = await relay.open_session()
+        assert relay.parked_pairs == 1 and allocator.available == 0
+        await third.close()
+    finally:
+        await relay.close_all()
+    assert allocator.in_use == 0 and relay.parked_pairs == 0
+    assert all(port_is_free(p) for p in (42000, 42002, 42004, 42006))
+
+
+async def test_no_parking_beyond_the_cap(allocator: PortAllocator) -> None:
+    relay = MediaRelay(
+        HOST, allocator, loop=asyncio.get_running_loop(), reuse_after_s=60.0, max_parked_pairs=1
+    )
+    try:
+        sessions = [await relay.open_session() for _ in range(3)]
+        for session in sessions:
+            await session.close()
+        assert relay.parked_pairs == 1 and allocator.in_use == 2
+        assert all(port_is_free(s.port_a) for s in sessions[1:])
+    finally:
+        await relay.close_all()
+    assert allocator.in_use == 0
