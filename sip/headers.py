@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sip.errors import SipParseError, SipUsageError
 from sip.grammar import (
@@ -241,7 +241,7 @@ class HeaderList:
             self._first = {key: value for key, _, value in reversed(fields)}
         # Parsed views of headers (owned by Message), keyed by header key (plus
         # "via-top-line"); a change to a header drops the views of that header only.
-        self.cache: dict[str, object] = {}
+        self.cache: dict[str, Any] = {}
 
     def _changed(self, key: str) -> None:
         cache = self.cache

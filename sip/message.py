@@ -7,11 +7,8 @@ headers it reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar, cast
-
 from sip.errors import SipParseError, SipUsageError
-from sip.grammar import is_digits
+from sip.grammar import get_param, is_digits, split_quoted
 from sip.headers import (
     CSeq,
     HeaderList,
@@ -26,8 +23,6 @@ from sip.headers import (
 from sip.uri import Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
-
-_T = TypeVar("_T")
 
 # Headers that may appear at most once (RFC 3261 §7.3.1 and §20); a second
 # value makes the message ambiguous (RFC 4475 §3.3.8, §3.3.9).
@@ -55,95 +50,111 @@ class Message:
 
     # -- parsed views --------------------------------------------------------------
 
-    def _parsed(self, key: str, build: Callable[[], _T]) -> _T:
-        cache = self.headers.cache
-        try:
-            return cache[key]  # type: ignore[return-value]
-        except KeyError:
-            value = build()
-            cache[key] = value
-            return value
-
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
         if value is None:
             raise SipParseError(f"missing {name} header")
         return value
 
-    # The five accessors below run for every message; the parser fills their
-    # cache entries, so they look there first without building a closure.
+    # The accessors below run for every message; the parser fills their cache
+    # entries.  The cache is typed ``Any`` so a typed local takes its value without
+    # a ``cast`` call (a Python function call each time).
 
     @property
     def call_id(self) -> str:
         """Call-ID value (RFC 3261 §20.8)."""
-        value = self.headers.cache.get("call-id")
+        value: str | None = self.headers.cache.get("call-id")
         if value is None:
             value = self.headers.cache["call-id"] = self._required("Call-ID").strip()
-        return cast(str, value)
+        return value
 
     @property
     def cseq(self) -> CSeq:
         """Parsed CSeq."""
-        value = self.headers.cache.get("cseq")
+        value: CSeq | None = self.headers.cache.get("cseq")
         if value is None:
             value = self.headers.cache["cseq"] = parse_cseq(self._required("CSeq"))
-        return cast(CSeq, value)
+        return value
 
     @property
     def from_(self) -> NameAddr:
         """Parsed From header."""
-        value = self.headers.cache.get("from")
+        value: NameAddr | None = self.headers.cache.get("from")
         if value is None:
             value = self.headers.cache["from"] = parse_name_addr(self._required("From"))
-        return cast(NameAddr, value)
+        return value
 
     @property
     def to(self) -> NameAddr:
         """Parsed To header."""
-        value = self.headers.cache.get("to")
+        value: NameAddr | None = self.headers.cache.get("to")
         if value is None:
             value = self.headers.cache["to"] = parse_name_addr(self._required("To"))
-        return cast(NameAddr, value)
+        return value
 
     @property
     def from_tag(self) -> str | None:
         """From tag, None for RFC 2543 peers that send none."""
-        return self.from_.tag
+        address: NameAddr | None = self.headers.cache.get("from")
+        params = (address or self.from_).params
+        return params["tag"] if "tag" in params else get_param(params, "tag")
 
     @property
     def to_tag(self) -> str | None:
         """To tag, None outside a dialog."""
-        return self.to.tag
+        address: NameAddr | None = self.headers.cache.get("to")
+        params = (address or self.to).params
+        return params["tag"] if "tag" in params else get_param(params, "tag")
 
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first, across header lines and commas."""
         cache = self.headers.cache
-        values = cache.get("via")
+        values: list[Via] | None = cache.get("via")
         if values is None:
             lines = self.headers.get_all("Via")
             if not lines:
                 raise SipParseError("missing Via header")
             # The first line is usually parsed already (the parser's top Via).
-            top = cache.get("via-top-line")
+            top: list[Via] | None = cache.get("via-top-line")
             if top is None:
                 top = cache["via-top-line"] = parse_via_values(lines[0])
             if len(lines) == 1:
                 values = top
             else:
-                values = list(cast(list[Via], top))
+                values = list(top)
                 for line in lines[1:]:
                     values.extend(parse_via_values(line))
             cache["via"] = values
-        return cast(list[Via], values)
+        return values
 
     @property
     def top_via(self) -> Via:
         """Topmost Via value (parses only the first Via line)."""
-        values = self.headers.cache.get("via-top-line")
+        values: list[Via] | None = self.headers.cache.get("via-top-line")
         if values is None:
             values = self.headers.cache["via-top-line"] = parse_via_values(self._required("Via"))
-        return cast(list[Via], values)[0]
+        return values[0]
+
+    def replace_top_via(self, via: Via) -> None:
+        """Put ``via`` in place of the topmost Via value, keeping it as the parsed top Via.
+
+        For the ``received``/``rport`` stamp of RFC 3261 §18.2.1 / RFC 3581 §4: the
+        header line is rewritten (other values of that line kept, ``", "``-joined) and
+        the next ``top_via`` needs no parse.
+        """
+        headers = self.headers
+        line = self._required("Via")
+        values: list[Via] | None = headers.cache.get("via-top-line")
+        if values is None:
+            values = parse_via_values(line)
+        rendered = str(via)
+        if len(values) > 1:
+            parts = split_quoted(line, ",")
+            parts[0] = rendered
+            rendered = ", ".join(part.strip() for part in parts)
+        headers.replace_first("Via", rendered)
+        headers.cache["via-top-line"] = [via, *values[1:]]
 
     @property
     def max_forwards(self) -> int | None:
@@ -152,62 +163,78 @@ class Message:
         cache = self.headers.cache
         if "max-forwards" not in cache:
             cache["max-forwards"] = parse_max_forwards(self.headers.get("Max-Forwards"))
-        return cast(int | None, cache["max-forwards"])
+        value: int | None = cache["max-forwards"]
+        return value
 
     @property
     def contacts(self) -> list[NameAddr]:
         """Contact values (``*`` is returned as no contacts; REGISTER is not served here)."""
-
-        def build() -> list[NameAddr]:
-            result: list[NameAddr] = []
-            for line in self.headers.get_all("Contact"):
+        headers = self.headers
+        if "contact" not in headers.first_values():
+            return []  # see require
+        cache = headers.cache
+        values: list[NameAddr] | None = cache.get("contact")
+        if values is None:
+            values = []
+            for line in headers.get_all("Contact"):
                 if line.strip() == "*":
                     continue
-                result.extend(parse_name_addr_list(line))
-            return result
-
-        return self._parsed("contact", build)
+                values.extend(parse_name_addr_list(line))
+            cache["contact"] = values
+        return values
 
     @property
     def routes(self) -> list[NameAddr]:
         """Route set as sent (RFC 3261 §20.34)."""
-        return self._parsed("route", lambda: self._address_list("Route"))
+        return self._address_list("route")
 
     @property
     def record_routes(self) -> list[NameAddr]:
         """Record-Route values (RFC 3261 §20.30)."""
-        return self._parsed("record-route", lambda: self._address_list("Record-Route"))
+        return self._address_list("record-route")
 
-    def _address_list(self, name: str) -> list[NameAddr]:
-        result: list[NameAddr] = []
-        for line in self.headers.get_all(name):
-            result.extend(parse_name_addr_list(line))
-        return result
+    def _address_list(self, key: str) -> list[NameAddr]:
+        headers = self.headers
+        if key not in headers.first_values():
+            return []  # see require
+        cache = headers.cache
+        values: list[NameAddr] | None = cache.get(key)
+        if values is None:
+            values = []
+            for line in headers.get_all(key):
+                values.extend(parse_name_addr_list(line))
+            cache[key] = values
+        return values
 
     @property
     def require(self) -> list[str]:
         """Option tags in Require."""
-        cache = self.headers.cache
-        tags = cache.get("require")
+        headers = self.headers
+        if "require" not in headers.first_values():
+            return []  # not cached: an empty list kept per message is one more object to track
+        tags: list[str] | None = headers.cache.get("require")
         if tags is None:
-            tags = cache["require"] = parse_option_tags(self.headers.get_list("Require"))
-        return cast(list[str], tags)
+            tags = headers.cache["require"] = parse_option_tags(headers.get_list("Require"))
+        return tags
 
     @property
     def supported(self) -> list[str]:
         """Option tags in Supported."""
-        cache = self.headers.cache
-        tags = cache.get("supported")
+        headers = self.headers
+        if "supported" not in headers.first_values():
+            return []  # see require
+        tags: list[str] | None = headers.cache.get("supported")
         if tags is None:
-            tags = cache["supported"] = parse_option_tags(self.headers.get_list("Supported"))
-        return cast(list[str], tags)
+            tags = headers.cache["supported"] = parse_option_tags(headers.get_list("Supported"))
+        return tags
 
     @property
     def content_type(self) -> str | None:
         """Media type of the body, lower-case, without parameters (``application/sdp``)."""
         cache = self.headers.cache
         if "content-type" in cache:
-            return cast(str | None, cache["content-type"])
+            cached: str | None = cache["content-type"]
+            return cached
         value = self.headers.get("Content-Type")
         media_type: str | None = None
         if value is not None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sip import HeaderList, Request, SipParseError, SipUri, parse_message
+from sip import HeaderList, Request, SipParseError, SipUri, Via, parse_message
 from sip.builders import make_response, new_branch, new_call_id, new_tag, random_hex
 from sip.dialog import DialogInput, DialogRole, DialogState
 from sip.errors import SipUsageError
@@ -327,3 +327,22 @@ def test_make_response_copies_and_tags_as_before() -> None:
         ("Contact", "<sip:x@h>"),
     ]
     assert response.to_tag == "t1" and request.to_tag is None
+
+
+def test_replace_top_via_rewrites_the_first_value_and_keeps_it_parsed() -> None:
+    second_line = b"Via: SIP/2.0/UDP a.example;branch=z9hG4bKa, SIP/2.0/UDP b.example\r\n"
+    for data in (INVITE, INVITE.replace(b"Via: ", second_line + b"Via: ", 1)):
+        request = parse_message(data)
+        old_top = request.top_via
+        stamped = Via(
+            transport=old_top.transport,
+            host=old_top.host,
+            port=old_top.port,
+            params={**old_top.params, "received": "192.0.2.1"},
+        )
+        others = [str(via) for via in request.vias[1:]]
+        request.replace_top_via(stamped)
+        assert request.top_via is stamped
+        reparsed = parse_message(request.to_bytes())
+        assert [str(via) for via in reparsed.vias] == [str(stamped), *others]
+        assert [str(via) for via in request.vias] == [str(stamped), *others]
