@@ -370,8 +370,8 @@ class B2bua:
         session = self._negotiate_inbound(event)
         if session is False:
             return  # answered 400 or 422: the caller retries or gives up, no call yet
-        x = from_sip_user(_uri_user(request.uri))
-        caller = _caller_number(request)
+        x = from_sip_user(uri_user(request.uri))
+        caller = caller_number(request)
         now = self._wall_clock()
         local_tag = new_tag()
         inbound = Leg(
@@ -2085,7 +2085,8 @@ class B2bua:
         return None
 
 
-def _uri_user(uri: object) -> str | None:
+def uri_user(uri: object) -> str | None:
+    """The user part of a SIP URI or the number of a tel URI (None for anything else)."""
     if isinstance(uri, SipUri):
         return uri.user
     if isinstance(uri, TelUri):
@@ -2093,18 +2094,18 @@ def _uri_user(uri: object) -> str | None:
     return None
 
 
-def _caller_number(request: Request) -> PhoneNumber | None:
+def caller_number(request: Request) -> PhoneNumber | None:
     """The caller's real number: P-Asserted-Identity first (RFC 3325), else From."""
     pai = request.headers.get("P-Asserted-Identity")
     if pai is not None:
         try:
-            number = from_sip_user(_uri_user(parse_name_addr(pai.split(",")[0]).uri))
+            number = from_sip_user(uri_user(parse_name_addr(pai.split(",")[0]).uri))
             if number is not None:
                 return number
         except SipError:
             pass
     try:
-        return from_sip_user(_uri_user(request.from_.uri))
+        return from_sip_user(uri_user(request.from_.uri))
     except SipError:
         return None
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from api.sms import InboundSms, SmsVerdict
 from config import Settings, TrunkSettings
-from engine.b2bua import _caller_number, _uri_user
+from engine.b2bua import caller_number, uri_user
 from engine.logging import get_logger
 from routing.model import PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
@@ -126,13 +126,13 @@ def _charset(content_type: str) -> str | None:
 
 def read_message(request: Request) -> MessageRead | MessageRefused:
     """X, sender and text of an inbound MESSAGE, or the response refusing it."""
-    x = from_sip_user(_uri_user(request.uri))
+    x = from_sip_user(uri_user(request.uri))
     if x is None:
         return MessageRefused(404, "Not Found (not a number)")
     text = read_text(request)
     if isinstance(text, MessageRefused):
         return text
-    return MessageRead(x=x, sender=_caller_number(request), text=text)
+    return MessageRead(x=x, sender=caller_number(request), text=text)
 
 
 def trunk_for(trunks: tuple[TrunkSettings, ...], host: str) -> TrunkSettings | None:
