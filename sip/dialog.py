@@ -23,7 +23,7 @@ from typing import Final
 
 from sip.errors import CallDoesNotExist, SipError, SipParseError, SipUsageError
 from sip.grammar import has_param
-from sip.headers import CSEQ_MAX, HeaderList, NameAddr, header_key
+from sip.headers import CSEQ_MAX, HeaderList, NameAddr, header_key, make_field
 from sip.message import Request, Response
 from sip.uri import SipUri, Uri
 
@@ -229,6 +229,7 @@ ROLE_FORBIDDEN: Final[frozenset[tuple[DialogRole, DialogState, DialogInput]]] = 
 del _S, _I
 
 _CSEQ_EXEMPT_METHODS: Final = frozenset({"ACK", "CANCEL"})
+_MAX_FORWARDS_FIELD: Final = ("max-forwards", "Max-Forwards", str(MAX_FORWARDS))
 
 
 # --- the dialog ---------------------------------------------------------------------
@@ -245,9 +246,8 @@ class Dialog:
     """
 
     __slots__ = (
-        "_from_value",
+        "_fixed_fields",
         "_state",
-        "_to_value",
         "id",
         "local_contact",
         "local_cseq",
@@ -285,10 +285,7 @@ class Dialog:
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.secure = secure
-        # From and To of every request we build, rendered once (the URIs and tags of a
-        # dialog never change).
-        self._from_value: str | None = None
-        self._to_value: str | None = None
+        self._fixed_fields: tuple[tuple[str, str, str], ...] | None = None
         self._set_state(state)
 
     # -- creation ----------------------------------------------------------------------
@@ -581,22 +578,17 @@ class Dialog:
             raise SipUsageError("a body needs a content_type")
 
         request_uri, routes = self._request_uri_and_routes()
-        headers = HeaderList()
-        headers.add("Max-Forwards", str(MAX_FORWARDS))
-        for route in routes:
-            headers.add("Route", route)
-        from_value = self._from_value
-        if from_value is None:
-            from_value = self._from_value = str(self.local_uri.with_tag(self.id.local_tag))
-        headers.add("From", from_value)
-        to_value = self._to_value
-        if to_value is None:
-            remote_tag = self.id.remote_tag
-            to = self.remote_uri.with_tag(remote_tag) if remote_tag else self.remote_uri
-            to_value = self._to_value = str(to)
-        headers.add("To", to_value)
-        headers.add("Call-ID", self.id.call_id)
-        headers.add("CSeq", f"{seq} {method}")
+        fixed = self._fixed_fields
+        if fixed is None:
+            fixed = self._fixed_fields = self._render_fixed_fields()
+        headers = HeaderList(
+            [
+                _MAX_FORWARDS_FIELD,
+                *[make_field("Route", route) for route in routes],
+                *fixed,
+                ("cseq", "CSeq", f"{seq} {method}"),
+            ]
+        )
         if method in TARGET_REFRESH_METHODS and "contact" not in extra_keys:
             # §12.2.1.1: a target refresh request carries the local contact.
             headers.add("Contact", str(self.local_contact))
@@ -606,6 +598,18 @@ class Dialog:
             headers.add("Content-Type", content_type)
         headers.add("Content-Length", str(len(body)))
         return Request(method, request_uri, headers, body)
+
+    def _render_fixed_fields(self) -> tuple[tuple[str, str, str], ...]:
+        """From, To and Call-ID of every request we build, rendered once: the URIs, the
+        tags and the Call-ID of a dialog never change.  ``make_field`` refuses a value
+        with CR or LF as ``HeaderList.add`` would."""
+        remote_tag = self.id.remote_tag
+        to = self.remote_uri.with_tag(remote_tag) if remote_tag else self.remote_uri
+        return (
+            make_field("From", str(self.local_uri.with_tag(self.id.local_tag))),
+            make_field("To", str(to)),
+            make_field("Call-ID", self.id.call_id),
+        )
 
     def _request_uri_and_routes(self) -> tuple[Uri, list[str]]:
         """Request-URI and Route values per §12.2.1.1 (loose or strict routing)."""
