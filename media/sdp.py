@@ -37,10 +37,11 @@ the callee's answer agrees with what the caller already has and no re-INVITE is 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 __all__ = [
@@ -170,6 +171,9 @@ class MediaDescription:
     rtcp_port: int | None
     lines: tuple[SdpLine, ...]
     """All lines of the section in order, the ``m=`` line first."""
+    # Payload type → its a=rtpmap, parsed on the first rtpmap() call (a call asks ~8 times).
+    # Not an __init__ field, so dataclasses.replace() starts a fresh one.
+    _rtpmaps: dict[str, RtpMap] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def rejected(self) -> bool:
@@ -182,11 +186,16 @@ class MediaDescription:
 
     def rtpmap(self, payload_type: str) -> RtpMap | None:
         """The ``a=rtpmap`` of a payload type, or the RFC 3551 static mapping, or None."""
-        for value in self.attribute_values("rtpmap"):
-            parsed = _parse_rtpmap(value)
-            if parsed is not None and parsed.payload_type == payload_type:
-                return parsed
-        return STATIC_PAYLOAD_TYPES.get(payload_type)
+        mapped = self._rtpmaps
+        if mapped is None:
+            mapped = {}
+            for value in self.attribute_values("rtpmap"):
+                parsed = _parse_rtpmap(value)
+                if parsed is not None:
+                    mapped.setdefault(parsed.payload_type, parsed)  # the first one counts
+            object.__setattr__(self, "_rtpmaps", mapped)  # frozen: a cache, not state
+        found = mapped.get(payload_type)
+        return found if found is not None else STATIC_PAYLOAD_TYPES.get(payload_type)
 
     def fmtp(self, payload_type: str) -> str | None:
         """The format parameters of ``a=fmtp:<pt> <params>`` for a payload type, or None."""
@@ -680,20 +689,15 @@ def rewrite_for_leg(
     """
     if len(ports) != len(sdp.media):
         raise SdpError(f"{len(sdp.media)} media streams but {len(ports)} ports")
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        raise SdpError(f"not an IP address: {address!r}") from None
-    addrtype = "IP4" if ip.version == 4 else "IP6"
-    unspecified = "0.0.0.0" if ip.version == 4 else "::"
+    addrtype, ours, unspecified = _relay_address(address)
 
     def connection_line(original: Connection | None) -> SdpLine:
-        host = unspecified if original is not None and original.is_unspecified else ip.compressed
+        host = unspecified if original is not None and original.is_unspecified else ours
         return ("c", f"IN {addrtype} {host}")
 
     out: list[SdpLine] = [
         ("v", "0"),
-        ("o", f"{username} {session_id} {version} IN {addrtype} {ip.compressed}"),
+        ("o", f"{username} {session_id} {version} IN {addrtype} {ours}"),
         ("s", "-"),
     ]
     # RFC 4566 §5.7: a c= at session level or in every m= section. Where the original has
@@ -724,6 +728,19 @@ def rewrite_for_leg(
             else:
                 out.append((kind, value))
     return _render(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _relay_address(address: str) -> tuple[str, str, str]:
+    """``(addrtype, compressed address, unspecified address)`` of our relay address (one or two
+    per process: parsed once, not for every SDP written)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SdpError(f"not an IP address: {address!r}") from None
+    if ip.version == 4:
+        return "IP4", ip.compressed, "0.0.0.0"
+    return "IP6", ip.compressed, "::"
 
 
 def _render(lines: Sequence[SdpLine]) -> bytes:
