@@ -164,16 +164,23 @@ def make_response(
     content_type: str | None = None,
 ) -> Response:
     """Response to a parsed request, copying the mandatory headers (RFC 3261 §8.2.6)."""
-    response = response_from_headers(request.headers, status_code, reason, to_tag=None)
+    headers = HeaderList.subset_of(request.headers, _COPIED_KEYS)
     if to_tag is not None and status_code > 100 and request.to_tag is None:
-        response.headers.set("To", str(request.to.with_tag(to_tag)))
+        to = request.to
+        # A To without parameters (an initial request's, nearly always) gets ";tag=" appended
+        # to its rendering: what rendering a copy with the tag would give, for less.
+        headers.set("To", f"{to};tag={to_tag}" if not to.params else str(to.with_tag(to_tag)))
+    add = headers.add
     for name, value in extra or ():
-        response.headers.add(name, value)
-    if body:
-        if content_type is not None:
-            response.headers.add("Content-Type", content_type)
-        response.body = body
-    return response
+        add(name, value)
+    if body and content_type is not None:
+        add("Content-Type", content_type)
+    return Response(
+        status_code,
+        reason if reason is not None else reason_phrase(status_code),
+        headers,
+        body,
+    )
 
 
 def make_non2xx_ack(invite: Request, response: Response) -> Request:

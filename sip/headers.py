@@ -362,7 +362,8 @@ class HeaderList:
             for index, f in enumerate(fields):
                 if f[0] == key:
                     fields[index] = new
-                    fields[index + 1 :] = [g for g in fields[index + 1 :] if g[0] != key]
+                    if len(self._first) != len(fields):  # some key repeats: maybe this one
+                        fields[index + 1 :] = [g for g in fields[index + 1 :] if g[0] != key]
                     break
         else:
             fields.append(new)

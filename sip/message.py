@@ -371,7 +371,9 @@ class Response(Message):
         headers: HeaderList | None = None,
         body: bytes = b"",
     ) -> None:
-        super().__init__(headers, body)
+        # Message.__init__ inlined, as in Request.
+        self.headers = headers if headers is not None else HeaderList()
+        self.body = body
         self.status_code = status_code
         self.reason = reason
 
