@@ -415,7 +415,7 @@ class Endpoint:
         elif method == "CANCEL":
             self._receive_cancel(tx, now)
         else:
-            if method == "INVITE" and self.auto_trying:
+            if method == "INVITE" and self.auto_trying and self.timers.trying_delay_s is None:
                 self._apply(tx, tx.send_response(make_response(request, 100), now))
             self._events.append(
                 RequestReceived(tx.key, request, tx.peer, in_dialog=to_tag is not None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from sip.builders import make_non2xx_ack
+from sip.builders import make_non2xx_ack, make_response
 from sip.errors import SipUsageError
 from sip.message import Request, Response
 from sip.transport import Peer
@@ -63,6 +63,7 @@ class TxInput(Enum):
     TIMER_K = auto()
     TIMER_L = auto()
     TIMER_M = auto()
+    TIMER_TRYING = auto()  # not an RFC 3261 name: the delayed 100 (Trying) of §17.2.1
     TRANSPORT_ERROR = auto()
 
 
@@ -75,6 +76,8 @@ class Action(Enum):
     RETRANSMIT_REQUEST = auto()
     SEND_RESPONSE = auto()  # send the user's response and remember it
     RESEND_RESPONSE = auto()  # re-send the last response (retransmission or timer G)
+    SEND_TRYING = auto()  # the delayed 100 (Trying), unless a response went out already
+    # (RESEND_RESPONSE sends it too, when an INVITE is retransmitted before anything went out)
     PASS_ACK = auto()  # the ACK for our 2xx arrived; stop re-sending the 2xx
     REPORT_TIMEOUT = auto()
     REPORT_TRANSPORT_ERROR = auto()
@@ -86,11 +89,19 @@ class TransactionError(SipUsageError):
 
 @dataclass(frozen=True, slots=True)
 class TimerConfig:
-    """RFC 3261 timer base values in seconds (§17.1.1.1, table 4)."""
+    """RFC 3261 timer base values in seconds (§17.1.1.1, table 4).
+
+    ``trying_delay_s``: when set, an INVITE server transaction sends its 100 (Trying) only if
+    no response went out within that time, or at once when the INVITE is retransmitted
+    (RFC 3261 §17.2.1: the 100 may be left out when the TU answers within 200 ms). A B2BUA
+    relaying a fast callee's 180 then never builds or sends one. None: the endpoint sends the
+    100 itself on receipt (``Endpoint(auto_trying=...)``).
+    """
 
     t1_s: float = 0.5
     t2_s: float = 4.0
     t4_s: float = 5.0
+    trying_delay_s: float | None = None
 
 
 P = TxState
@@ -149,7 +160,9 @@ CLIENT_NON_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
 # The 2xx retransmission that §13.3.1.4 gives the UAS core runs here on the
 # Timer G schedule in Accepted, so the application never re-sends anything.
 SERVER_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
+    # Re-sends the last response; nothing sent yet (a delayed 100): the 100, now.
     (P.PROCEEDING, I.RECV_REQUEST): ((A.RESEND_RESPONSE,), P.PROCEEDING),
+    (P.PROCEEDING, I.TIMER_TRYING): ((A.SEND_TRYING,), P.PROCEEDING),
     # An ACK before any final response acknowledges nothing; a peer can send it anyway.
     (P.PROCEEDING, I.RECV_ACK): ((), P.PROCEEDING),
     (P.PROCEEDING, I.SEND_1XX): ((A.SEND_RESPONSE,), P.PROCEEDING),
@@ -326,6 +339,8 @@ class Transaction:
         # The endpoint's key of the 2xx ACK this server INVITE transaction waits for.
         self.awaiting_ack_key: tuple[str, int, str] | None = None
         self._arm_entry_timers(now)
+        if kind is TxKind.SERVER_INVITE and timers.trying_delay_s is not None:
+            self.deadlines[I.TIMER_TRYING] = now + timers.trying_delay_s
 
     # -- public inputs ----------------------------------------------------------------
 
@@ -464,17 +479,32 @@ class Transaction:
         elif action is A.RETRANSMIT_REQUEST:
             if self.request_bytes is not None:
                 effects.append(Transmit(self.request_bytes))
+        elif action is A.SEND_TRYING:
+            if self.last_response is None:
+                self._send_trying(effects)
         elif action is A.SEND_RESPONSE:
             assert isinstance(message, Response)
+            self.deadlines.pop(I.TIMER_TRYING, None)  # answered: no 100 needed any more
             self.last_response = message.to_bytes()
             self.last_response_status = message.status_code
             effects.append(Transmit(self.last_response))
         elif action is A.RESEND_RESPONSE:
             if self.last_response is not None:
                 effects.append(Transmit(self.last_response))
+            elif self.kind is TxKind.SERVER_INVITE:
+                self._send_trying(effects)  # its 100 was being delayed: the peer waits
         elif action is A.REPORT_TIMEOUT:
             if tx_input is I.TIMER_L and self.ack_received:
                 return  # the 2xx was acknowledged; L only ends absorption (RFC 6026)
             effects.append(TimedOut(tx_input.name.removeprefix("TIMER_")))
         elif action is A.REPORT_TRANSPORT_ERROR:
             effects.append(TransportFailure())
+
+    def _send_trying(self, effects: list[Effect]) -> None:
+        """The 100 (Trying) of an INVITE server transaction that has sent nothing yet."""
+        if self.request is None:
+            return
+        self.deadlines.pop(I.TIMER_TRYING, None)
+        self.last_response = make_response(self.request, 100).to_bytes()
+        self.last_response_status = 100
+        effects.append(Transmit(self.last_response))

@@ -9,8 +9,8 @@ seconds, at once:
 - a Python client sends an OPTIONS every 50 ms;
 - the server's RSS is read from /proc every 50 ms.
 
-Then: excess INVITEs got 503 with Retry-After (before any 100 Trying), every call that got 100
-Trying ended with a final response and wrote a call record, no call failed, the stranger was
+Then: excess INVITEs got 503 with Retry-After (before any 100 Trying), every call taken on
+ended with a final response and wrote a call record, no call failed, the stranger was
 answered at most its bucket's worth, every OPTIONS was answered, memory stayed bounded, and
 afterwards normal calls all succeed.
 """
@@ -480,14 +480,17 @@ def test_overload_sheds_new_calls_keeps_answering_and_recovers(rig: Rig) -> None
     outcomes = _outcomes(loaded_log)
     assert len(outcomes) == OFFERED_CALLS, output
     shed = [cid for cid, call in outcomes.items() if call.finals == [503] and not call.got_100]
-    admitted = [cid for cid, call in outcomes.items() if call.got_100]
+    # Admitted: taken on (a 100 Trying — delayed, so a quick callee's 180 may come first — or
+    # any final response other than the guard's 503).
+    admitted = [cid for cid, call in outcomes.items() if call.got_100 or call.finals[:1] != [503]]
     assert len(shed) + len(admitted) == OFFERED_CALLS, {
         cid: call for cid, call in outcomes.items() if cid not in shed and cid not in admitted
     }
+    assert not set(shed) & set(admitted)
     # Offered ~5x what 20 calls of 500 ms carry: most are refused, and enough are served.
     assert len(shed) >= OFFERED_CALLS // 2, (len(shed), len(admitted))
     assert len(admitted) >= 2 * MAX_CALLS, (len(shed), len(admitted))
-    # No call that got 100 Trying is left half-set-up: each was answered, and hung up cleanly.
+    # No call taken on is left half-set-up: each was answered, and hung up cleanly.
     half = {cid: call for cid, call in outcomes.items() if cid in admitted}
     assert all(call.finals[:1] == [200] and call.bye_answered for call in half.values()), {
         cid: call for cid, call in half.items() if call.finals[:1] != [200] or not call.bye_answered

@@ -693,6 +693,53 @@ def test_bye_after_2xx_is_its_own_transaction(pair: EndpointPair) -> None:
     assert done.response.status_code == 200
 
 
+def _delayed_trying_pair() -> EndpointPair:
+    uas = Endpoint(
+        local_host=UAS_ADDR[0], local_port=UAS_ADDR[1], timers=TimerConfig(trying_delay_s=0.2)
+    )
+    return EndpointPair(uas=uas)
+
+
+def _status_lines(sent: list[bytes]) -> list[bytes]:
+    return [data.split(b"\r\n", 1)[0] for data in sent]
+
+
+def test_delayed_trying_is_left_out_when_the_answer_is_quick() -> None:
+    pair = _delayed_trying_pair()
+    _, server_key, _ = _invite_at_uas(pair)
+    assert pair.drop("uas") == []  # no 100 on receipt
+    pair.advance(0.1)
+    _answer(pair, server_key, 180)
+    assert _status_lines(pair.drop("uas")) == [b"SIP/2.0 180 Ringing"]
+    pair.advance(0.5)  # past the 200 ms: still no 100 after the 180
+    assert pair.drop("uas") == []
+
+
+def test_delayed_trying_goes_out_after_200_ms_of_silence() -> None:
+    pair = _delayed_trying_pair()
+    client_key, server_key, _ = _invite_at_uas(pair)
+    pair.advance(0.19)
+    assert pair.drop("uas") == []
+    pair.advance(0.02)
+    (trying,) = pair.deliver("uas")
+    assert trying.startswith(b"SIP/2.0 100 Trying")
+    assert tx_state(pair.uac, client_key) is S.PROCEEDING  # the caller stops retransmitting
+    _answer(pair, server_key, 486)
+    assert _status_lines(pair.drop("uas")) == [b"SIP/2.0 486 Busy Here"]
+
+
+def test_a_retransmitted_invite_gets_the_delayed_trying_at_once_and_only_once() -> None:
+    pair = _delayed_trying_pair()
+    _, _, invite = _invite_at_uas(pair)
+    pair.now_s = 0.1
+    pair.uas.receive_datagram(invite.to_bytes(), UAC_ADDR, pair.now_s)  # a retransmission
+    assert pair.events("uas") == []
+    (trying,) = pair.drop("uas")
+    assert trying.startswith(b"SIP/2.0 100 Trying")
+    pair.advance(0.5)  # the delayed timer was disarmed by the 100 already sent
+    assert pair.drop("uas") == []
+
+
 # =====================================================================================
 # 5. CANCEL
 # =====================================================================================
