@@ -27,7 +27,6 @@ from sip.events import (
     TransportFailed,
     TxKey,
 )
-from sip.grammar import split_quoted
 from sip.headers import HeaderList, Via, parse_via_values
 from sip.message import Request, Response
 from sip.parser import DEFAULT_MAX_MESSAGE_BYTES, StreamFramer, parse_message, parse_stream_message
@@ -580,7 +579,4 @@ def _stamp_received(request: Request, peer: Peer) -> None:
     stamped = Via(
         transport=via.transport, host=via.host, port=via.port, params=params, protocol=via.protocol
     )
-    first_line = request.headers.get("Via") or ""
-    values = split_quoted(first_line, ",")
-    values[0] = str(stamped)
-    request.headers.replace_first("Via", ", ".join(v.strip() for v in values))
+    request.replace_top_via(stamped)  # the stamped Via stays parsed for the response peer
