@@ -327,6 +327,9 @@ class LogSettings:
 
     level: LogLevel = LogLevel.INFO
     format: LogFormat = LogFormat.JSON
+    # The serving process writes its lines out in batches every batch_ms (one write for many
+    # lines); 0 writes each line at once.
+    batch_ms: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,8 +677,9 @@ def _read_log(table: _Table) -> LogSettings:
     d = LogSettings()
     level = table.choice("level", d.level, LogLevel)
     fmt = table.choice("format", d.format, LogFormat)
+    batch_ms = table.integer("batch_ms", d.batch_ms, low=0, high=1000)
     table.finish()
-    return LogSettings(level=level, format=fmt)
+    return LogSettings(level=level, format=fmt, batch_ms=batch_ms)
 
 
 def _read_trunk(table: _Table) -> TrunkSettings:

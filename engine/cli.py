@@ -123,9 +123,14 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Imported here: logging set-up and the server pull in structlog, uvloop and the rest of the
     # engine, which config-only commands have no use for.
-    from engine.logging import configure_logging, get_logger  # noqa: PLC0415
+    from engine.logging import configure_logging, get_logger, write_out_logs  # noqa: PLC0415
 
-    configure_logging(settings.log.level, settings.log.format)
+    log = settings.log
+    configure_logging(
+        log.level,
+        log.format,
+        batch_interval_s=log.batch_ms / 1000 if log.batch_ms else None,
+    )
     get_logger("engine.cli").info(
         "starting",
         config=str(args.config) if args.config else None,
@@ -139,10 +144,13 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         return server.run(settings)
     except MasterKeyError as err:  # refuses to start rather than invalidate every tenant key
+        write_out_logs()  # the batched lines before the error, in order
         _print_json({"ok": False, "error": str(err)}, stream=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        write_out_logs()
 
 
 def _add_serve(commands: Commands) -> None:

@@ -13,8 +13,12 @@ floats are left alone (timestamps and durations), so phone numbers are never log
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
 import logging
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any, Final, TextIO, cast
 
@@ -23,7 +27,13 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from routing.masking import mask_numbers_in_text
 
-__all__ = ["configure_logging", "get_logger", "mask_event_dict"]
+__all__ = [
+    "BatchedLines",
+    "configure_logging",
+    "get_logger",
+    "mask_event_dict",
+    "write_out_logs",
+]
 
 _LEVELS: Final[Mapping[str, int]] = {
     "debug": logging.DEBUG,
@@ -95,12 +105,93 @@ def _renderer(fmt: str, stream: TextIO) -> Processor:
     return structlog.dev.ConsoleRenderer(colors=stream.isatty())
 
 
-def configure_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> None:
+class BatchedLines(io.TextIOBase):
+    """A text stream whose lines reach ``target`` in batches: every ``interval_s`` (a daemon
+    thread), when ``max_bytes`` are waiting, and at exit.
+
+    The serving process writes two JSON lines per call; flushed one by one that was a write
+    system call each, ~4 % of the event loop's time at 500 calls/s. Batched, a line reaches the
+    file or the journal at most ``interval_s`` later; what a kill -9 can lose is that much.
+    ``flush()`` (which structlog and ``logging`` call after every line) only marks the lines as
+    complete; :meth:`write_out` writes them.
+    """
+
+    def __init__(self, target: TextIO, *, interval_s: float, max_bytes: int = 256 * 1024) -> None:
+        super().__init__()
+        self._target = target
+        self._interval_s = interval_s
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="maskline-log-lines", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending.append(text)
+            self._pending_bytes += len(text)
+            full = self._pending_bytes >= self._max_bytes
+        if full:
+            self.write_out()
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing: lines go out in batches (see the class docstring)."""
+
+    def write_out(self) -> None:
+        """Write every waiting line to the target now."""
+        with self._lock:
+            if not self._pending:
+                return
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._target.write(text)
+            self._target.flush()
+
+    def close(self) -> None:
+        """Stop the thread, write what waits (also run at exit)."""
+        if not self._stopped.is_set():
+            self._stopped.set()
+            with contextlib.suppress(OSError, ValueError):  # the target may be closed already
+                self.write_out()
+        super().close()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            try:
+                self.write_out()
+            except (OSError, ValueError):  # the target went away (closed pipe, shut down)
+                return
+
+
+_batched: BatchedLines | None = None
+
+
+def write_out_logs() -> None:
+    """Write the lines a batching configuration still holds (the serving process, when it ends)."""
+    if _batched is not None:
+        _batched.write_out()
+
+
+def configure_logging(
+    level: str, fmt: str, *, stream: TextIO | None = None, batch_interval_s: float | None = None
+) -> None:
     """Configure structlog and the stdlib root logger.
 
     ``level`` is one of debug/info/warning/error/critical, ``fmt`` is ``json`` or ``console``.
-    Lines go to ``stream`` (default: ``sys.stderr`` at the time of the call). May be called
-    again to reconfigure (tests do).
+    Lines go to ``stream`` (default: ``sys.stderr`` at the time of the call), through a
+    :class:`BatchedLines` written out every ``batch_interval_s`` when that is given (the
+    serving process). May be called again to reconfigure (tests do).
     """
     level_no = _LEVELS.get(level.lower())
     if level_no is None:
@@ -109,7 +200,14 @@ def configure_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> 
         raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(_FORMATS)}")
     global _configuration  # noqa: PLW0603  # loggers rebind after a reconfiguration
     _configuration += 1
-    out = sys.stderr if stream is None else stream
+    global _batched  # noqa: PLW0603  # one batching stream at a time
+    if _batched is not None:
+        _batched.close()  # what waits goes out; the new configuration writes from here on
+        _batched = None
+    out: TextIO = sys.stderr if stream is None else stream
+    if batch_interval_s is not None:
+        _batched = BatchedLines(out, interval_s=batch_interval_s)
+        out = cast(TextIO, _batched)
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp")
     renderer = _renderer(fmt, out)
 

@@ -139,7 +139,7 @@ def test_example_config_sets_and_documents_every_key() -> None:
             "max_sources",
             "max_tcp_connections",
         },
-        "log": {"level", "format"},
+        "log": {"level", "format", "batch_ms"},
         "time": {"zone"},
     }
     assert {k: set(v) for k, v in data.items() if k != "trunks"} == expected

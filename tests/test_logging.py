@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from engine.logging import configure_logging, get_logger
+from engine.logging import BatchedLines, configure_logging, get_logger
 
 
 @pytest.fixture
@@ -148,3 +149,45 @@ def test_console_format_masks(stream: io.StringIO) -> None:
 def test_bad_arguments(level: str, fmt: str) -> None:
     with pytest.raises(ValueError, match="unknown log"):
         configure_logging(level, fmt, stream=io.StringIO())
+
+
+def test_batched_lines_leave_together_after_the_interval_and_at_close() -> None:
+    target = io.StringIO()
+    lines = BatchedLines(target, interval_s=0.05)
+    try:
+        lines.write('{"event": "one"}\n')
+        lines.flush()  # what structlog does after each line: nothing goes out yet
+        lines.write('{"event": "two"}\n')
+        assert target.getvalue() == ""
+        deadline = time.monotonic() + 5
+        while not target.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert target.getvalue() == '{"event": "one"}\n{"event": "two"}\n'
+        lines.write('{"event": "three"}\n')
+    finally:
+        lines.close()
+    assert target.getvalue().endswith('{"event": "three"}\n')  # close writes what waited
+
+
+def test_batched_lines_write_out_at_once_when_the_batch_is_full() -> None:
+    target = io.StringIO()
+    lines = BatchedLines(target, interval_s=3600, max_bytes=100)
+    try:
+        lines.write("x" * 60 + "\n")
+        assert target.getvalue() == ""
+        lines.write("y" * 60 + "\n")
+        assert target.getvalue() == "x" * 60 + "\n" + "y" * 60 + "\n"
+    finally:
+        lines.close()
+
+
+def test_the_serving_configuration_batches_structlog_lines() -> None:
+    target = io.StringIO()
+    configure_logging("info", "json", stream=target, batch_interval_s=3600)
+    try:
+        get_logger("test.batch").info("queued", n=1)
+        assert target.getvalue() == ""
+    finally:
+        configure_logging("info", "json", stream=io.StringIO())  # closes the batch: written out
+    (line,) = target.getvalue().splitlines()
+    assert json.loads(line)["event"] == "queued"

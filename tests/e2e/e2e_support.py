@@ -383,6 +383,8 @@ dir = "{directory / "recordings"}"
 [log]
 level = "info"
 format = "json"
+# Each line at once: tests read the log right after what they check (batching: tests/test_logging).
+batch_ms = 0
 """,
         encoding="utf-8",
     )
