@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import math
-import secrets
 import sqlite3
 import time
 import unicodedata
@@ -54,6 +53,7 @@ from api.principal import Principal
 from engine.logging import get_logger
 from routing.model import PhoneNumber, PoolKey
 from routing.numbers import home_location
+from sip.builders import random_hex
 from store import outbox
 from store.db import Database, DatabaseClosedError
 from store.outbox import (
@@ -352,7 +352,7 @@ _Result = tuple[bool, set[str | None] | BaseException]
 
 
 def _event_report(event: CallEvent, zone: ZoneInfo) -> NewReport:
-    report_id = secrets.token_hex(16)
+    report_id = random_hex(16)
     return NewReport(
         id=report_id,
         type=event.type,
@@ -980,7 +980,7 @@ def _warning_op(
             outbox.set_warning_state_row(conn, pool_key, warning, active=state, now=now)
             if not state:
                 continue
-            report_id = secrets.token_hex(16)
+            report_id = random_hex(16)
             threshold = thresholds[warning]
             report = NewReport(
                 id=report_id,

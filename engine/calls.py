@@ -8,10 +8,10 @@ peer's doing: the controller checks the state before acting on peer input).
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from enum import Enum, auto
 
+from sip.builders import random_bytes
 from sip.dialog import Dialog
 from sip.errors import SipUsageError
 from sip.events import TxKey
@@ -26,14 +26,22 @@ _REF_ALPHABET = "abcdefghjkmnpqrstuvwxyz"
 
 
 _REF_LENGTH = 24
-_REF_SPACE = len(_REF_ALPHABET) ** _REF_LENGTH
+_REF_SPACE = len(_REF_ALPHABET) ** _REF_LENGTH  # ~2**108.6
+_REF_DRAW_BYTES = 14  # 112 bits
+# Draws at or above the largest multiple of the space below 2**112 are drawn again, so every
+# reference is equally likely (a retry happens for about 1 draw in 100).
+_REF_DRAW_LIMIT = (1 << (8 * _REF_DRAW_BYTES)) // _REF_SPACE * _REF_SPACE
 
 
 def new_call_ref() -> str:
     """A unique id for a call record and its log lines (never a SIP Call-ID of either leg)."""
-    # One draw from the CSPRNG, written in the alphabet's base (24 draws of secrets.choice
+    # One draw of CSPRNG bytes written in the alphabet's base (24 draws of secrets.choice
     # cost ~50 µs per call; this ~5 µs), uniform over the same 23**24 references.
-    value = secrets.randbelow(_REF_SPACE)
+    while True:
+        value = int.from_bytes(random_bytes(_REF_DRAW_BYTES), "big")
+        if value < _REF_DRAW_LIMIT:
+            break
+    value %= _REF_SPACE
     letters = []
     for _ in range(_REF_LENGTH):
         value, digit = divmod(value, len(_REF_ALPHABET))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from media.recording import CallRecording
 from media.recording_io import recording_path, write_recording
 from routing.model import PhoneNumber, PoolKey, SubId
 from routing.numbers import home_location
+from sip.builders import random_hex
 from store.cdr import CdrWriter
 from store.db import Database
 from store.recordings import attach_recording
@@ -37,7 +37,7 @@ def call_record_of(call: Call) -> CallRecord:
     release_time = call.release_time if call.release_time is not None else call.call_time
     x = PhoneNumber(call.x) if call.x else PhoneNumber("")
     return CallRecord(
-        id=secrets.token_hex(16),
+        id=random_hex(16),
         call_id=call.call_id,
         secret_no=x,
         call_type=CallType(call.call_type),

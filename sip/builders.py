@@ -97,8 +97,8 @@ def _forget_entropy() -> None:
 os.register_at_fork(after_in_child=_forget_entropy)
 
 
-def random_hex(nbytes: int) -> str:
-    """``nbytes`` fresh CSPRNG bytes as lower-case hex (like ``secrets.token_hex``)."""
+def random_bytes(nbytes: int) -> bytes:
+    """``nbytes`` fresh CSPRNG bytes (like ``secrets.token_bytes``), from the pool above."""
     entropy = _ENTROPY
     start = entropy.offset
     end = start + nbytes
@@ -107,7 +107,12 @@ def random_hex(nbytes: int) -> str:
         pool = entropy.pool = os.urandom(max(_POOL_BYTES, nbytes))
         start, end = 0, nbytes
     entropy.offset = end
-    return pool[start:end].hex()
+    return pool[start:end]
+
+
+def random_hex(nbytes: int) -> str:
+    """``nbytes`` fresh CSPRNG bytes as lower-case hex (like ``secrets.token_hex``)."""
+    return random_bytes(nbytes).hex()
 
 
 def new_tag() -> str:
