@@ -323,6 +323,7 @@ class B2bua:
         self._min_se_retried: set[str] = set()  # calls whose outbound INVITE was re-sent after 422
         self._refreshes: dict[TxKey, _Refresh] = {}  # session refreshes we sent, by transaction
         self._reliable: dict[str, _ReliableUas] = {}  # calls whose caller required 100rel
+        self._contacts: dict[str, str] = {}  # X → our Contact for it (one per number served)
         self._outbound_rseq: dict[str, int] = {}  # last in-order RSeq PRACKed on the outbound leg
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: dict[str, Call] = {}  # calls not yet released
@@ -546,7 +547,7 @@ class B2bua:
             200,
             None,
             extra=[
-                ("Contact", str(self._local_contact(call))),
+                ("Contact", self._local_contact_text(call)),
                 *_session_timer_response_headers(session_timer),
             ],
             body=body,
@@ -667,7 +668,7 @@ class B2bua:
                     )
                     media.sendrecv = pending.offer_sendrecv and _sendrecv(answer, media.stream)
                     self._update_media_watch(call)
-        contact = [("Contact", str(self._local_contact(call)))] if status < 300 else []
+        contact = [("Contact", self._local_contact_text(call))] if status < 300 else []
         if body and this is not None:
             this.local_sdp = body
         reply = make_response(
@@ -1937,7 +1938,7 @@ class B2bua:
             return None
         extra = list(extra or [])
         if status < 300:
-            extra.append(("Contact", str(self._local_contact(call))))
+            extra.append(("Contact", self._local_contact_text(call)))
         if status >= 200 or body:
             extra.append(("Allow", ALLOW))
         return make_response(
@@ -1962,6 +1963,13 @@ class B2bua:
     def _local_contact(self, call: Call) -> SipUri:
         sip = self._settings.sip
         return SipUri(user=call.x.lstrip("+") or None, host=sip.listen_host, port=sip.listen_port)
+
+    def _local_contact_text(self, call: Call) -> str:
+        """``_local_contact`` rendered, once per X (every response with a Contact needs it)."""
+        text = self._contacts.get(call.x)
+        if text is None:
+            text = self._contacts[call.x] = str(self._local_contact(call))
+        return text
 
     def _cancel_outbound(self, call: Call) -> None:
         outbound = call.outbound
