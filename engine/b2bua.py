@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -83,7 +82,7 @@ from media.sdp import (
 from routing.index import BindingIndex, Intercept, NeedsExtension, Route
 from routing.model import Binding, InterceptCause, PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
-from sip.auth import authorization, parse_challenge
+from sip.auth import answer_challenge
 from sip.builders import make_response, new_call_id, new_tag
 from sip.dialog import Dialog, DialogRole, DialogState
 from sip.endpoint import Endpoint
@@ -1302,25 +1301,16 @@ class B2bua:
             or call.call_id in self._authenticated
         ):
             return False
-        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
-        value = response.headers.get(header)
-        if value is None:
-            return False
-        try:
-            challenge = parse_challenge(value)
-        except SipError:
-            return False
-        previous = outbound.request
-        credentials = authorization(
-            challenge,
-            method="INVITE",
-            uri=str(previous.uri),
+        answer = answer_challenge(
+            response,
+            outbound.request,
             username=trunk.auth_username,
             password=trunk.auth_password,
-            cnonce=secrets.token_hex(8),
         )
+        if answer is None:
+            return False
+        name, credentials = answer
         self._authenticated.add(call.call_id)
-        name = "Authorization" if response.status_code == 401 else "Proxy-Authorization"
         self._resend_outbound_invite(call, outbound, {name: credentials})
         return True
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -42,10 +41,10 @@ from engine.logging import get_logger
 from routing.model import PhoneNumber
 from routing.numbers import for_trunk, from_sip_user
 from routing.sms import text_digest
-from sip.auth import authorization, parse_challenge
+from sip.auth import answer_challenge
 from sip.builders import new_call_id, new_tag
 from sip.endpoint import Endpoint
-from sip.errors import SipError, SipUsageError
+from sip.errors import SipUsageError
 from sip.events import (
     RequestReceived,
     ResponseReceived,
@@ -347,29 +346,15 @@ class SmsGateway:
         username, password = trunk.auth_username, trunk.auth_password
         if username is None or password is None or outgoing.authenticated:
             return False
-        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
-        value = response.headers.get(header)
-        if value is None:
-            return False
-        try:
-            challenge = parse_challenge(value)
-        except SipError:
-            return False
         previous = outgoing.request
-        credentials = authorization(
-            challenge,
-            method="MESSAGE",
-            uri=str(previous.uri),
-            username=username,
-            password=password,
-            cnonce=secrets.token_hex(8),
-        )
+        answer = answer_challenge(response, previous, username=username, password=password)
+        if answer is None:
+            return False
+        name, credentials = answer
         retry = Request("MESSAGE", previous.uri, previous.headers.copy(), previous.body)
         retry.headers.remove("Via")  # the endpoint adds a fresh top Via and branch
         retry.headers.set("CSeq", f"{previous.cseq.seq + 1} MESSAGE")
-        retry.headers.set(
-            "Authorization" if response.status_code == 401 else "Proxy-Authorization", credentials
-        )
+        retry.headers.set(name, credentials)
         outgoing.request = retry
         outgoing.authenticated = True
         del self._outgoing[tx_key]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sip.errors import SipParseError
+from sip.builders import random_hex
+from sip.errors import SipError, SipParseError
 from sip.grammar import parse_quoted_string, split_quoted
+from sip.message import Request, Response
 
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
@@ -90,3 +92,28 @@ def authorization(
     if challenge.opaque is not None:
         fields.append(f'opaque="{challenge.opaque}"')
     return "Digest " + ", ".join(fields)
+
+
+def answer_challenge(
+    response: Response, request: Request, *, username: str, password: str
+) -> tuple[str, str] | None:
+    """The header (``Authorization`` for a 401, ``Proxy-Authorization`` for a 407) and the
+    credentials that answer ``response``'s Digest challenge to ``request`` (RFC 3261 §22.2);
+    None when the response carries no challenge we can read."""
+    proxy = response.status_code == 407
+    value = response.headers.get("Proxy-Authenticate" if proxy else "WWW-Authenticate")
+    if value is None:
+        return None
+    try:
+        challenge = parse_challenge(value)
+    except SipError:
+        return None
+    credentials = authorization(
+        challenge,
+        method=request.method,
+        uri=str(request.uri),
+        username=username,
+        password=password,
+        cnonce=random_hex(8),
+    )
+    return ("Proxy-Authorization" if proxy else "Authorization"), credentials
