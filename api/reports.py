@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import sqlite3
 import time
 import unicodedata
@@ -41,7 +40,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import lru_cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Final, Protocol
 from zoneinfo import ZoneInfo
 
@@ -179,15 +178,9 @@ class CallEvent:
         )
 
 
-@lru_cache(maxsize=8192)
-def _local_second(epoch_s: int, zone: ZoneInfo) -> str | None:
-    return local_time(epoch_s, zone)
-
-
-def _local(epoch_s: float | None, zone: ZoneInfo) -> str | None:
-    """``store.records.local_time`` (seconds truncated), cached per second: a call's reports
-    render the same few instants, and calls of one second share them."""
-    return None if epoch_s is None else _local_second(math.floor(epoch_s), zone)
+# ``store.records.local_time`` is cached per second: a call's reports render the same few
+# instants, and calls of one second share them.
+_local: Final = local_time
 
 
 def _city_of(x: str) -> str | None:
@@ -533,6 +526,11 @@ class CallReports:
             outbox.insert_call_record_row(conn, record)
             end = _end_report(record, zone)
             tenants = outbox.insert_reports(conn, [end], now=now, owners=self._owners)
+            if record.recording_path is None:
+                # No WAV attached before this record (the engine notes the path on the call
+                # before attaching it): nothing to look up; a later attach goes through
+                # ``recording_ready``.
+                return tenants
             return tenants | _recording_report(conn, record, zone, now)
 
         await self._submit_and_wait(op, "call_record")

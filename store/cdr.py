@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import datetime as dt
 import io
 import os
 from dataclasses import dataclass
@@ -51,11 +50,20 @@ class CdrWriter:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._files: dict[str, Path] = {}  # local date YYYY-MM-DD → its file
 
     def file_for(self, release_time: float) -> Path:
         """The daily file a record released at ``release_time`` (UTC epoch s) goes to."""
-        day = dt.datetime.fromtimestamp(release_time, tz=dt.UTC).astimezone(self.zone)
-        return self.dir / f"cdr-{day:%Y%m%d}.csv"
+        # The date of the row's own release_time cell (``local_time`` is cached per second).
+        local = local_time(release_time, self.zone)
+        assert local is not None
+        day = local[:10]
+        path = self._files.get(day)
+        if path is None:
+            if len(self._files) > 64:  # a few days per writer
+                self._files.clear()
+            path = self._files[day] = self.dir / f"cdr-{day.replace('-', '')}.csv"
+        return path
 
     def row(self, record: CallRecord) -> list[str]:
         """The CSV cells of one record, in ``CDR_COLUMNS`` order."""

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from typing import Final
 
 from store.db import Database
@@ -182,9 +183,13 @@ def _queued(row: Sequence[object]) -> QueuedReport:
     )
 
 
+# Compact, UTF-8 as is: Chinese city names stay readable in the stored and pushed text. One
+# encoder for good: ``json.dumps`` with options builds a new ``JSONEncoder`` on every call.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(payload: dict[str, object]) -> str:
-    # Compact, UTF-8 as is: Chinese city names stay readable in the stored and pushed text.
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(payload)
 
 
 def _marks(count: int) -> str:
@@ -274,13 +279,19 @@ def insert_reports(
     return tenants
 
 
+# The record's values in ``_CALL_COLUMNS`` order, read in one C call.
+_record_values: Final = attrgetter(*_CALL_COLUMNS)
+_ENUM_COLUMNS: Final = tuple(
+    _CALL_COLUMNS.index(name) for name in ("call_type", "release_dir", "unconnected_cause")
+)
+
+
 def insert_call_record_row(conn: sqlite3.Connection, record: CallRecord) -> None:
     """Insert ``record`` into ``call_records`` (op building block, the SQL of
     ``store.repositories.insert_call_record``); ``ConflictError`` for a duplicate id."""
-    params = tuple(
-        int(v) if isinstance(v, CallType | ReleaseDir | UnconnectedCause) else v
-        for v in (getattr(record, c) for c in _CALL_COLUMNS)
-    )
+    params = list(_record_values(record))
+    for index in _ENUM_COLUMNS:  # the IntEnums as plain ints, as stored
+        params[index] = int(params[index])
     try:
         conn.execute(_INSERT_CALL, params)
     except sqlite3.IntegrityError as error:

@@ -9,8 +9,10 @@ has no ``ring_time``, an unanswered one no ``start_time``).  Local time exists o
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from routing.model import PhoneNumber, PoolKey, SubId
@@ -80,9 +82,19 @@ TIME_FIELDS: tuple[str, ...] = (
 
 
 def local_time(epoch_s: float | None, zone: ZoneInfo) -> str | None:
-    """``YYYY-MM-DD HH:MM:SS`` in ``zone`` (seconds truncated, as the reference), or None."""
+    """``YYYY-MM-DD HH:MM:SS`` in ``zone`` (seconds truncated, as the reference), or None.
+
+    Cached per whole second: every call renders a few instants (its reports, its record, its
+    CDR line) and the calls of one second share them, so the datetime arithmetic and
+    ``strftime`` (~2.5 µs) run about once per second and zone instead of a dozen times a call.
+    """
     if epoch_s is None:
         return None
+    return _local_second(math.floor(epoch_s), zone)
+
+
+@lru_cache(maxsize=4096)
+def _local_second(epoch_s: int, zone: ZoneInfo) -> str:
     moment = dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC).astimezone(zone)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 

@@ -169,11 +169,15 @@ async def test_the_recording_report_follows_the_end_report_once(scene: Scene) ->
     from engine.records import call_record_of
 
     wav = write_wav(np.zeros((8000, 2), dtype=np.int16), scene.api.db_path.parent / "r.wav")
-    # The engine's order: the WAV is attached first, then the record is written.
+    # The engine's order: the WAV's path noted on the call, the WAV attached, then the record.
+    call.recording_path = str(wav.path)
     await attach_recording(scene.control.db, call_id=call.call_id, file=wav,
                            pool_key=scene.pool_a)  # fmt: skip
     record = call_record_of(call)
+    assert record.recording_path == str(wav.path)
     await scene.reports.call_ended(record)
+    written = [r.kind for r in outbox_rows(scene.api.db_path) if r.call_id == call.call_id]
+    assert written == ["start", "pickup", "end", "recording"]  # with the record, not later
     await scene.reports.recording_ready(call.call_id)  # the other order's call: no second one
     rows = [r for r in outbox_rows(scene.api.db_path) if r.call_id == call.call_id]
     assert [r.kind for r in rows] == ["start", "pickup", "end", "recording"]
