@@ -343,8 +343,11 @@ class CallTrace:
     sent: list[bytes]
 
 
-def run_call(b2bua: B2buaStandIn, n: int) -> CallTrace:
-    """One whole call through ``b2bua``; returns its datagrams (for checks and the harness)."""
+def run_call(b2bua: B2buaStandIn, n: int, *, end: bool = True) -> CallTrace:
+    """One whole call through ``b2bua``; returns its datagrams (for checks and the harness).
+
+    ``end=False`` leaves the call's transactions to absorb retransmissions, as they do in the
+    server for up to 64*T1 after the call."""
     received: list[bytes] = []
     sent = b2bua.sent
     sent.clear()
@@ -362,7 +365,8 @@ def run_call(b2bua: B2buaStandIn, n: int) -> CallTrace:
     deliver(_in_dialog("ACK", 1, n, received[0], answer), CALLER)
     deliver(_in_dialog("BYE", 2, n, received[0], answer), CALLER)
     deliver(callee_response(sent[6], "200 OK", None, b""), CALLEE)
-    b2bua.end()
+    if end:
+        b2bua.end()
     return CallTrace(received=received, sent=list(sent))
 
 
@@ -520,6 +524,32 @@ def profile(calls: int, top: int = 20) -> dict[str, float]:
     return shares
 
 
+def objects_per_finished_call(count: int = 2000) -> tuple[float, float]:
+    """GC-tracked objects the transactions of a finished call keep until their timers end them.
+
+    ``count`` calls are run to their last message without letting the clock move, so their
+    transactions live on as in the server (Completed, Confirmed, Accepted: up to 64*T1); a
+    collection, then the clock moves on and every transaction ends. Returns the objects
+    per transaction that went with them, and the transactions per call.
+    """
+    b2bua = B2buaStandIn()
+    run_call(b2bua, 0)
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(1, count + 1):
+            run_call(b2bua, n, end=False)
+        transactions = b2bua.endpoint.transaction_count
+        gc.collect()
+        alive = len(gc.get_objects())
+        b2bua.end()
+        gc.collect()
+        ended = len(gc.get_objects())
+    finally:
+        gc.enable()
+    return (alive - ended) / transactions, transactions / count
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per round")
@@ -549,6 +579,11 @@ def main(argv: list[str] | None = None) -> int:
     print("GC-tracked objects kept alive per parsed message (as parsed / after a collection):")
     for label, (created, collected) in objects_per_message().items():
         print(f"  {label:28s} {created:6.1f} / {collected:6.1f}")
+    per_transaction, per_call = objects_per_finished_call()
+    print(
+        f"GC-tracked objects per transaction of a finished call until its timers end it: "
+        f"{per_transaction:.2f} ({per_call:.0f} transactions per call, after a collection)"
+    )
     if args.profile:
         shares = profile(max(500, args.calls // 2))
         message_layer = sum(share for key, share in shares.items() if key in MESSAGE_LAYER)

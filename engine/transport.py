@@ -191,7 +191,12 @@ class SipTransport:
 
     def _arm_timer(self) -> None:
         at = self.endpoint.next_timer()
-        if at == self._timer_at:
+        armed_at = self._timer_at
+        if armed_at is not None and (at is None or armed_at <= at):
+            # The armed wake-up comes no later than needed: keep it.  When the earliest
+            # deadline moved later (its timer was disarmed), waking early costs one
+            # handle_timer that finds nothing due and re-arms; cancelling and re-scheduling
+            # the loop handle on every such message cost more.
             return
         if self._timer is not None:
             self._timer.cancel()

@@ -31,19 +31,21 @@ from sip.headers import HeaderList, Via, parse_via_values
 from sip.message import Request, Response
 from sip.parser import DEFAULT_MAX_MESSAGE_BYTES, StreamFramer, parse_message, parse_stream_message
 from sip.transaction import (
-    Deliver,
     Effect,
     TimedOut,
     TimerConfig,
     Transaction,
-    Transmit,
-    TransportFailure,
     TxKind,
+    TxState,
 )
 from sip.transport import Outgoing, Peer
 from sip.uas import UasPolicy, check_request
 
 _DEFAULT_RETRY_AFTER_S = 5
+# Distinct UDP addresses whose Peer is shared by every message and transaction from them; past
+# this many the cache starts over (a carrier's peers are a few SBCs, a flood is many sources).
+_MAX_UDP_PEERS_CACHED = 4096
+_TERMINATED = TxState.TERMINATED
 # INVITEs refused 503 remembered for their retransmissions (about 200 bytes each).
 _MAX_REJECTED_REMEMBERED = 65_536
 
@@ -88,13 +90,6 @@ class AdmissionPolicy(Protocol):
         ...
 
 
-def _via_response_peer(via: Via, source: Peer) -> Peer:
-    """RFC 3261 §18.2.2 with RFC 3581: the source address; the source port if rport, else Via's."""
-    if source.reliable or via.rport_requested:
-        return source
-    return Peer("UDP", source.host, via.port or 5060)
-
-
 class Endpoint:
     """Transaction layer and UAS core of one local SIP address."""
 
@@ -128,8 +123,12 @@ class Endpoint:
         self._transactions: dict[TxKey, Transaction] = {}
         # ACK of a 2xx carries a new branch (§17.1.1.3); find its INVITE by dialog data.
         self._awaiting_ack: dict[tuple[str, int, str], TxKey] = {}
+        # (deadline, tie-breaker, transaction key); an entry is live while the transaction's
+        # ``scheduled_at`` equals its deadline, the rest are dropped lazily.
         self._timer_heap: list[tuple[float, int, TxKey]] = []
-        self._scheduled: dict[TxKey, float] = {}
+        # One Peer per UDP address instead of one per datagram: a transaction keeps its peer
+        # for up to 64*T1, and a shared one is not another object for every full collection.
+        self._udp_peers: dict[tuple[str, int], Peer] = {}
         self._seq = itertools.count()
         self._events: deque[Event] = deque()
         self._outgoing: list[Outgoing] = []
@@ -142,7 +141,7 @@ class Endpoint:
 
     def receive_datagram(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """Process one UDP datagram from ``addr``; never raises."""
-        self._receive(data, Peer("UDP", addr[0], addr[1]), now, stream=False)
+        self._receive(data, self._udp_peer(addr[0], addr[1]), now, stream=False)
 
     def receive_stream_data(
         self, data: bytes, *, connection: int, addr: tuple[str, int], now: float
@@ -183,9 +182,11 @@ class Endpoint:
     def next_timer(self) -> float | None:
         """Earliest deadline at which ``handle_timer`` must be called, or None."""
         heap = self._timer_heap
+        transactions = self._transactions
         while heap:
             at, _, key = heap[0]
-            if self._scheduled.get(key) == at:
+            tx = transactions.get(key)
+            if tx is not None and tx.scheduled_at == at:
                 return at
             heapq.heappop(heap)  # stale entry (lazy deletion)
         return None
@@ -193,20 +194,14 @@ class Endpoint:
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
         heap = self._timer_heap
+        transactions = self._transactions
         while heap and heap[0][0] <= now:
             at, _, key = heapq.heappop(heap)
-            if self._scheduled.get(key) != at:
+            tx = transactions.get(key)
+            if tx is None or tx.scheduled_at != at:
                 continue
-            del self._scheduled[key]
-            tx = self._transactions.get(key)
-            if tx is None:
-                continue
-            for timer in tx.due_timers(now):
-                if tx.terminated:
-                    break
-                if timer not in tx.deadlines:
-                    continue  # disarmed by the state change an earlier timer caused
-                self._apply(tx, tx.fire_timer(timer, now))
+            tx.scheduled_at = None
+            self._apply(tx, tx.fire_due_timers(now))
             self._after(tx)
 
     # -- input: the application ------------------------------------------------------------
@@ -273,6 +268,15 @@ class Endpoint:
         return len(self._transactions)
 
     # -- internals --------------------------------------------------------------------
+
+    def _udp_peer(self, host: str, port: int) -> Peer:
+        peers = self._udp_peers
+        peer = peers.get((host, port))
+        if peer is None:
+            if len(peers) >= _MAX_UDP_PEERS_CACHED:
+                peers.clear()
+            peer = peers[(host, port)] = Peer("UDP", host, port)
+        return peer
 
     def _via_value(self, peer: Peer, branch: str) -> str:
         return f"SIP/2.0/{peer.transport} {self.local_host}:{self.local_port};branch={branch};rport"
@@ -506,7 +510,14 @@ class Endpoint:
         source address (the ``received`` rule) and the source port when rport
         was asked for, else the Via port (default 5060).
         """
-        return _via_response_peer(request.top_via, source)
+        return self._via_response_peer(request.top_via, source)
+
+    def _via_response_peer(self, via: Via, source: Peer) -> Peer:
+        """RFC 3261 §18.2.2 with RFC 3581: the source address; the source port if rport, else
+        Via's."""
+        if source.reliable or via.rport_requested:
+            return source
+        return self._udp_peer(source.host, via.port or 5060)
 
     def _unparsed_response_peer(self, headers: HeaderList, source: Peer) -> Peer:
         """``_response_peer`` for a request that failed to parse, as far as its top Via parses.
@@ -520,7 +531,7 @@ class Endpoint:
             vias = parse_via_values(value)
         except SipParseError:
             return source
-        return _via_response_peer(vias[0], source) if vias else source
+        return self._via_response_peer(vias[0], source) if vias else source
 
     def _local_tag(self, tx: Transaction) -> str:
         """To tag for every response of a server transaction: one per transaction."""
@@ -531,34 +542,32 @@ class Endpoint:
 
     def _apply(self, tx: Transaction, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, Transmit):
-                self._outgoing.append(Outgoing(effect.data, tx.peer))
-            elif isinstance(effect, Deliver):
-                message = effect.message
-                if isinstance(message, Response):
-                    self._events.append(ResponseReceived(tx.key, message))
-                else:
-                    self._events.append(AckReceived(message, tx.peer, tx.key))
+            # Most frequent first; isinstance answers an exact type match at once.
+            if isinstance(effect, bytes):
+                self._outgoing.append(Outgoing(effect, tx.peer))
+            elif isinstance(effect, Response):
+                self._events.append(ResponseReceived(tx.key, effect))
+            elif isinstance(effect, Request):
+                self._events.append(AckReceived(effect, tx.peer, tx.key))
             elif isinstance(effect, TimedOut):
                 self._events.append(TransactionTimedOut(tx.key, effect.timer))
-            elif isinstance(effect, TransportFailure):
+            else:
                 self._events.append(TransportFailed(tx.key))
 
     def _after(self, tx: Transaction) -> None:
         """Forget a terminated transaction or (re)schedule its next deadline."""
-        if tx.terminated:
+        if tx.state is _TERMINATED:
             self._transactions.pop(tx.key, None)
-            self._scheduled.pop(tx.key, None)
+            tx.scheduled_at = None
             ack_key = tx.awaiting_ack_key
             if ack_key is not None and self._awaiting_ack.get(ack_key) == tx.key:
                 del self._awaiting_ack[ack_key]
             return
         deadline = tx.next_deadline()
-        if deadline is None:
-            self._scheduled.pop(tx.key, None)
-        elif self._scheduled.get(tx.key) != deadline:
-            self._scheduled[tx.key] = deadline
-            heapq.heappush(self._timer_heap, (deadline, next(self._seq), tx.key))
+        if deadline != tx.scheduled_at:  # pushed again only when it moved
+            tx.scheduled_at = deadline
+            if deadline is not None:
+                heapq.heappush(self._timer_heap, (deadline, next(self._seq), tx.key))
 
 
 def _stamp_received(request: Request, peer: Peer) -> None:

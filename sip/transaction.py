@@ -10,8 +10,10 @@ Each kind of transaction has one table mapping ``(state, input)`` to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum, auto
+from typing import NamedTuple
 
 from sip.builders import make_non2xx_ack, make_response
 from sip.errors import SipUsageError
@@ -263,20 +265,6 @@ REQUEST_DONE_STATES = frozenset({P.ACCEPTED, P.COMPLETED, P.CONFIRMED, P.TERMINA
 
 
 @dataclass(frozen=True, slots=True)
-class Transmit:
-    """Send these bytes to the transaction's peer."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """Hand a message (response, or the ACK of a 2xx) to the transaction user."""
-
-    message: Request | Response
-
-
-@dataclass(frozen=True, slots=True)
 class TimedOut:
     """The transaction ended on ``timer`` without the expected answer."""
 
@@ -288,7 +276,13 @@ class TransportFailure:
     """The transport reported it could not send for this transaction."""
 
 
-Effect = Transmit | Deliver | TimedOut | TransportFailure
+# What a transition asks of the endpoint, in order: ``bytes`` to send to the transaction's peer,
+# a message (response, or the ACK of a 2xx) to hand to the transaction user, or a failure.
+# Bytes and messages go as themselves: a wrapper object per message was measurable at
+# hundreds of calls/s, and ``type(effect) is bytes`` tells them apart as well.
+Effect = bytes | Request | Response | TimedOut | TransportFailure
+
+_UNARMED = math.inf  # deadline of a timer slot that is not running
 
 
 def response_input(status_code: int, *, sending: bool) -> TxInput:
@@ -300,15 +294,106 @@ def response_input(status_code: int, *, sending: bool) -> TxInput:
     return I.SEND_3XX_6XX if sending else I.RECV_3XX_6XX
 
 
+# -- the tables compiled per timer configuration ---------------------------------------------
+#
+# STATE_TIMERS and the §17 durations are resolved once per (kind, TimerConfig, transport
+# reliability) instead of on every state entry: each table row becomes a _Step carrying what
+# entering its next state arms, with the durations already computed.  The tables above stay
+# the single source of truth; this is a cache of them.
+
+
+class _Entry(NamedTuple):
+    """What entering a state does to a transaction's three timer slots.
+
+    A transaction runs at most one retransmit timer (A, E or G), one timeout timer and the
+    delayed-100 timer at a time (checked when compiling), so each has a slot.  ``carried``:
+    timers left running from the previous state; every other one is disarmed.
+    """
+
+    carried: frozenset[TxInput]
+    retransmit: TxInput | None  # armed with interval T1; None on reliable transports
+    timeout: TxInput | None
+    timeout_s: float
+
+
+class _Step(NamedTuple):
+    actions: tuple[Action, ...]
+    next_state: TxState
+    entry: _Entry | None  # None: the row stays in its state (nothing re-armed)
+
+
+_Rows = dict[tuple[TxState, TxInput], _Step]
+
+
+def _fixed_duration(timer: TxInput, timers: TimerConfig, reliable: bool) -> float:
+    t1, t4 = timers.t1_s, timers.t4_s
+    if timer in (I.TIMER_B, I.TIMER_F, I.TIMER_H, I.TIMER_L, I.TIMER_M):
+        return 64 * t1
+    if timer is I.TIMER_D:
+        return 0.0 if reliable else max(32.0, 64 * t1)  # §17.1.1.2: > 32 s on UDP
+    if timer is I.TIMER_J:
+        return 0.0 if reliable else 64 * t1
+    if timer in (I.TIMER_I, I.TIMER_K):
+        return 0.0 if reliable else t4
+    raise TransactionError(f"no duration for {timer.name}")
+
+
+def _compile_entry(kind: TxKind, state: TxState, timers: TimerConfig, reliable: bool) -> _Entry:
+    entry, carried = STATE_TIMERS[kind].get(state, ((), ()))
+    retransmits = [t for t in entry if t in RETRANSMIT_TIMERS]
+    timeouts = [t for t in entry if t not in RETRANSMIT_TIMERS]
+    if len(retransmits) > 1 or len(timeouts) > 1 or I.TIMER_TRYING in entry:
+        raise TransactionError(f"{kind.name} {state.name}: timers do not fit the slots")
+    timeout = timeouts[0] if timeouts else None
+    return _Entry(
+        carried=frozenset(carried),
+        retransmit=None if reliable or not retransmits else retransmits[0],
+        timeout=timeout,
+        timeout_s=0.0 if timeout is None else _fixed_duration(timeout, timers, reliable),
+    )
+
+
+def _compile_rows(kind: TxKind, timers: TimerConfig, reliable: bool) -> tuple[_Rows, _Entry]:
+    entries = {state: _compile_entry(kind, state, timers, reliable) for state in TxState}
+    rows = {
+        (state, tx_input): _Step(
+            actions, next_state, None if next_state is state else entries[next_state]
+        )
+        for (state, tx_input), (actions, next_state) in TABLES[kind].items()
+    }
+    return rows, entries[INITIAL_STATE[kind]]
+
+
+# (id(TimerConfig), kind, reliable) → (that config, the kind's rows, what its initial state
+# arms).  Keyed by the config's identity, not its value: hashing the frozen dataclass per
+# transaction costs more than the lookup saves.  The entry holds the config, so its id cannot
+# be reused while cached, and a hit is checked with ``is``.
+_COMPILED: dict[tuple[int, TxKind, bool], tuple[TimerConfig, _Rows, _Entry]] = {}
+_MAX_COMPILED = 256  # entries (tests build many configurations; a server has one)
+
+
+def _compile(
+    timers: TimerConfig, kind: TxKind, reliable: bool
+) -> tuple[TimerConfig, _Rows, _Entry]:
+    if len(_COMPILED) >= _MAX_COMPILED:
+        _COMPILED.clear()
+    rows, initial = _compile_rows(kind, timers, reliable)
+    compiled = _COMPILED[(id(timers), kind, reliable)] = (timers, rows, initial)
+    return compiled
+
+
 class Transaction:
-    """One transaction: its table, state, deadlines and the bytes it may re-send."""
+    """One transaction: its table, state, deadlines and the bytes it may re-send.
+
+    Deadlines live in three slots (retransmit, timeout, delayed 100) rather than a dict: a
+    transaction lives on for up to 64*T1 after its call, and every object it holds is one
+    more for each full collection to walk.  ``deadlines`` shows them as a dict.
+    """
 
     __slots__ = (
         "ack_bytes",
         "ack_received",
         "awaiting_ack_key",
-        "deadlines",
-        "intervals",
         "key",
         "kind",
         "last_response",
@@ -317,8 +402,16 @@ class Transaction:
         "peer",
         "request",
         "request_bytes",
+        "retransmit_at",
+        "retransmit_interval",
+        "retransmit_timer",
+        "rows",
+        "scheduled_at",
         "state",
+        "timeout_at",
+        "timeout_timer",
         "timers",
+        "trying_at",
     )
 
     def __init__(
@@ -337,9 +430,12 @@ class Transaction:
         self.request: Request | None = request
         self.peer = peer
         self.timers = timers
+        reliable = peer.reliable
+        compiled = _COMPILED.get((id(timers), kind, reliable))
+        if compiled is None or compiled[0] is not timers:
+            compiled = _compile(timers, kind, reliable)
+        self.rows = compiled[1]
         self.state = INITIAL_STATE[kind]
-        self.deadlines: dict[TxInput, float] = {}
-        self.intervals: dict[TxInput, float] = {}
         self.last_response: bytes | None = None
         self.last_response_status = 0
         self.local_tag: str | None = None  # To tag of every response we send (server side)
@@ -348,9 +444,17 @@ class Transaction:
         self.request_bytes: bytes | None = None
         # The endpoint's key of the 2xx ACK this server INVITE transaction waits for.
         self.awaiting_ack_key: tuple[str, int, str] | None = None
-        self._arm_entry_timers(now)
+        # The endpoint's bookkeeping: the deadline its timer heap holds a live entry for.
+        self.scheduled_at: float | None = None
+        self.retransmit_timer: TxInput | None = None
+        self.retransmit_at = _UNARMED
+        self.retransmit_interval = 0.0  # 0.0: no retransmit timer was ever armed
+        self.timeout_timer: TxInput | None = None
+        self.timeout_at = _UNARMED
+        self.trying_at = _UNARMED
+        self._enter(compiled[2], now)
         if kind is TxKind.SERVER_INVITE and timers.trying_delay_s is not None:
-            self.deadlines[I.TIMER_TRYING] = now + timers.trying_delay_s
+            self.trying_at = now + timers.trying_delay_s
 
     # -- public inputs ----------------------------------------------------------------
 
@@ -361,7 +465,7 @@ class Transaction:
         if self.request is None:
             raise TransactionError("the transaction has already been started")
         self.request_bytes = self.request.to_bytes()
-        return [Transmit(self.request_bytes)]
+        return [self.request_bytes]
 
     def receive_response(self, response: Response, now: float) -> list[Effect]:
         """A response matched this client transaction."""
@@ -380,90 +484,158 @@ class Transaction:
         """The transport failed to send for this transaction."""
         return self._fire(I.TRANSPORT_ERROR, now, None)
 
+    @property
+    def deadlines(self) -> dict[TxInput, float]:
+        """Armed timers and their deadlines (a fresh dict: for inspection, not the hot path)."""
+        armed: dict[TxInput, float] = {}
+        if self.retransmit_timer is not None and self.retransmit_at != _UNARMED:
+            armed[self.retransmit_timer] = self.retransmit_at
+        if self.timeout_timer is not None and self.timeout_at != _UNARMED:
+            armed[self.timeout_timer] = self.timeout_at
+        if self.trying_at != _UNARMED:
+            armed[I.TIMER_TRYING] = self.trying_at
+        return armed
+
+    @property
+    def intervals(self) -> dict[TxInput, float]:
+        """The current interval of the retransmit timer, once one was armed (for inspection)."""
+        if self.retransmit_interval == 0.0 or self.retransmit_timer is None:
+            return {}
+        return {self.retransmit_timer: self.retransmit_interval}
+
     def due_timers(self, now: float) -> list[TxInput]:
         """Armed timers whose deadline has passed, earliest first."""
-        due = [(at, timer) for timer, at in self.deadlines.items() if at <= now]
-        due.sort(key=lambda pair: pair[0])
-        return [timer for _, timer in due]
+        return [timer for at, timer in self._due(now)]
+
+    def fire_due_timers(self, now: float) -> list[Effect]:
+        """Fire every timer due at ``now``, earliest first, skipping those an earlier one
+        disarmed (its state change) and stopping once terminated."""
+        due = self._due(now)
+        if not due:
+            return []
+        if len(due) == 1:  # the common case: one timer, nothing to re-check
+            return self.fire_timer(due[0][1], now)
+        effects: list[Effect] = []
+        for _, timer in due:
+            if self.state is P.TERMINATED:
+                break
+            if self._armed_at(timer) == _UNARMED:
+                continue
+            effects += self.fire_timer(timer, now)
+        return effects
 
     def fire_timer(self, timer: TxInput, now: float) -> list[Effect]:
         """Run the row for an expired timer; a timer without a row leaves it armed."""
-        armed = self.deadlines.pop(timer, None)
+        armed = self._disarm(timer)
         try:
             return self._fire(timer, now, None)
         except TransactionError:
-            if armed is not None:
-                self.deadlines[timer] = armed
+            if armed != _UNARMED:
+                self._set_armed(timer, armed)
             raise
 
     def next_deadline(self) -> float | None:
         """Earliest armed deadline, or None."""
-        return min(self.deadlines.values()) if self.deadlines else None
+        at = min(self.retransmit_at, self.timeout_at, self.trying_at)
+        return None if at == _UNARMED else at
 
     @property
     def terminated(self) -> bool:
         """True once the transaction has reached TERMINATED and can be forgotten."""
         return self.state is P.TERMINATED
 
+    # -- timer slots ---------------------------------------------------------------------
+
+    def _due(self, now: float) -> list[tuple[float, TxInput]]:
+        due: list[tuple[float, TxInput]] = []
+        # Slot order is the arming order (retransmit, timeout, then the delayed 100), so the
+        # stable sort keeps it for equal deadlines.
+        if self.retransmit_at <= now and self.retransmit_timer is not None:
+            due.append((self.retransmit_at, self.retransmit_timer))
+        if self.timeout_at <= now and self.timeout_timer is not None:
+            due.append((self.timeout_at, self.timeout_timer))
+        if self.trying_at <= now:
+            due.append((self.trying_at, I.TIMER_TRYING))
+        if len(due) > 1:
+            due.sort(key=lambda pair: pair[0])
+        return due
+
+    def _armed_at(self, timer: TxInput) -> float:
+        if timer is I.TIMER_TRYING:
+            return self.trying_at
+        if timer is self.retransmit_timer:
+            return self.retransmit_at
+        if timer is self.timeout_timer:
+            return self.timeout_at
+        return _UNARMED
+
+    def _disarm(self, timer: TxInput) -> float:
+        """Stop ``timer`` if it runs; its deadline before, or _UNARMED."""
+        at = self._armed_at(timer)
+        if at != _UNARMED:
+            self._set_armed(timer, _UNARMED)
+        return at
+
+    def _set_armed(self, timer: TxInput, at: float) -> None:
+        if timer is I.TIMER_TRYING:
+            self.trying_at = at
+        elif timer in RETRANSMIT_TIMERS:
+            self.retransmit_timer = timer
+            self.retransmit_at = at
+        else:
+            self.timeout_timer = timer
+            self.timeout_at = at
+
     # -- the one transition function ------------------------------------------------------
 
     def _fire(
         self, tx_input: TxInput, now: float, message: Request | Response | None
     ) -> list[Effect]:
-        try:
-            actions, next_state = TABLES[self.kind][(self.state, tx_input)]
-        except KeyError:
+        step = self.rows.get((self.state, tx_input))
+        if step is None:
             raise TransactionError(
                 f"{self.kind.name} transaction in {self.state.name} has no row for {tx_input.name}"
-            ) from None
+            )
         effects: list[Effect] = []
-        for action in actions:
+        for action in step.actions:
             self._run(action, tx_input, now, message, effects)
-        if next_state is not self.state:
-            self._set_state(next_state, now)
+        if step.entry is not None:
+            self.state = state = step.next_state
+            if state in REQUEST_DONE_STATES:
+                self.request = None
+            self._enter(step.entry, now)
         elif tx_input in RETRANSMIT_TIMERS:
             self._rearm_retransmit(tx_input, now)
         return effects
 
-    def _set_state(self, state: TxState, now: float) -> None:
-        self.state = state
-        if state in REQUEST_DONE_STATES:
-            self.request = None
-        self._arm_entry_timers(now)
-
-    def _arm_entry_timers(self, now: float) -> None:
-        entry, carried = STATE_TIMERS[self.kind].get(self.state, ((), ()))
-        self.deadlines = {t: at for t, at in self.deadlines.items() if t in carried}
-        for timer in entry:
-            if timer in RETRANSMIT_TIMERS:
-                if self.peer.reliable:
-                    continue
-                self.intervals[timer] = self.timers.t1_s
-                self.deadlines[timer] = now + self.timers.t1_s
-            else:
-                self.deadlines[timer] = now + self._fixed_duration(timer)
+    def _enter(self, entry: _Entry, now: float) -> None:
+        """Arm the timers of the state just entered; disarm every one it does not carry."""
+        carried = entry.carried
+        if self.retransmit_timer not in carried:
+            self.retransmit_at = _UNARMED
+        if self.timeout_timer not in carried:
+            self.timeout_at = _UNARMED
+        self.trying_at = _UNARMED  # never carried: the delayed 100 belongs to the first state
+        if entry.retransmit is not None:
+            self.retransmit_timer = entry.retransmit
+            self.retransmit_interval = self.timers.t1_s
+            self.retransmit_at = now + self.timers.t1_s
+        if entry.timeout is not None:
+            self.timeout_timer = entry.timeout
+            self.timeout_at = now + entry.timeout_s
 
     def _rearm_retransmit(self, timer: TxInput, now: float) -> None:
-        interval = self.intervals[timer] * 2
+        if self.retransmit_interval == 0.0:
+            # Fired by hand on a transaction that never armed it (reliable transport).
+            raise TransactionError(f"{timer.name} was never armed")
+        interval = self.retransmit_interval * 2
         if timer is I.TIMER_E and self.state is P.PROCEEDING:
             interval = self.timers.t2_s  # §17.1.2.2: in Proceeding, E fires every T2
         elif timer is not I.TIMER_A:
             interval = min(interval, self.timers.t2_s)  # A doubles without cap (§17.1.1.2)
-        self.intervals[timer] = interval
-        self.deadlines[timer] = now + interval
-
-    def _fixed_duration(self, timer: TxInput) -> float:
-        t1, t4 = self.timers.t1_s, self.timers.t4_s
-        reliable = self.peer.reliable
-        if timer in (I.TIMER_B, I.TIMER_F, I.TIMER_H, I.TIMER_L, I.TIMER_M):
-            return 64 * t1
-        if timer is I.TIMER_D:
-            return 0.0 if reliable else max(32.0, 64 * t1)  # §17.1.1.2: > 32 s on UDP
-        if timer is I.TIMER_J:
-            return 0.0 if reliable else 64 * t1
-        if timer in (I.TIMER_I, I.TIMER_K):
-            return 0.0 if reliable else t4
-        raise TransactionError(f"no duration for {timer.name}")
+        self.retransmit_timer = timer
+        self.retransmit_interval = interval
+        self.retransmit_at = now + interval
 
     def _run(
         self,
@@ -473,34 +645,36 @@ class Transaction:
         message: Request | Response | None,
         effects: list[Effect],
     ) -> None:
-        if action is A.PASS_RESPONSE or action is A.PASS_ACK:
+        # Most frequent first: every answer, every response received.
+        if action is A.SEND_RESPONSE:
+            assert isinstance(message, Response)
+            self.trying_at = _UNARMED  # answered: no 100 needed any more
+            self.last_response = message.to_bytes()
+            self.last_response_status = message.status_code
+            effects.append(self.last_response)
+        elif action is A.PASS_RESPONSE or action is A.PASS_ACK:
             assert message is not None
             if action is A.PASS_ACK:
                 self.ack_received = True
-                self.deadlines.pop(I.TIMER_G, None)  # stop re-sending the 2xx
-            effects.append(Deliver(message))
+                if self.retransmit_timer is I.TIMER_G:
+                    self.retransmit_at = _UNARMED  # stop re-sending the 2xx
+            effects.append(message)
         elif action is A.SEND_ACK:
             assert isinstance(message, Response) and self.request is not None
             self.ack_bytes = make_non2xx_ack(self.request, message).to_bytes()
-            effects.append(Transmit(self.ack_bytes))
+            effects.append(self.ack_bytes)
         elif action is A.RESEND_ACK:
             if self.ack_bytes is not None:
-                effects.append(Transmit(self.ack_bytes))
+                effects.append(self.ack_bytes)
         elif action is A.RETRANSMIT_REQUEST:
             if self.request_bytes is not None:
-                effects.append(Transmit(self.request_bytes))
+                effects.append(self.request_bytes)
         elif action is A.SEND_TRYING:
             if self.last_response is None:
                 self._send_trying(effects)
-        elif action is A.SEND_RESPONSE:
-            assert isinstance(message, Response)
-            self.deadlines.pop(I.TIMER_TRYING, None)  # answered: no 100 needed any more
-            self.last_response = message.to_bytes()
-            self.last_response_status = message.status_code
-            effects.append(Transmit(self.last_response))
         elif action is A.RESEND_RESPONSE:
             if self.last_response is not None:
-                effects.append(Transmit(self.last_response))
+                effects.append(self.last_response)
             elif self.kind is TxKind.SERVER_INVITE:
                 self._send_trying(effects)  # its 100 was being delayed: the peer waits
         elif action is A.REPORT_TIMEOUT:
@@ -514,7 +688,7 @@ class Transaction:
         """The 100 (Trying) of an INVITE server transaction that has sent nothing yet."""
         if self.request is None:
             return
-        self.deadlines.pop(I.TIMER_TRYING, None)
+        self.trying_at = _UNARMED
         self.last_response = make_response(self.request, 100).to_bytes()
         self.last_response_status = 100
-        effects.append(Transmit(self.last_response))
+        effects.append(self.last_response)
