@@ -31,6 +31,7 @@ from sip.headers import HeaderList, Via, parse_via_values
 from sip.message import Request, Response
 from sip.parser import DEFAULT_MAX_MESSAGE_BYTES, StreamFramer, parse_message, parse_stream_message
 from sip.transaction import (
+    UNARMED,
     Effect,
     TimedOut,
     TimerConfig,
@@ -563,7 +564,10 @@ class Endpoint:
             if ack_key is not None and self._awaiting_ack.get(ack_key) == tx.key:
                 del self._awaiting_ack[ack_key]
             return
-        deadline = tx.next_deadline()
+        # tx.next_deadline(), inlined: this runs after every message and timer.
+        deadline: float | None = min(tx.retransmit_at, tx.timeout_at, tx.trying_at)
+        if deadline == UNARMED:
+            deadline = None
         if deadline != tx.scheduled_at:  # pushed again only when it moved
             tx.scheduled_at = deadline
             if deadline is not None:

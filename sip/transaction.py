@@ -282,7 +282,7 @@ class TransportFailure:
 # hundreds of calls/s, and ``type(effect) is bytes`` tells them apart as well.
 Effect = bytes | Request | Response | TimedOut | TransportFailure
 
-_UNARMED = math.inf  # deadline of a timer slot that is not running
+UNARMED = math.inf  # the deadline of a timer slot that is not running (Transaction slots)
 
 
 def response_input(status_code: int, *, sending: bool) -> TxInput:
@@ -447,11 +447,11 @@ class Transaction:
         # The endpoint's bookkeeping: the deadline its timer heap holds a live entry for.
         self.scheduled_at: float | None = None
         self.retransmit_timer: TxInput | None = None
-        self.retransmit_at = _UNARMED
+        self.retransmit_at = UNARMED
         self.retransmit_interval = 0.0  # 0.0: no retransmit timer was ever armed
         self.timeout_timer: TxInput | None = None
-        self.timeout_at = _UNARMED
-        self.trying_at = _UNARMED
+        self.timeout_at = UNARMED
+        self.trying_at = UNARMED
         self._enter(compiled[2], now)
         if kind is TxKind.SERVER_INVITE and timers.trying_delay_s is not None:
             self.trying_at = now + timers.trying_delay_s
@@ -488,11 +488,11 @@ class Transaction:
     def deadlines(self) -> dict[TxInput, float]:
         """Armed timers and their deadlines (a fresh dict: for inspection, not the hot path)."""
         armed: dict[TxInput, float] = {}
-        if self.retransmit_timer is not None and self.retransmit_at != _UNARMED:
+        if self.retransmit_timer is not None and self.retransmit_at != UNARMED:
             armed[self.retransmit_timer] = self.retransmit_at
-        if self.timeout_timer is not None and self.timeout_at != _UNARMED:
+        if self.timeout_timer is not None and self.timeout_at != UNARMED:
             armed[self.timeout_timer] = self.timeout_at
-        if self.trying_at != _UNARMED:
+        if self.trying_at != UNARMED:
             armed[I.TIMER_TRYING] = self.trying_at
         return armed
 
@@ -519,7 +519,7 @@ class Transaction:
         for _, timer in due:
             if self.state is P.TERMINATED:
                 break
-            if self._armed_at(timer) == _UNARMED:
+            if self._armed_at(timer) == UNARMED:
                 continue
             effects += self.fire_timer(timer, now)
         return effects
@@ -530,14 +530,14 @@ class Transaction:
         try:
             return self._fire(timer, now, None)
         except TransactionError:
-            if armed != _UNARMED:
+            if armed != UNARMED:
                 self._set_armed(timer, armed)
             raise
 
     def next_deadline(self) -> float | None:
         """Earliest armed deadline, or None."""
         at = min(self.retransmit_at, self.timeout_at, self.trying_at)
-        return None if at == _UNARMED else at
+        return None if at == UNARMED else at
 
     @property
     def terminated(self) -> bool:
@@ -567,13 +567,13 @@ class Transaction:
             return self.retransmit_at
         if timer is self.timeout_timer:
             return self.timeout_at
-        return _UNARMED
+        return UNARMED
 
     def _disarm(self, timer: TxInput) -> float:
-        """Stop ``timer`` if it runs; its deadline before, or _UNARMED."""
+        """Stop ``timer`` if it runs; its deadline before, or UNARMED."""
         at = self._armed_at(timer)
-        if at != _UNARMED:
-            self._set_armed(timer, _UNARMED)
+        if at != UNARMED:
+            self._set_armed(timer, UNARMED)
         return at
 
     def _set_armed(self, timer: TxInput, at: float) -> None:
@@ -596,14 +596,15 @@ class Transaction:
             raise TransactionError(
                 f"{self.kind.name} transaction in {self.state.name} has no row for {tx_input.name}"
             )
+        actions, state, entry = step
         effects: list[Effect] = []
-        for action in step.actions:
+        for action in actions:
             self._run(action, tx_input, now, message, effects)
-        if step.entry is not None:
-            self.state = state = step.next_state
+        if entry is not None:
+            self.state = state
             if state in REQUEST_DONE_STATES:
                 self.request = None
-            self._enter(step.entry, now)
+            self._enter(entry, now)
         elif tx_input in RETRANSMIT_TIMERS:
             self._rearm_retransmit(tx_input, now)
         return effects
@@ -612,10 +613,10 @@ class Transaction:
         """Arm the timers of the state just entered; disarm every one it does not carry."""
         carried = entry.carried
         if self.retransmit_timer not in carried:
-            self.retransmit_at = _UNARMED
+            self.retransmit_at = UNARMED
         if self.timeout_timer not in carried:
-            self.timeout_at = _UNARMED
-        self.trying_at = _UNARMED  # never carried: the delayed 100 belongs to the first state
+            self.timeout_at = UNARMED
+        self.trying_at = UNARMED  # never carried: the delayed 100 belongs to the first state
         if entry.retransmit is not None:
             self.retransmit_timer = entry.retransmit
             self.retransmit_interval = self.timers.t1_s
@@ -648,7 +649,7 @@ class Transaction:
         # Most frequent first: every answer, every response received.
         if action is A.SEND_RESPONSE:
             assert isinstance(message, Response)
-            self.trying_at = _UNARMED  # answered: no 100 needed any more
+            self.trying_at = UNARMED  # answered: no 100 needed any more
             self.last_response = message.to_bytes()
             self.last_response_status = message.status_code
             effects.append(self.last_response)
@@ -657,7 +658,7 @@ class Transaction:
             if action is A.PASS_ACK:
                 self.ack_received = True
                 if self.retransmit_timer is I.TIMER_G:
-                    self.retransmit_at = _UNARMED  # stop re-sending the 2xx
+                    self.retransmit_at = UNARMED  # stop re-sending the 2xx
             effects.append(message)
         elif action is A.SEND_ACK:
             assert isinstance(message, Response) and self.request is not None
@@ -688,7 +689,7 @@ class Transaction:
         """The 100 (Trying) of an INVITE server transaction that has sent nothing yet."""
         if self.request is None:
             return
-        self.trying_at = _UNARMED
+        self.trying_at = UNARMED
         self.last_response = make_response(self.request, 100).to_bytes()
         self.last_response_status = 100
         effects.append(self.last_response)
