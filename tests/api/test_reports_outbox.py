@@ -3,6 +3,7 @@ atomically with the call record; the pull queue with its lease and ack; restart.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import Counter
 
@@ -293,3 +294,25 @@ async def test_pending_reports_survive_a_restart(api: Api, scene: Scene) -> None
         assert [r["call_id"] for r in taken] == [record.call_id] * 4 + [call.call_id]
     finally:
         await db.close()
+
+
+async def test_rounds_under_load_are_paced_and_an_idle_writer_starts_at_once(scene: Scene) -> None:
+    reports = scene.reports
+    loop = asyncio.get_running_loop()
+    await reports.flush()
+    reports.round_interval_s = 0.3
+    await asyncio.sleep(0.3)  # idle for longer than the interval (the condition under test)
+    started = loop.time()
+    await reports.flush()
+    assert loop.time() - started < 0.15  # an idle writer does not wait
+    rounds = reports.rounds
+    calls = [routed_call(scene.binding, at=scene.api.clock.now) for _ in range(3)]
+    reports.call_started(calls[0])  # within the interval of the round just run: waits
+    await asyncio.sleep(0)
+    reports.call_started(calls[1])
+    reports.call_started(calls[2])
+    await reports.flush()
+    assert loop.time() - started >= 0.29
+    assert reports.rounds == rounds + 1  # the three reports and the flush: one round
+    written = {r.call_id for r in outbox_rows(scene.api.db_path) if r.kind == "start"}
+    assert {c.call_id for c in calls} <= written
