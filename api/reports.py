@@ -22,8 +22,9 @@ Writing (:class:`CallReports`):
 
 What a crash can lose: the start, ring and pick-up reports still in the buffer (at most the last
 round and the one being gathered, some tens of milliseconds of calls), which nobody was ever
-told about. Nothing acknowledged is lost: a call record exists only together with its end report, a warning state only with its
-report, and a report leaves the outbox only when a receiver answered 2xx or a puller acked it.
+told about. Nothing acknowledged is lost: a call record exists only together with its end
+report, a warning state only with its report, and a report leaves the outbox only when a
+receiver answered 2xx or a puller acked it.
 
 Push and pull for one tenant: a report type with a push URL (its own or the tenant's
 ``default``) is pushed; the types without one wait in the pull queue. See ``docs/api.md``
@@ -342,8 +343,9 @@ _ItemOp = Callable[[sqlite3.Connection, float], set[str | None]]
 
 @dataclass(slots=True)
 class _Item:
-    op: _ItemOp | None = None  # None: a call-path event, written with its neighbours
+    op: _ItemOp | None = None  # None: a call-path event or record, written with its neighbours
     event: CallEvent | None = None
+    record: CallRecord | None = None  # a call record and its end report (no recording)
     future: asyncio.Future[None] | None = None  # None: nobody waits (call-path reports)
     what: str = "report"
 
@@ -385,10 +387,11 @@ def _run_items(
     zone: ZoneInfo,
     owners: outbox.PoolOwners,
 ) -> list[_Result]:
-    """One round, in order, under one savepoint; consecutive call-path events are inserted
-    together (one ``executemany``). Should an item fail (a duplicate call record), the round is
-    rolled back and run again item by item, each under its own savepoint, so that the failing
-    item alone is left out."""
+    """One round, in order, under one savepoint; consecutive call-path events and call records
+    are inserted together (one ``executemany`` for the records, one for the reports, in FIFO
+    order so that a call's end report follows its earlier ones). Should an item fail (a
+    duplicate call record), the round is rolled back and run again item by item, each under its
+    own savepoint, so that the failing item alone is left out."""
     insert = partial(outbox.insert_reports, conn, now=now, owners=owners)
     groups: list[tuple[int, int]] = []  # [start, end) of the items of one step
     index = 0
@@ -404,7 +407,24 @@ def _run_items(
         op = items[start].op
         if op is not None:
             return op(conn, now)
-        return insert([_event_report(it.event, zone) for it in items[start:end] if it.event])
+        reports: list[NewReport] = []
+        records: list[CallRecord] = []
+        for item in items[start:end]:
+            if item.event is not None:
+                reports.append(_event_report(item.event, zone))
+            elif item.record is not None:
+                records.append(item.record)
+                reports.append(_end_report(item.record, zone))
+        if records:
+            outbox.insert_call_record_rows(conn, records)
+        return insert(reports)
+
+    def alone(item: _Item) -> set[str | None]:
+        if item.record is not None:
+            outbox.insert_call_record_rows(conn, [item.record])
+            return insert([_end_report(item.record, zone)])
+        assert item.event is not None
+        return insert([_event_report(item.event, zone)])
 
     def whole() -> set[str | None]:
         tenants: set[str | None] = set()
@@ -420,9 +440,8 @@ def _run_items(
         if items[start].op is not None:
             results.append(_in_savepoint(conn, partial(step, start, end)))
             continue
-        for item in items[start:end]:  # events one by one: never expected to fail
-            assert item.event is not None
-            results.append(_in_savepoint(conn, partial(insert, [_event_report(item.event, zone)])))
+        for item in items[start:end]:  # one by one: the failing record alone is left out
+            results.append(_in_savepoint(conn, partial(alone, item)))
     return results
 
 
@@ -530,6 +549,12 @@ class CallReports:
         Replaces ``store.insert_call_record`` for the engine: returns once durable; raises
         ``store.ConflictError`` (nothing written) for a record id that exists.
         """
+        if record.recording_path is None and not self._closing:
+            # The common case: written with the round's other call-path rows (executemany).
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._submit(_Item(record=record, future=future, what="call_record"))
+            await future
+            return
         zone = self.zone
 
         def op(conn: sqlite3.Connection, now: float) -> set[str | None]:

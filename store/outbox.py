@@ -47,6 +47,7 @@ __all__ = [
     "ack_rows",
     "delete_push_url",
     "insert_call_record_row",
+    "insert_call_record_rows",
     "insert_call_record_with_report",
     "insert_reports",
     "lease_rows",
@@ -296,6 +297,22 @@ def insert_call_record_row(conn: sqlite3.Connection, record: CallRecord) -> None
         conn.execute(_INSERT_CALL, params)
     except sqlite3.IntegrityError as error:
         raise ConflictError(f"call record {record.id}: {error}") from error
+
+
+def insert_call_record_rows(conn: sqlite3.Connection, records: Sequence[CallRecord]) -> None:
+    """Insert ``records`` into ``call_records`` with one ``executemany`` (op building block);
+    ``ConflictError`` when an id exists (the caller's savepoint undoes the others)."""
+    rows: list[list[object]] = []
+    for record in records:
+        params = list(_record_values(record))
+        for index in _ENUM_COLUMNS:
+            params[index] = int(params[index])
+        rows.append(params)
+    try:
+        conn.executemany(_INSERT_CALL, rows)
+    except sqlite3.IntegrityError as error:
+        ids = ", ".join(r.id for r in records)
+        raise ConflictError(f"call record {ids}: {error}") from error
 
 
 async def insert_call_record_with_report(

@@ -316,3 +316,40 @@ async def test_rounds_under_load_are_paced_and_an_idle_writer_starts_at_once(sce
     assert reports.rounds == rounds + 1  # the three reports and the flush: one round
     written = {r.call_id for r in outbox_rows(scene.api.db_path) if r.kind == "start"}
     assert {c.call_id for c in calls} <= written
+
+
+async def test_a_duplicate_record_in_a_round_fails_alone_and_the_others_are_written(
+    scene: Scene,
+) -> None:
+    reports = scene.reports
+    first = await answered_call(reports, scene.binding, at=scene.api.clock.now)
+    reports.round_interval_s = 0.2  # the next round gathers everything below
+    rounds = reports.rounds
+    others = []
+    for _ in range(3):
+        call = routed_call(scene.binding, at=scene.api.clock.now)
+        reports.call_started(call)
+        call.start_time = call.call_time + 1
+        reports.call_answered(call)
+        call.release_time = call.call_time + 20
+        call.release_dir = ReleaseDir.CALLER
+        others.append(call_record_of(call))
+    # One round: the three new records, their earlier reports, and a retry of ``first``.
+    outcomes = await asyncio.gather(
+        reports.call_ended(others[0]),
+        reports.call_ended(first),
+        reports.call_ended(others[1]),
+        reports.call_ended(others[2]),
+        return_exceptions=True,
+    )
+    assert [type(o) for o in outcomes] == [type(None), ConflictError, type(None), type(None)]
+    assert reports.rounds == rounds + 1
+    rows = outbox_rows(scene.api.db_path)
+    for record in others:
+        kinds = [r.kind for r in rows if r.call_id == record.call_id]
+        assert kinds == ["start", "pickup", "end"]
+        end = next(r for r in rows if r.call_id == record.call_id and r.kind == "end")
+        assert end.id == record.id
+    assert [r.kind for r in rows if r.call_id == first.call_id].count("end") == 1
+    stored = {r.id for r in await scene.control.recent_calls(10)}
+    assert stored == {first.id, *(r.id for r in others)}
