@@ -292,11 +292,14 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=600.0, help="calls per second")
     parser.add_argument("--calls", type=int, default=3000, help="calls per mode and repeat")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--log-level", default="info", help="of the serving process's JSON log (default info)"
+    )
     parser.add_argument("--profile", help="write a cProfile of the loop thread (books mode)")
     args = parser.parse_args()
     # Log as the serving process does (JSON, info, 50 ms batches), into the temp dir's null.
     sink = open(os.devnull, "w")  # noqa: SIM115
-    configure_logging("info", "json", stream=sink, batch_interval_s=0.05)
+    configure_logging(args.log_level, "json", stream=sink, batch_interval_s=0.05)
     uvloop.install()
     print(
         f"books.py: {args.calls} calls at {args.rate:g}/s per mode, {args.repeats} repeat(s),"
