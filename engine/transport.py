@@ -126,6 +126,7 @@ class SipTransport:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._timer_at = None
         if self._udp is not None:
             self._udp.close()
         if self._tcp_server is not None:
