@@ -279,7 +279,7 @@ class TransportFailure:
 # What a transition asks of the endpoint, in order: ``bytes`` to send to the transaction's peer,
 # a message (response, or the ACK of a 2xx) to hand to the transaction user, or a failure.
 # Bytes and messages go as themselves: a wrapper object per message was measurable at
-# hundreds of calls/s, and ``type(effect) is bytes`` tells them apart as well.
+# hundreds of calls/s, and ``isinstance`` tells them apart as well.
 Effect = bytes | Request | Response | TimedOut | TransportFailure
 
 UNARMED = math.inf  # the deadline of a timer slot that is not running (Transaction slots)
