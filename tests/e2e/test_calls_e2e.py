@@ -605,9 +605,13 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
 
 
 def _media_closed_lines(server: MasklineServer) -> list[dict[str, object]]:
+    return _log_lines(server, "media_closed")
+
+
+def _log_lines(server: MasklineServer, event: str) -> list[dict[str, object]]:
     lines = []
     for line in server.stderr_path.read_text("utf-8", "replace").splitlines():
-        if '"media_closed"' in line:
+        if f'"{event}"' in line:
             entry = json.loads(line)
             assert isinstance(entry, dict)
             lines.append(entry)
@@ -618,6 +622,7 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
     """Acceptance 4: 200 calls at once, RTP both ways through the relay, 0 failed calls."""
     total = 200
     already_closed = len(_media_closed_lines(calls.server))
+    already_ended = len(_log_lines(calls.server, "call_ended"))
     command, _ = _sipp("uas_answer.xml", tmp_path, "callee", ["-rtp_echo"])
     command[command.index("-p") + 1] = str(calls.callee_port)
     command[command.index("-m") + 1] = str(total)
@@ -680,6 +685,10 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
     deadline = time.monotonic() + 20
     while len(_media_closed_lines(calls.server)) < already_closed + total:
         assert time.monotonic() < deadline, "not every media session was closed"
+        time.sleep(0.1)
+    # And every record written (after its media closed), so none lands in the next test's.
+    while len(_log_lines(calls.server, "call_ended")) < already_ended + total:
+        assert time.monotonic() < deadline, "not every call record was written"
         time.sleep(0.1)
     sessions = _media_closed_lines(calls.server)[already_closed:]
     forward = [int(str(s["packets_a_to_b"])) for s in sessions]
