@@ -139,8 +139,9 @@ class BatchedLines(io.TextIOBase):
         with self._lock:
             self._pending.append(text)
             self._pending_bytes += len(text)
-            full = self._pending_bytes >= self._max_bytes
-        if full:
+            # Full, or closed (a line logged after the exit hook ran): out at once.
+            now = self._pending_bytes >= self._max_bytes or self._stopped.is_set()
+        if now:
             self.write_out()
         return len(text)
 

@@ -167,6 +167,8 @@ def test_batched_lines_leave_together_after_the_interval_and_at_close() -> None:
     finally:
         lines.close()
     assert target.getvalue().endswith('{"event": "three"}\n')  # close writes what waited
+    lines.write('{"event": "late"}\n')  # after close (the exit hook ran): written at once
+    assert target.getvalue().endswith('{"event": "late"}\n')
 
 
 def test_batched_lines_write_out_at_once_when_the_batch_is_full() -> None:

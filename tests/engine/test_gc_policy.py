@@ -42,7 +42,7 @@ def test_serving_keeps_young_collections_and_never_starts_a_full_one() -> None:
 
 def test_a_full_collection_reports_what_it_found() -> None:
     with structlog.testing.capture_logs() as logs:
-        assert gc_policy.collect_full() >= 0  # whatever the test process holds: a baseline
+        gc_policy.collect_full()  # whatever the test process holds already: not counted below
         _cycle()
         found = gc_policy.collect_full()
     assert found >= 2  # the two nodes (and their dicts)
