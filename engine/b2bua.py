@@ -275,6 +275,8 @@ _MEDIA_TIMEOUT_REASON = _q850_reason(Q850_MEDIA_TIMEOUT, "media timeout")
 # Longest pause between two dead-media sweeps: a call is released at most this long after its
 # timeout ran out. One timer for all calls; each sweep reads two counters per watched call.
 _MEDIA_SWEEP_MAX_PERIOD_S = 1.0
+# Source hosts whose trunk (or its absence) is remembered; past this the memory starts again.
+_TRUNK_CACHE_HOSTS = 4096
 
 
 class B2bua:
@@ -323,6 +325,9 @@ class B2bua:
         self._refreshes: dict[TxKey, _Refresh] = {}  # session refreshes we sent, by transaction
         self._reliable: dict[str, _ReliableUas] = {}  # calls whose caller required 100rel
         self._contacts: dict[str, str] = {}  # X → our Contact for it (one per number served)
+        # Source host → the trunk it may enter through (None: none). Settings are fixed for the
+        # process, so an answer stays true; bounded, as a flood may come from many hosts.
+        self._trunk_of_host: dict[str, TrunkSettings | None] = {}
         self._outbound_rseq: dict[str, int] = {}  # last in-order RSeq PRACKed on the outbound leg
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: dict[str, Call] = {}  # calls not yet released
@@ -2077,10 +2082,20 @@ class B2bua:
         task.add_done_callback(self._tasks.discard)
 
     def _trunk_for(self, peer: Peer) -> TrunkSettings | None:
+        host = peer.host
+        try:
+            return self._trunk_of_host[host]
+        except KeyError:
+            pass
+        found: TrunkSettings | None = None
         for trunk in self._settings.trunks:
-            if trunk.allows(peer.host):
-                return trunk
-        return None
+            if trunk.allows(host):
+                found = trunk
+                break
+        if len(self._trunk_of_host) >= _TRUNK_CACHE_HOSTS:
+            self._trunk_of_host.clear()  # a flood from many sources: start again, stay bounded
+        self._trunk_of_host[host] = found
+        return found
 
 
 def uri_user(uri: object) -> str | None:

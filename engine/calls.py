@@ -26,27 +26,26 @@ _REF_ALPHABET = "abcdefghjkmnpqrstuvwxyz"
 
 
 _REF_LENGTH = 24
-_REF_SPACE = len(_REF_ALPHABET) ** _REF_LENGTH  # ~2**108.6
-_REF_DRAW_BYTES = 14  # 112 bits
-# Draws at or above the largest multiple of the space below 2**112 are drawn again, so every
-# reference is equally likely (a retry happens for about 1 draw in 100).
-_REF_DRAW_LIMIT = (1 << (8 * _REF_DRAW_BYTES)) // _REF_SPACE * _REF_SPACE
+# Byte values below 253 (11 * 23) map to letters by value mod 23, the three above are deleted:
+# every kept byte is uniform over 0..252, so every letter is equally likely.
+_REF_USABLE_BYTES = len(_REF_ALPHABET) * (256 // len(_REF_ALPHABET))
+_REF_LETTER_OF_BYTE = bytes(
+    ord(_REF_ALPHABET[value % len(_REF_ALPHABET)]) if value < _REF_USABLE_BYTES else 0
+    for value in range(256)
+)
+_REF_REJECTED_BYTES = bytes(range(_REF_USABLE_BYTES, 256))
+# Bytes drawn per try: 24 are needed, 3/256 are deleted; 32 fall short about once in 10**10.
+_REF_DRAW_BYTES = 32
 
 
 def new_call_ref() -> str:
     """A unique id for a call record and its log lines (never a SIP Call-ID of either leg)."""
-    # One draw of CSPRNG bytes written in the alphabet's base (24 draws of secrets.choice
-    # cost ~50 µs per call; this ~5 µs), uniform over the same 23**24 references.
+    # One draw of CSPRNG bytes mapped to letters by one C-level table lookup (~0.5 µs; 24
+    # draws of secrets.choice cost ~50 µs), uniform over the same 23**24 references.
     while True:
-        value = int.from_bytes(random_bytes(_REF_DRAW_BYTES), "big")
-        if value < _REF_DRAW_LIMIT:
-            break
-    value %= _REF_SPACE
-    letters = []
-    for _ in range(_REF_LENGTH):
-        value, digit = divmod(value, len(_REF_ALPHABET))
-        letters.append(_REF_ALPHABET[digit])
-    return "".join(letters)
+        letters = random_bytes(_REF_DRAW_BYTES).translate(_REF_LETTER_OF_BYTE, _REF_REJECTED_BYTES)
+        if len(letters) >= _REF_LENGTH:
+            return letters[:_REF_LENGTH].decode("ascii")
 
 
 class CallState(Enum):

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+import engine.calls as calls_module
 from engine.calls import (
     CALL_TRANSITIONS,
     Call,
@@ -75,3 +76,13 @@ def test_call_refs_are_24_letters_without_digits_and_do_not_repeat() -> None:
     first_letters = collections.Counter(ref[0] for ref in refs)
     last_letters = collections.Counter(ref[-1] for ref in refs)
     assert len(first_letters) == 23 and len(last_letters) == 23
+
+
+def test_call_ref_byte_table_is_uniform_over_the_bytes_it_keeps() -> None:
+    # Every letter stands for the same number of kept byte values, and the deleted ones are
+    # exactly those the table does not map: a draw's letters are then uniform.
+    kept = [value for value in range(256) if value not in calls_module._REF_REJECTED_BYTES]
+    per_letter = collections.Counter(calls_module._REF_LETTER_OF_BYTE[value] for value in kept)
+    assert set(per_letter) == {ord(letter) for letter in "abcdefghjkmnpqrstuvwxyz"}
+    assert set(per_letter.values()) == {len(kept) // 23}
+    assert len(kept) == 253
