@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from structlog.typing import Processor
 
 from engine.logging import BatchedLines, configure_logging, get_logger
+from routing.masking import mask_numbers_in_text
 
 
 @pytest.fixture
@@ -193,3 +197,76 @@ def test_the_serving_configuration_batches_structlog_lines() -> None:
         configure_logging("info", "json", stream=io.StringIO())  # closes the batch: written out
     (line,) = target.getvalue().splitlines()
     assert json.loads(line)["event"] == "queued"
+
+
+def _exception_info() -> tuple[type[BaseException], BaseException, object]:
+    try:
+        raise ValueError("callee +8613800138000 unreachable")
+    except ValueError as error:
+        return (ValueError, error, error.__traceback__)
+
+
+@pytest.mark.parametrize(
+    ("method", "event"),
+    [
+        (
+            "info",
+            {
+                "event": "call_ended",
+                "call": "abcdefghjkmnpqrstuvwxyzab",
+                "callee": "+8613800138000",
+                "as_int": 13800138000,
+                "small": 5,
+                "negative": -12345678,
+                "seconds": 0.1,
+                "flag": True,
+                "nothing": None,
+                "nested": {"k": ["13800138000", ("１３８００１３８０００",)]},
+                "spaced": "138 0013 8000",
+                "seven_digits": "5551234",
+            },
+        ),
+        # The processors' own keys win over the caller's; "warn" and "exception" map levels.
+        ("warn", {"event": "x 13800138000", "level": "bogus", "logger": "other", "timestamp": "t"}),
+        ("exception", {"event": "failed", "exc_info": _exception_info()}),
+        ("debug", {"event": "short", "n": 1_000_000}),
+    ],
+)
+def test_one_pass_fields_are_what_the_processor_chain_they_replace_made(
+    method: str, event: dict[str, object]
+) -> None:
+    """engine.logging._line_fields against the structlog processors it stands for."""
+    from engine.logging import _line_fields, _NamedWriteLogger, mask_event_dict
+
+    logger = _NamedWriteLogger(io.StringIO(), "engine.test")
+    chain: list[Processor] = [
+        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        mask_event_dict,
+    ]
+    expected: dict[str, object] = dict(event)
+    for processor in chain:
+        expected = processor(logger, method, expected)  # type: ignore[assignment]
+    got = _line_fields(logger, method, dict(event))
+    assert list(got) == list(expected)  # same keys in the same order
+    stamps = (str(got.pop("timestamp")), str(expected.pop("timestamp")))
+    assert all(stamp.endswith("Z") and datetime.fromisoformat(stamp[:-1]) for stamp in stamps)
+    assert got == expected
+    assert "13800138000" not in json.dumps(got, ensure_ascii=False)
+
+
+@settings(max_examples=300)
+@example("5551234")  # the shortest run masked
+@example("１３８００１３")  # full-width digits are digits too
+@given(
+    st.text(alphabet=st.sampled_from("0123456789１３８+- abcXYZ_é"), max_size=20)
+    | st.from_regex(r"[a-zA-Z]{0,30}", fullmatch=True)
+)
+def test_string_fast_path_masks_exactly_like_the_full_rule(text: str) -> None:
+    """Short strings and letters-only strings skip the regular expression: never a difference."""
+    from engine.logging import _mask_value
+
+    assert _mask_value(text) == mask_numbers_in_text(text)
