@@ -33,6 +33,7 @@ __all__ = [
     "configure_logging",
     "get_logger",
     "mask_event_dict",
+    "reset_logging",
     "write_out_logs",
 ]
 
@@ -290,6 +291,22 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level_no)
+
+
+def reset_logging() -> None:
+    """Back to structlog's defaults with no handler of ours on the root logger (tests): what
+    :func:`configure_logging` set up is undone, and loggers bound under it bind again."""
+    global _configuration  # noqa: PLW0603  # loggers rebind after a reconfiguration
+    _configuration += 1
+    global _batched  # noqa: PLW0603  # one batching stream at a time
+    if _batched is not None:
+        _batched.close()
+        _batched = None
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 class _ConfiguredLogger:

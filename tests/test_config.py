@@ -2,7 +2,6 @@
 
 import ipaddress
 import json
-import logging
 import subprocess
 import sys
 import tomllib
@@ -11,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 import config
+import engine.logging
 from config import (
     ConfigError,
     HostPort,
@@ -485,10 +484,7 @@ def test_host_port_round_trip(text: str, host: str, port: int) -> None:
 @pytest.fixture
 def reset_logging() -> Iterator[None]:
     yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_maskline_handler", False)]:
-        root.removeHandler(handler)
+    engine.logging.reset_logging()
 
 
 def test_check_config_ok(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.typing import Processor
 
-from engine.logging import BatchedLines, configure_logging, get_logger
+from engine.logging import BatchedLines, configure_logging, get_logger, reset_logging
 from routing.masking import mask_numbers_in_text
 
 
@@ -22,12 +22,9 @@ from routing.masking import mask_numbers_in_text
 def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
     yield out
-    # Leave the process as other tests expect it: default structlog, no handler of ours on root.
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_maskline_handler", False)]:
-        root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
+    # Leave the process as other tests expect it: default structlog, no handler of ours on
+    # root, and no logger still bound to this test's stream.
+    reset_logging()
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
