@@ -5,7 +5,9 @@
 #
 # "Set everything up" is idempotent and cheap when done: a virtualenv in .venv (re-installed only
 # when pyproject.toml changes), plus the Debian packages sip-tester (sipp) and espeak-ng when
-# their commands are missing. apt-get runs directly as root, through sudo otherwise.
+# their commands are missing, plus the hot pure modules of sip/ and media/ compiled in place with
+# mypyc (build_compiled.py; again only when one of them changes; `make test COMPILED=no` runs
+# the pure modules). apt-get runs directly as root, through sudo otherwise.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,14 +24,24 @@ VENV_BIN := $(VENV)/bin
 # Stamp of the last `pip install -e '.[dev]'`; older than pyproject.toml means install again.
 STAMP := $(VENV)/.maskline-installed
 PACKAGES := sip engine config routing media store api billing
-LINT_PATHS := $(PACKAGES) tests bench
+BUILD_SCRIPT := build_compiled.py
+LINT_PATHS := $(PACKAGES) tests bench $(BUILD_SCRIPT)
+
+# yes: `make deps` compiles the modules listed in build_compiled.py with mypyc (same code, less
+# CPU per call; issue 7); no: `make deps` removes the compiled modules and the pure ones run.
+COMPILED ?= yes
+# The compiled modules' sources: an edit to one of them (or to the script, or a re-install of the
+# venv, which may bring another mypy) compiles again. build/ is gitignored.
+COMPILED_SOURCES := $(shell $(PYTHON) $(BUILD_SCRIPT) --list)
+COMPILED_STAMP := build/mypyc/stamp
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test lint fmt install venv deps system-deps clean distclean
+.PHONY: help run test lint fmt install venv deps system-deps compiled uncompiled clean distclean
 
 help:
 	@echo "make run        set up, then start maskline serve --config $(CONFIG)"
@@ -37,7 +49,10 @@ help:
 	@echo "make lint       ruff check and mypy only"
 	@echo "make fmt        ruff format and import sorting"
 	@echo "make venv       create .venv"
-	@echo "make deps       install the project into .venv and the Debian packages it needs"
+	@echo "make deps       install the project into .venv and the Debian packages it needs,"
+	@echo "                then compile the hot modules (COMPILED=no: remove them, run pure)"
+	@echo "make compiled   compile the modules of build_compiled.py with mypyc (if changed)"
+	@echo "make uncompiled remove the compiled modules: pure Python"
 	@echo "make clean      remove caches (keeps .venv and var/)"
 	@echo "make distclean  clean, and remove .venv"
 
@@ -52,19 +67,23 @@ run: deps
 test: deps
 	@status=0; \
 	echo "== ruff check"; $(VENV_BIN)/ruff check $(LINT_PATHS) || status=1; \
-	echo "== mypy --strict"; $(VENV_BIN)/mypy $(PACKAGES) || status=1; \
+	echo "== mypy --strict"; $(VENV_BIN)/mypy $(PACKAGES) $(BUILD_SCRIPT) || status=1; \
 	echo "== pytest"; HYPOTHESIS_PROFILE=ci $(VENV_BIN)/pytest $(PYTEST_ARGS) || status=1; \
 	exit $$status
 
 lint: install
 	$(VENV_BIN)/ruff check $(LINT_PATHS)
-	$(VENV_BIN)/mypy $(PACKAGES)
+	$(VENV_BIN)/mypy $(PACKAGES) $(BUILD_SCRIPT)
 
 fmt: install
 	$(VENV_BIN)/ruff check --select I --fix $(LINT_PATHS)
 	$(VENV_BIN)/ruff format $(LINT_PATHS)
 
-deps: install system-deps
+ifeq ($(COMPILED),no)
+deps: install system-deps uncompiled
+else
+deps: install system-deps compiled
+endif
 
 install: $(STAMP)
 
@@ -101,6 +120,35 @@ system-deps:
 	  $(APT_GET) update; \
 	  $(APT_GET) install -y --no-install-recommends $$missing; \
 	fi
+
+compiled: $(COMPILED_STAMP)
+
+uncompiled:
+	$(VENV_BIN)/python $(BUILD_SCRIPT) --clean
+	rm -f $(COMPILED_STAMP)
+
+# gcc and the Python headers when missing (Debian packages; python3.X-dev only helps a Debian
+# Python, whose headers live under /usr/include). If the compilation still fails the script says
+# so in one line, removes what it built and exits 0: the pure modules run (the code is the same).
+# The stamp is written either way, so a machine that cannot compile tries again only on a change.
+$(COMPILED_STAMP): $(BUILD_SCRIPT) $(COMPILED_SOURCES) $(STAMP)
+	@missing=""; \
+	command -v gcc >/dev/null 2>&1 || missing="gcc libc6-dev"; \
+	include=$$($(VENV_BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	if [ ! -e "$$include/Python.h" ]; then \
+	  case "$$include" in \
+	    /usr/include/*) missing="$$missing $$(basename "$$include")-dev";; \
+	    *) echo "no Python.h under $$include; not a Debian Python, so no package for it";; \
+	  esac; \
+	fi; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages to compile modules:$$missing"; \
+	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends $$missing; } || \
+	    echo "could not install$$missing"; \
+	fi
+	$(VENV_BIN)/python $(BUILD_SCRIPT) --jobs $(JOBS)
+	mkdir -p $(@D)
+	touch $@
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build bench/out *.egg-info

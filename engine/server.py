@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import signal
 import time
@@ -49,6 +50,7 @@ from media.prompts import PromptLibrary, ensure_prompts
 from media.relay import DEFAULT_REUSE_AFTER_S
 from media.ringback import RingbackLibrary, ringback_tone_for
 from routing.model import Binding
+from sip.compiled_guard import compiled_modules
 from sip.endpoint import Endpoint, EndpointStats
 from sip.reliable import OPTION_TAG as REL_OPTION_TAG
 from sip.session_timer import OPTION_TAG
@@ -264,7 +266,15 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         sms_service.attach_sender(sms.send)
         metrics.attach(endpoint=endpoint, relay=relay, active_calls=lambda: b2bua.active_calls)
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
-        _log.info("sip_listening", address=str(settings.sip.listen), transports=["udp", "tcp"])
+        # Which modules run compiled (build_compiled.py, `make compiled`): none means pure Python.
+        compiled = compiled_modules()
+        _log.info(
+            "sip_listening",
+            address=str(settings.sip.listen),
+            transports=["udp", "tcp"],
+            compiled=len(compiled),
+            compiled_modules=list(compiled),
+        )
         pusher = ReportPusher(reports)
         await pusher.start()  # reports left pending by the last run go first
         await reports.warnings.check()  # pool thresholds crossed while the server was down
@@ -320,4 +330,5 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
 
 
 def _stats(stats: EndpointStats) -> dict[str, int]:
-    return {name: getattr(stats, name) for name in stats.__slots__}
+    # dataclasses.fields, not __slots__: a class compiled with mypyc has no __slots__ attribute.
+    return {field.name: getattr(stats, field.name) for field in dataclasses.fields(stats)}

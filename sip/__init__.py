@@ -4,6 +4,12 @@ Public entry points used outside the repository: ``parse_message`` and
 ``SipParseError``; every message has ``to_bytes()``.
 """
 
+# First, before any module of the package: a compiled module (build_compiled.py) must have been
+# compiled from the .py beside it, or the import fails here naming it and the fix.
+from sip.compiled_guard import verify_compiled
+
+verify_compiled(__path__[0], __name__)
+
 from sip.dialog import Dialog, DialogId, DialogRole, DialogState
 from sip.endpoint import Endpoint
 from sip.errors import (

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from sip.errors import CallDoesNotExist, SipError, SipParseError, SipUsageError
+from sip.errors import CallDoesNotExist, CSeqOutOfOrder, SipParseError, SipUsageError
 from sip.grammar import has_param
 from sip.headers import CSEQ_MAX, HeaderList, NameAddr, header_key, make_field
 from sip.message import Request, Response
@@ -69,18 +69,6 @@ class DialogStateError(SipUsageError):
         super().__init__(message)
         self.state = state
         self.input = input_
-
-
-class CSeqOutOfOrder(SipError):
-    """In-dialog request whose CSeq is not above the last one seen (RFC 3261 §12.2.2).
-
-    The RFC words it "lower than"; an equal number that reaches the dialog is
-    not a retransmission (the transaction layer absorbs those), so it is out of
-    order too.
-    """
-
-    status_code = 500
-    default_reason = "CSeq out of order"
 
 
 # --- identity -----------------------------------------------------------------------

@@ -122,6 +122,19 @@ class RequestPending(SipError):
     default_reason = "Request Pending"
 
 
+class CSeqOutOfOrder(SipError):
+    """In-dialog request whose CSeq is not above the last one seen (RFC 3261 §12.2.2).
+
+    The RFC words it "lower than"; an equal number that reaches the dialog is
+    not a retransmission (the transaction layer absorbs those), so it is out of
+    order too.  Raised by ``sip.dialog`` (which exports it too); defined here because its
+    class attributes override ``SipError``'s, which a class compiled with mypyc would not do.
+    """
+
+    status_code = 500
+    default_reason = "CSeq out of order"
+
+
 class SipUsageError(Exception):
     """The local application misused the core (e.g. answered a transaction twice).
 

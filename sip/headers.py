@@ -231,14 +231,24 @@ class HeaderList:
 
     __slots__ = ("_fields", "_first", "cache")
 
-    def __init__(self, fields: list[tuple[str, str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        fields: list[tuple[str, str, str]] | None = None,
+        *,
+        first_values: dict[str, str] | None = None,
+    ) -> None:
+        """``first_values``: the first value of every key of ``fields``, when the caller has it
+        (copies): it is taken as is, not checked."""
         if fields is None:
             self._fields: list[tuple[str, str, str]] = []
             self._first: dict[str, str] = {}
         else:
             self._fields = fields
-            # Reversed, so the first field of a repeated key is the one kept.
-            self._first = {key: value for key, _, value in reversed(fields)}
+            if first_values is not None:
+                self._first = first_values
+            else:
+                # Reversed, so the first field of a repeated key is the one kept.
+                self._first = {key: value for key, _, value in reversed(fields)}
         # Parsed views of headers (owned by Message), keyed by header key (plus
         # "via-top-line"); a change to a header drops the views of that header only.
         self.cache: dict[str, Any] = {}
@@ -399,20 +409,15 @@ class HeaderList:
     @classmethod
     def subset_of(cls, other: HeaderList, keys: frozenset[str]) -> HeaderList:
         """A new list of the fields of ``other`` whose key is in ``keys``, verbatim, in order."""
-        subset = cls.__new__(cls)
-        subset._fields = [f for f in other._fields if f[0] in keys]
         first = other._first
-        subset._first = {key: first[key] for key in keys if key in first}
-        subset.cache = {}
-        return subset
+        return cls(
+            [f for f in other._fields if f[0] in keys],
+            first_values={key: first[key] for key in keys if key in first},
+        )
 
     def copy(self) -> HeaderList:
         """Shallow copy (fields are immutable tuples)."""
-        copied = HeaderList.__new__(HeaderList)
-        copied._fields = list(self._fields)
-        copied._first = dict(self._first)
-        copied.cache = {}
-        return copied
+        return HeaderList(list(self._fields), first_values=dict(self._first))
 
     def fields(self) -> list[tuple[str, str, str]]:
         """The underlying ``(key, name, value)`` triples (read-only by convention)."""
@@ -670,11 +675,11 @@ def _name_addr(
     uri: Uri | None, uri_text: str | None, display: str | None, params: dict[str, str | None]
 ) -> NameAddr:
     """A NameAddr from its parts, keeping both the parsed URI and its text when known."""
-    address = NameAddr.__new__(NameAddr)
-    address._uri = uri
+    # Through __init__ (mypyc compiles no __new__ of a class), which takes one of the two.
+    if uri is None:
+        return NameAddr(uri_text or "", display, params)
+    address = NameAddr(uri, display, params)
     address._uri_text = uri_text
-    address.display = display
-    address.params = params
     return address
 
 
