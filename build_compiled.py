@@ -84,11 +84,15 @@ def sha256_of(path: Path) -> str:
 
 
 def compiled_artefacts() -> list[Path]:
-    """Every extension module in the compiled packages plus the group's shared library."""
+    """Every extension module and manifest in the repository's packages, plus the shared library.
+
+    All packages, not only those of ``COMPILED_MODULES``: a module taken off the list must not
+    stay compiled (its package's ``__init__`` may no longer run the guard).
+    """
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     found: list[Path] = []
-    for package in packages():
-        directory = ROOT / package
+    for init in sorted(ROOT.glob("*/__init__.py")):
+        directory = init.parent
         found.extend(p for p in directory.iterdir() if p.name.endswith(suffixes))
         manifest = directory / MANIFEST_NAME
         if manifest.exists():

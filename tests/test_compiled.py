@@ -215,3 +215,28 @@ def test_the_build_lists_its_sources_for_make() -> None:
         for m in build_compiled.COMPILED_MODULES
     ]
     assert "sip/headers.py" in listed and "media/sdp.py" in listed
+
+
+def test_clean_removes_compiled_modules_of_every_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also of a package no longer on the list: its __init__ may not run the guard any more."""
+    for name in ("sip", "routing"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("", encoding="utf-8")
+        (tmp_path / name / "mod.py").write_text("", encoding="utf-8")
+        (tmp_path / name / f"mod{SUFFIX}").write_bytes(b"")
+    write_manifest(tmp_path / "sip", {"sip.mod": "0" * 64})
+    shared = tmp_path / f"{build_compiled.GROUP_NAME}__mypyc{SUFFIX}"
+    shared.write_bytes(b"")
+    monkeypatch.setattr(build_compiled, "ROOT", tmp_path)
+    removed = build_compiled.clean()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == sorted(
+        [f"sip/mod{SUFFIX}", f"sip/{MANIFEST_NAME}", f"routing/mod{SUFFIX}", shared.name]
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "__init__.py",
+        "__init__.py",
+        "mod.py",
+        "mod.py",
+    ]
