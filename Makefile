@@ -124,7 +124,7 @@ system-deps:
 compiled: $(COMPILED_STAMP)
 
 uncompiled:
-	$(VENV_BIN)/python $(BUILD_SCRIPT) --clean
+	$(PYTHON) $(BUILD_SCRIPT) --clean
 	rm -f $(COMPILED_STAMP)
 
 # gcc and the Python headers when missing (Debian packages; python3.X-dev only helps a Debian

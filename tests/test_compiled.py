@@ -240,3 +240,19 @@ def test_clean_removes_compiled_modules_of_every_package(
         "mod.py",
         "mod.py",
     ]
+
+
+def test_without_python_headers_the_build_says_so_and_leaves_pure_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sip").mkdir()
+    (tmp_path / "sip" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "sip" / f"headers{SUFFIX}").write_bytes(b"")  # left by an earlier build
+    monkeypatch.setattr(build_compiled, "ROOT", tmp_path)
+    monkeypatch.setattr(build_compiled, "has_python_headers", lambda: False)
+    assert build_compiled.main([]) == 0  # make goes on, with the pure modules
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("mypyc compilation failed (no Python.h under ")
+    assert "running pure Python" in line
+    assert not (tmp_path / "sip" / f"headers{SUFFIX}").exists()
+    assert build_compiled.main(["--strict"]) == 1
