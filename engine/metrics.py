@@ -114,7 +114,6 @@ _ENDPOINT_COUNTERS: Final[Mapping[str, tuple[str, str]]] = {
         "sip_retransmissions_received",
         "request retransmissions received and answered from their transaction (not ACK)",
     ),
-    # Not counted by sip.endpoint yet (see the issue notes); exported as soon as it is.
     "retransmissions_sent": (
         "sip_retransmissions_sent",
         "requests and responses re-sent by transaction timers (RFC 3261 timers A, E, G)",

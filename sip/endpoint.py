@@ -60,6 +60,7 @@ class EndpointStats:
     malformed_dropped: int = 0
     responses_dropped: int = 0
     retransmissions_absorbed: int = 0
+    retransmissions_sent: int = 0  # requests and responses re-sent by timers A, E and G
     overload_rejected: int = 0  # new requests answered 503 (Retry-After) without a transaction
     flood_dropped: int = 0  # new requests dropped unanswered by the admission policy
     internal_errors: int = 0
@@ -202,7 +203,14 @@ class Endpoint:
             if tx is None or tx.scheduled_at != at:
                 continue
             tx.scheduled_at = None
-            self._apply(tx, tx.fire_due_timers(now))
+            # What a timer sends is a retransmission (timers A, E, G), but for the delayed
+            # 100 Trying, a first response.
+            first_sends = tx.trying_at <= now
+            effects = tx.fire_due_timers(now)
+            sent = sum(1 for effect in effects if isinstance(effect, bytes))
+            if sent:
+                self.stats.retransmissions_sent += max(0, sent - first_sends)
+            self._apply(tx, effects)
             self._after(tx)
 
     # -- input: the application ------------------------------------------------------------

@@ -949,3 +949,25 @@ def test_a_late_handle_timer_fires_every_due_timer_in_order(pair: EndpointPair) 
     pair.uac.handle_timer(100.0)
     assert pair.events("uac") == [TransactionTimedOut(client_key, "B")]
     assert pair.uas.transaction_count == pair.uac.transaction_count == 0
+
+
+def test_retransmissions_sent_count_timer_resends_but_not_the_delayed_trying() -> None:
+    pair = _delayed_trying_pair()
+    _, server_key, _ = _invite_at_uas(pair)
+    pair.advance(0.21)
+    (trying,) = pair.drop("uas")  # sent by the Trying timer: a first response, not a resend
+    assert trying.startswith(b"SIP/2.0 100 Trying")
+    assert pair.uas.stats.retransmissions_sent == 0
+    _answer(pair, server_key, 486)
+    (busy,) = pair.drop("uas")  # lost: Timer G re-sends it at 0.5 s, 1 s, ...
+    pair.advance(1.6)
+    resent = pair.drop("uas")
+    assert resent == [busy] * 2
+    assert pair.uas.stats.retransmissions_sent == 2
+    # The caller's side: an OPTIONS nobody hears is re-sent by Timer E at 0.5, 1.5, 3.5 s.
+    caller = EndpointPair()
+    caller.uac.send_request(make_options(), caller.uas_peer, caller.now_s)
+    (options,) = caller.drop("uac")
+    caller.advance(3.6)
+    assert caller.drop("uac") == [options] * 3
+    assert caller.uac.stats.retransmissions_sent == 3
