@@ -54,7 +54,7 @@ help:
 	@echo "make compiled   compile the modules of build_compiled.py with mypyc (if changed)"
 	@echo "make uncompiled remove the compiled modules: pure Python"
 	@echo "make clean      remove caches (keeps .venv and var/)"
-	@echo "make distclean  clean, and remove .venv"
+	@echo "make distclean  clean, remove the compiled modules and .venv"
 
 run: deps
 	mkdir -p var
@@ -154,5 +154,5 @@ clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build bench/out *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
-distclean: clean
+distclean: clean uncompiled
 	rm -rf $(VENV)
