@@ -2059,12 +2059,11 @@ class B2bua:
             session = media.session
             session.on_packet = None
             await session.close()
-            _log.info(
-                "media_closed",
-                call=call.call_id,
-                packets_a_to_b=session.packets_a_to_b,
-                packets_b_to_a=session.packets_b_to_a,
-                dropped=session.dropped,  # strangers and non-RTP (media.relay latching)
+            # Logged with the call record (engine.records call_ended): one line per call.
+            call.media_packets = (
+                session.packets_a_to_b,
+                session.packets_b_to_a,
+                session.dropped,  # strangers and non-RTP (media.relay latching)
             )
         return media.recording
 

@@ -221,6 +221,9 @@ class Call:
     release_dir: ReleaseDir = ReleaseDir.PLATFORM
     release_cause: int = Q850_NORMAL_CLEARING
     recording_path: str | None = None  # the call's WAV, once written (engine.records)
+    # RTP packets relayed caller→callee and callee→caller, and packets dropped (strangers,
+    # non-RTP), once the call's relay session closed; None when it had none.
+    media_packets: tuple[int, int, int] | None = None
     timers: list[object] = field(default_factory=list)  # loop handles owned by the controller
 
     def fire(self, call_input: CallInput) -> CallState:

@@ -104,16 +104,19 @@ class CallRecorder:
         record = call_record_of(call)
         await self._write(record)
         await self._cdr.append(record)
-        _log.info(
-            "call_ended",
-            call=call.call_id,
-            call_type=int(record.call_type),
-            release_dir=int(record.release_dir),
-            release_cause=record.release_cause,
-            unconnected_cause=int(record.unconnected_cause),
-            duration_s=round(record.duration_s, 1),
-            recorded=record.recording_path is not None,
-        )
+        fields: dict[str, object] = {
+            "call": call.call_id,
+            "call_type": int(record.call_type),
+            "release_dir": int(record.release_dir),
+            "release_cause": record.release_cause,
+            "unconnected_cause": int(record.unconnected_cause),
+            "duration_s": round(record.duration_s, 1),
+            "recorded": record.recording_path is not None,
+        }
+        media = call.media_packets
+        if media is not None:  # the relay session's counts (engine.b2bua, when it closed)
+            fields["packets_a_to_b"], fields["packets_b_to_a"], fields["dropped"] = media
+        _log.info("call_ended", **fields)
 
     async def _insert(self, record: CallRecord) -> None:
         await insert_call_record(self._db, record)

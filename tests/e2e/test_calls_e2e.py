@@ -331,9 +331,9 @@ def place_call(
     if not expect_record:
         assert _newest_id(calls) == mark, "this exchange must not write a call record"
     elif callee_scenario is not None:
-        # The call reached the trunk, so it held relay ports: they are freed with the call.
-        closed = {str(line["call"]) for line in _media_closed_lines(calls.server)}
-        assert result.record["call_id"] in closed, "the call's media session was not closed"
+        # The call reached the trunk, so it held relay ports: they are freed with the call (its
+        # call_ended line, logged once the record is durable, says how many packets went through).
+        _media_closed_line(calls.server, str(result.record["call_id"]))
     assert_private(result, caller)
     return result
 
@@ -605,7 +605,23 @@ def test_bindings_survive_kill_9_and_route_after_restart(tmp_path: Path) -> None
 
 
 def _media_closed_lines(server: MasklineServer) -> list[dict[str, object]]:
-    return _log_lines(server, "media_closed")
+    """The calls whose relay session closed: their call_ended line carries its packet counts."""
+    return [line for line in _log_lines(server, "call_ended") if "packets_a_to_b" in line]
+
+
+def _media_closed_line(
+    server: MasklineServer, call_id: str, timeout_s: float = 10.0
+) -> dict[str, object]:
+    """The call_ended line of ``call_id`` with its relay session's packet counts: it is logged
+    once the record is durable, so a moment after the row can be read."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [line for line in _media_closed_lines(server) if line["call"] == call_id]
+        if found:
+            (line,) = found
+            return line
+        assert time.monotonic() < deadline, f"the media session of {call_id} was not closed"
+        time.sleep(0.02)
 
 
 def _log_lines(server: MasklineServer, event: str) -> list[dict[str, object]]:

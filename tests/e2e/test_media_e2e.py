@@ -32,7 +32,7 @@ from test_calls_e2e import (
     _configured,
     _final_status,
     _latest_record,
-    _media_closed_lines,
+    _media_closed_line,
     _newest_id,
     _ok,
     _sipp,
@@ -348,7 +348,7 @@ def test_recorded_call_caller_left_callee_right_signed_url(
     record = result.record
     assert record["release_dir"] == 1 and record["start_time"] is not None
     call_id = str(record["call_id"])
-    (closed,) = [line for line in _media_closed_lines(server) if line["call"] == call_id]
+    closed = _media_closed_line(server, call_id)
     # Every stranger packet reached the relay and was dropped there, none relayed.
     assert closed["dropped"] == 2 * sprayed[0], closed
     assert closed["packets_a_to_b"] == closed["packets_b_to_a"] == tone_s / 0.02

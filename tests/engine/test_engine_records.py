@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+import structlog
 
 from engine import records
 from engine.calls import Call, Leg
@@ -148,3 +149,21 @@ async def test_cancelled_while_the_wav_renders_still_writes_the_record(
     assert record.call_id == call.call_id and record.recording_path is None
     (cdr_file,) = (tmp_path / "cdr").iterdir()
     assert len(cdr_file.read_text("utf-8").splitlines()) == 2  # header and the call
+
+
+@pytest.mark.parametrize("media_packets", [(236, 230, 4), None])
+async def test_the_call_ended_line_carries_the_relay_sessions_packet_counts(
+    db: Database, tmp_path: Path, media_packets: tuple[int, int, int] | None
+) -> None:
+    """One log line per call: the record's facts, and the media counts when a session closed."""
+    cdr = CdrWriter(tmp_path / "cdr", ZONE)
+    recorder = CallRecorder(db, cdr, recording_dir=tmp_path / "recordings", zone=ZONE)
+    call = _call(answered=True)
+    call.media_packets = media_packets
+    with structlog.testing.capture_logs() as logged:
+        await recorder(call)
+    await cdr.close()
+    (line,) = [entry for entry in logged if entry["event"] == "call_ended"]
+    assert line["call"] == call.call_id and line["duration_s"] == 2.0
+    counts = tuple(line.get(key) for key in ("packets_a_to_b", "packets_b_to_a", "dropped"))
+    assert counts == (media_packets or (None, None, None))
