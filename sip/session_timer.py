@@ -163,9 +163,7 @@ def negotiate_as_uas(
         interval_s = max(session_expires_s, their_min_s)
         return Negotiated(interval_s, Refresher.UAC, local_refreshes=False)
     refresher = requested.refresher or Refresher.UAC
-    return Negotiated(
-        requested.delta_s, refresher, local_refreshes=refresher is Refresher.UAS
-    )
+    return Negotiated(requested.delta_s, refresher, local_refreshes=refresher is Refresher.UAS)
 
 
 def negotiate_as_uac(headers: HeaderList) -> Negotiated | None:

@@ -32,8 +32,12 @@ def test_rfc2617_example_response() -> None:
 def test_challenge_without_qop_uses_rfc2069_response() -> None:
     challenge = parse_challenge('Digest realm="carrier", nonce="abc"')
     value = authorization(
-        challenge, method="INVITE", uri="sip:13900139000@198.51.100.1", username="ml",
-        password="pw", cnonce="x",
+        challenge,
+        method="INVITE",
+        uri="sip:13900139000@198.51.100.1",
+        username="ml",
+        password="pw",
+        cnonce="x",
     )
     assert "qop" not in value and value.startswith('Digest username="ml", realm="carrier"')
 

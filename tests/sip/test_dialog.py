@@ -235,9 +235,7 @@ def test_uac_dialog_from_180_is_early_with_reversed_route_set() -> None:
     dialog = uac_early()
     assert dialog.role is DialogRole.UAC
     assert dialog.state is DialogState.EARLY
-    assert dialog.id == DialogId(
-        "a84b4c76e66710@pc33.atlanta.example.com", "1928301774", "a6c85cf"
-    )
+    assert dialog.id == DialogId("a84b4c76e66710@pc33.atlanta.example.com", "1928301774", "a6c85cf")
     assert (dialog.call_id, dialog.local_tag, dialog.remote_tag) == (
         "a84b4c76e66710@pc33.atlanta.example.com",
         "1928301774",
@@ -292,9 +290,7 @@ def test_uac_non2xx_final_terminates_early_dialog() -> None:
 
 def test_uac_creation_needs_a_dialog_forming_response() -> None:
     invite = _request(ALICE_INVITE)
-    trying = _response(
-        BOB_180.replace(b"180 Ringing", b"100 Trying").replace(b";tag=a6c85cf", b"")
-    )
+    trying = _response(BOB_180.replace(b"180 Ringing", b"100 Trying").replace(b";tag=a6c85cf", b""))
     with pytest.raises(SipUsageError):
         Dialog.create_uac(invite, trying)
     with pytest.raises(SipUsageError):
@@ -321,9 +317,7 @@ def test_uas_dialog_keeps_route_set_in_order() -> None:
     dialog = uas_early()
     assert dialog.role is DialogRole.UAS
     assert dialog.state is DialogState.EARLY
-    assert dialog.id == DialogId(
-        "a84b4c76e66710@pc33.atlanta.example.com", BOB_TAG, "1928301774"
-    )
+    assert dialog.id == DialogId("a84b4c76e66710@pc33.atlanta.example.com", BOB_TAG, "1928301774")
     assert [str(r.uri) for r in dialog.route_set] == [
         "sip:p2.biloxi.example.com;lr",
         "sip:p1.atlanta.example.com;lr",
@@ -685,9 +679,7 @@ def test_failed_update_keeps_early_dialog() -> None:
 
 def test_provisional_without_to_tag_is_ignored() -> None:
     dialog = uac_early()
-    trying = _response(
-        BOB_180.replace(b"180 Ringing", b"100 Trying").replace(b";tag=a6c85cf", b"")
-    )
+    trying = _response(BOB_180.replace(b"180 Ringing", b"100 Trying").replace(b";tag=a6c85cf", b""))
     dialog.receive_response("INVITE", trying)
     assert dialog.state is DialogState.EARLY
 
@@ -836,13 +828,14 @@ def _built_requests() -> list[Request]:
     built: list[Request] = []
     for make in (uac_confirmed, uas_confirmed):
         dialog = make()
-        built.append(
-            dialog.create_request("INVITE", body=SDP, content_type="application/sdp")
-        )
+        built.append(dialog.create_request("INVITE", body=SDP, content_type="application/sdp"))
         built.append(dialog.create_ack(dialog.local_cseq))
         built.append(dialog.create_request("UPDATE", extra_headers=[("Supported", "timer")]))
-        built.append(dialog.create_request("INFO", body=b"Signal=5\r\n",
-                                           content_type="application/dtmf-relay"))
+        built.append(
+            dialog.create_request(
+                "INFO", body=b"Signal=5\r\n", content_type="application/dtmf-relay"
+            )
+        )
         built.append(dialog.create_request("OPTIONS"))
         built.append(dialog.create_request("BYE"))
     strict = Dialog.create_uac(_request(ALICE_INVITE), _response(BOB_200_STRICT))

@@ -47,4 +47,3 @@ def test_received_without_rport_goes_to_via_port() -> None:
 def test_no_received_when_sent_by_is_the_source() -> None:
     response, _ = _answer(OPTIONS.replace(b"{rport}", b""), ("10.0.0.1", 5062))
     assert response.vias[0].received is None
-

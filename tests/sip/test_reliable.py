@@ -34,8 +34,17 @@ def test_parse_rack() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", "1 1", "1 1 INVITE x", "0 1 INVITE", "1 0 INVITE", "1 2147483648 INVITE",
-              "a 1 INVITE", "1 1 IN-VITE"],
+    "value",
+    [
+        "",
+        "1 1",
+        "1 1 INVITE x",
+        "0 1 INVITE",
+        "1 0 INVITE",
+        "1 2147483648 INVITE",
+        "a 1 INVITE",
+        "1 1 IN-VITE",
+    ],
 )
 def test_parse_rack_rejects(value: str) -> None:
     with pytest.raises(SipParseError):

@@ -53,8 +53,11 @@ def test_parse_session_expires_rejects(text: str) -> None:
 
 
 def test_format_round_trips() -> None:
-    for value in (SessionExpires(1800), SessionExpires(90, Refresher.UAC),
-                  SessionExpires(120, Refresher.UAS)):
+    for value in (
+        SessionExpires(1800),
+        SessionExpires(90, Refresher.UAC),
+        SessionExpires(120, Refresher.UAS),
+    ):
         assert parse_session_expires(format_session_expires(value)) == value
     assert format_session_expires(SessionExpires(1800, Refresher.UAC)) == "1800;refresher=uac"
 
@@ -83,17 +86,16 @@ def test_uas_reflects_the_callers_interval_and_the_caller_refreshes() -> None:
 
 
 def test_uas_honours_refresher_uas_asked_by_the_caller() -> None:
-    result = negotiate_as_uas(
-        headers(("Supported", "timer"), ("x", "600;refresher=uas")), **UAS
-    )
+    result = negotiate_as_uas(headers(("Supported", "timer"), ("x", "600;refresher=uas")), **UAS)
     assert result == Negotiated(600, Refresher.UAS, local_refreshes=True)
 
 
 def test_uas_below_min_se_gets_422_with_our_minimum() -> None:
     result = negotiate_as_uas(headers(("Supported", "timer"), ("Session-Expires", "30")), **UAS)
     assert result == TooSmall(90)
-    assert negotiate_as_uas(headers(("Session-Expires", "100")),
-                            min_se_s=120, session_expires_s=1800) == TooSmall(120)
+    assert negotiate_as_uas(
+        headers(("Session-Expires", "100")), min_se_s=120, session_expires_s=1800
+    ) == TooSmall(120)
 
 
 def test_uas_caller_supports_but_asks_for_no_timer_gets_ours_at_least_its_min_se() -> None:
