@@ -23,6 +23,10 @@ import os
 MANIFEST_NAME = "compiled-manifest.json"
 FIX = "run `make compiled` to rebuild, or `make uncompiled` to remove the compiled modules"
 
+# mypyc's shared library of the build (build_compiled.py GROUP_NAME "sip.native"): the code of
+# every compiled module, built with them; their shims, which the manifests pin, load it.
+SHARED_LIBRARY = "native__mypyc"
+
 # Package -> its compiled modules, as verified in this process (for the server's start log line).
 _verified: dict[str, tuple[str, ...]] = {}
 
@@ -61,6 +65,7 @@ def verify_compiled(package_dir: str, package: str, *, record: bool = True) -> t
 
 def _verified_names(package_dir: str, package: str) -> tuple[str, ...]:
     extensions = _extension_stems(package_dir)
+    extensions.pop(SHARED_LIBRARY, None)  # not a module of its own: the shims load it
     if not extensions:
         return ()
     manifest_path = os.path.join(package_dir, MANIFEST_NAME)

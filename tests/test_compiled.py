@@ -24,6 +24,7 @@ import build_compiled
 import sip
 from sip.compiled_guard import (
     MANIFEST_NAME,
+    SHARED_LIBRARY,
     StaleCompiledModule,
     compiled_modules,
     verify_compiled,
@@ -227,12 +228,20 @@ def test_clean_removes_compiled_modules_of_every_package(
         (tmp_path / name / "mod.py").write_text("", encoding="utf-8")
         (tmp_path / name / f"mod{SUFFIX}").write_bytes(b"")
     write_manifest(tmp_path / "sip", {"sip.mod": "0" * 64})
-    shared = tmp_path / f"{build_compiled.GROUP_NAME}__mypyc{SUFFIX}"
+    shared = tmp_path / "sip" / f"{build_compiled.SHARED_LIBRARY_STEM}{SUFFIX}"
     shared.write_bytes(b"")
+    old_shared = tmp_path / f"maskline__mypyc{SUFFIX}"  # where earlier builds put it
+    old_shared.write_bytes(b"")
     monkeypatch.setattr(build_compiled, "ROOT", tmp_path)
     removed = build_compiled.clean()
     assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == sorted(
-        [f"sip/mod{SUFFIX}", f"sip/{MANIFEST_NAME}", f"routing/mod{SUFFIX}", shared.name]
+        [
+            f"sip/mod{SUFFIX}",
+            f"sip/{MANIFEST_NAME}",
+            f"routing/mod{SUFFIX}",
+            f"sip/{shared.name}",
+            old_shared.name,
+        ]
     )
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
         "__init__.py",
@@ -256,3 +265,12 @@ def test_without_python_headers_the_build_says_so_and_leaves_pure_python(
     assert "running pure Python" in line
     assert not (tmp_path / "sip" / f"headers{SUFFIX}").exists()
     assert build_compiled.main(["--strict"]) == 1
+
+
+def test_the_shared_library_lives_in_sip_and_is_not_a_module_to_verify(package: Path) -> None:
+    """mypyc's group library sits in the sip package (found wherever sip is importable, also by
+    a server started outside the checkout); the guard leaves it to the shims it pins."""
+    assert build_compiled.GROUP_NAME.startswith("sip.")
+    assert build_compiled.SHARED_LIBRARY_STEM == SHARED_LIBRARY
+    (package / f"{SHARED_LIBRARY}{SUFFIX}").write_bytes(b"")
+    assert verify_compiled(str(package), "pkg", record=False) == ("pkg.fast",)
