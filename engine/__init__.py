@@ -1,7 +1,1 @@
 """The B2BUA engine: asyncio transports, call control, process wiring and the CLI."""
-
-# Before any module of the package: engine.b2bua may be compiled (build_compiled.py), and then it
-# must have been compiled from the b2bua.py beside it, or the import fails naming it and the fix.
-from sip.compiled_guard import verify_compiled
-
-verify_compiled(__path__[0], __name__)
