@@ -206,11 +206,9 @@ class Endpoint:
             # What a timer sends is a retransmission (timers A, E, G), but for the delayed
             # 100 Trying, a first response.
             first_sends = tx.trying_at <= now
-            effects = tx.fire_due_timers(now)
-            sent = sum(1 for effect in effects if isinstance(effect, bytes))
-            if sent:
-                self.stats.retransmissions_sent += max(0, sent - first_sends)
-            self._apply(tx, effects)
+            sent = self._apply(tx, tx.fire_due_timers(now))
+            if sent > first_sends:
+                self.stats.retransmissions_sent += sent - first_sends
             self._after(tx)
 
     # -- input: the application ------------------------------------------------------------
@@ -549,11 +547,14 @@ class Endpoint:
             tag = tx.local_tag = new_tag()
         return tag
 
-    def _apply(self, tx: Transaction, effects: list[Effect]) -> None:
+    def _apply(self, tx: Transaction, effects: list[Effect]) -> int:
+        """Queue the datagrams and events of ``effects``; how many datagrams it queued."""
+        queued = 0
         for effect in effects:
             # Most frequent first; isinstance answers an exact type match at once.
             if isinstance(effect, bytes):
                 self._outgoing.append(Outgoing(effect, tx.peer))
+                queued += 1
             elif isinstance(effect, Response):
                 self._events.append(ResponseReceived(tx.key, effect))
             elif isinstance(effect, Request):
@@ -562,6 +563,7 @@ class Endpoint:
                 self._events.append(TransactionTimedOut(tx.key, effect.timer))
             else:
                 self._events.append(TransportFailed(tx.key))
+        return queued
 
     def _after(self, tx: Transaction) -> None:
         """Forget a terminated transaction or (re)schedule its next deadline."""
