@@ -4,30 +4,15 @@ figures are measured by running it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from bench_scripts import load_bench_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "cps.py"
-
-
-def _load() -> ModuleType:
-    # bench/ is not a package: load the script by path.
-    spec = importlib.util.spec_from_file_location("bench_cps", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_cps"] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_bench_script("cps")
 
 
 def _step(**changes: object) -> object:

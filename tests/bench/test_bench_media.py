@@ -3,31 +3,15 @@ categories. No timing here: the benchmark's figures are measured by running it."
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from bench_scripts import load_bench_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "media.py"
-
-
-def _load() -> ModuleType:
-    # bench/ is not a package, and "media" is the name of ours: load the script by path.
-    spec = importlib.util.spec_from_file_location("bench_media", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_media"] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_bench_script("media")
 
 
 # --- accounting ----------------------------------------------------------------------------

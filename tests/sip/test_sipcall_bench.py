@@ -3,27 +3,11 @@ Endpoint, the datagrams the scenarios send, every transaction ended. No timing h
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+from bench_scripts import load_bench_script
 
 from sip import parse_message
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "sipcall.py"
-
-
-def _load() -> ModuleType:
-    # bench/ is not a package: load the script by path.
-    spec = importlib.util.spec_from_file_location("bench_sipcall", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_sipcall"] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_bench_script("sipcall")
 
 
 def test_each_call_runs_the_whole_flow_and_ends_every_transaction() -> None:
