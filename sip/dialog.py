@@ -74,7 +74,7 @@ class DialogStateError(SipUsageError):
 # --- identity -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class DialogId:
     """Dialog identifier (RFC 3261 §12): Call-ID, local tag, remote tag.
 
@@ -85,6 +85,13 @@ class DialogId:
     call_id: str
     local_tag: str
     remote_tag: str
+
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted, ~0.2 µs a field on every message.
+    def __init__(self, call_id: str, local_tag: str, remote_tag: str) -> None:
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "local_tag", local_tag)
+        object.__setattr__(self, "remote_tag", remote_tag)
 
     @classmethod
     def for_uas_request(cls, request: Request, local_tag: str) -> DialogId:

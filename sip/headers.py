@@ -429,7 +429,7 @@ class HeaderList:
 BRANCH_MAGIC_COOKIE = "z9hG4bK"
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Via:
     """One Via value (RFC 3261 §20.42, RFC 3581 rport)."""
 
@@ -438,6 +438,22 @@ class Via:
     port: int | None = None
     params: dict[str, str | None] = field(default_factory=dict, hash=False)
     protocol: str = "SIP/2.0"
+
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted, ~0.2 µs a field on every message.
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+        self.protocol = protocol
 
     @property
     def branch(self) -> str | None:

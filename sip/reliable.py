@@ -31,13 +31,20 @@ RSEQ_MAX: Final = 2**32 - 1
 _RSEQ_START_MAX: Final = 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RAck:
     """An RAck value (RFC 3262 §7.2): the RSeq, CSeq number and method it acknowledges."""
 
     rseq: int
     cseq: int
     method: str
+
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted, ~0.2 µs a field on every message.
+    def __init__(self, rseq: int, cseq: int, method: str) -> None:
+        object.__setattr__(self, "rseq", rseq)
+        object.__setattr__(self, "cseq", cseq)
+        object.__setattr__(self, "method", method)
 
 
 def _number(text: str, *, high: int, what: str) -> int:

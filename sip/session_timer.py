@@ -47,22 +47,31 @@ class Refresher(enum.Enum):
     UAS = "uas"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SessionExpires:
     """A Session-Expires value: the session interval and, if given, the refresher."""
 
     delta_s: int
     refresher: Refresher | None = None
 
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted, ~0.2 µs a field on every message.
+    def __init__(self, delta_s: int, refresher: Refresher | None = None) -> None:
+        object.__setattr__(self, "delta_s", delta_s)
+        object.__setattr__(self, "refresher", refresher)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class TooSmall:
     """The request's interval is below our minimum: answer 422 with ``Min-SE: min_se_s`` (§8.1)."""
 
     min_se_s: int
 
+    def __init__(self, min_se_s: int) -> None:
+        object.__setattr__(self, "min_se_s", min_se_s)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Negotiated:
     """A session timer in force on a dialog.
 
@@ -73,6 +82,11 @@ class Negotiated:
     interval_s: int
     refresher: Refresher
     local_refreshes: bool
+
+    def __init__(self, interval_s: int, refresher: Refresher, local_refreshes: bool) -> None:
+        object.__setattr__(self, "interval_s", interval_s)
+        object.__setattr__(self, "refresher", refresher)
+        object.__setattr__(self, "local_refreshes", local_refreshes)
 
     @property
     def session_expires(self) -> SessionExpires:

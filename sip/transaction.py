@@ -264,11 +264,16 @@ RETRANSMIT_TIMERS = frozenset({I.TIMER_A, I.TIMER_E, I.TIMER_G})
 REQUEST_DONE_STATES = frozenset({P.ACCEPTED, P.COMPLETED, P.CONFIRMED, P.TERMINATED})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TimedOut:
     """The transaction ended on ``timer`` without the expected answer."""
 
     timer: str
+
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted, ~0.2 µs a field on every message.
+    def __init__(self, timer: str) -> None:
+        object.__setattr__(self, "timer", timer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ _FORBIDDEN_RE = re.compile(r'[\x00-\x20\x7f<>"]')
 _PARAM_UNSAFE_RE = re.compile(r"[^A-Za-z0-9\-_.!~*'()\[\]/:&+$]")
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI."""
 
@@ -42,6 +42,26 @@ class SipUri:
     scheme: str = "sip"
     params: dict[str, str | None] = field(default_factory=dict, hash=False)
     headers: dict[str, str] = field(default_factory=dict, hash=False)
+
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted, ~0.2 µs a field on every message.
+    def __init__(  # noqa: PLR0917 - the dataclass's positional signature, as before
+        self,
+        host: str,
+        user: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        scheme: str = "sip",
+        params: dict[str, str | None] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self.user = user
+        self.password = password
+        self.port = port
+        self.scheme = scheme
+        self.params = {} if params is None else params
+        self.headers = {} if headers is None else headers
 
     def param(self, name: str) -> str | None:
         """Value of URI parameter ``name`` (case-insensitive), None if absent or valueless."""
@@ -73,7 +93,7 @@ class SipUri:
         return "".join(parts)
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class TelUri:
     """A ``tel:`` URI (RFC 3966); ``number`` keeps visual separators as written."""
 
@@ -81,16 +101,30 @@ class TelUri:
     params: dict[str, str | None] = field(default_factory=dict, hash=False)
     scheme: str = "tel"
 
+    def __init__(
+        self,
+        number: str,
+        params: dict[str, str | None] | None = None,
+        scheme: str = "tel",
+    ) -> None:
+        self.number = number
+        self.params = {} if params is None else params
+        self.scheme = scheme
+
     def __str__(self) -> str:
         return f"tel:{self.number}{_render_uri_params(self.params)}"
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class AbsoluteUri:
     """Any other URI scheme, kept opaque (RFC 3261 §19.1.1 absoluteURI)."""
 
     scheme: str
     opaque: str
+
+    def __init__(self, scheme: str, opaque: str) -> None:
+        self.scheme = scheme
+        self.opaque = opaque
 
     def __str__(self) -> str:
         return f"{self.scheme}:{self.opaque}"
