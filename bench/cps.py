@@ -983,8 +983,12 @@ def profile_at(
     assert system.sut_pid is not None
     raw = OUT / f"cps-profile-{system.name}-{rate}.txt"
     duration = max(2, int(args.seconds))
-    command = [str(spy), "record", "--pid", str(system.sut_pid), "--rate", "250"]
+    # Native unwinding pauses the process per sample: sampled less often, it stays unloaded.
+    sample_hz = "40" if args.native else "250"
+    command = [str(spy), "record", "--pid", str(system.sut_pid), "--rate", sample_hz]
     command += ["--duration", str(duration), "--format", "raw"]
+    if args.native:  # the compiled modules' and CPython's C functions as frames too
+        command.append("--native")
     spy_proc = subprocess.Popen(
         [*command, "--output", str(raw)],
         stdin=subprocess.DEVNULL,
@@ -1124,6 +1128,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--refine", type=int, help="extra steps between clean and unclean")
     parser.add_argument("--profile", action="store_true", help="py-spy maskline at its knee")
+    parser.add_argument(
+        "--native", action="store_true", help="with --profile: C frames too (compiled modules)"
+    )
     parser.add_argument("--log-level", default="info", help="maskline's [log] level (info)")
     parser.add_argument("--out", type=Path, default=OUT, help="where figures go (bench/out)")
     args = parser.parse_args(argv)
