@@ -53,10 +53,10 @@ import httpx
 import store.tenants as tenant_store
 from api.errors import ErrorCode, InvalidInput, NotFound
 from api.principal import Principal
+from engine.ids import time_ordered_id
 from engine.logging import get_logger
 from routing.model import PhoneNumber, PoolKey
 from routing.numbers import home_location
-from sip.builders import random_hex
 from store import outbox
 from store.db import Database, DatabaseClosedError
 from store.outbox import (
@@ -354,7 +354,7 @@ _Result = tuple[bool, set[str | None] | BaseException]
 
 
 def _event_report(event: CallEvent, zone: ZoneInfo) -> NewReport:
-    report_id = random_hex(16)
+    report_id = time_ordered_id()
     return NewReport(
         id=report_id,
         type=event.type,
@@ -1020,7 +1020,7 @@ def _warning_op(
             outbox.set_warning_state_row(conn, pool_key, warning, active=state, now=now)
             if not state:
                 continue
-            report_id = random_hex(16)
+            report_id = time_ordered_id()
             threshold = thresholds[warning]
             report = NewReport(
                 id=report_id,

@@ -25,6 +25,7 @@ Usage (from the repository root; the first form sets up ``.venv`` with ``make de
     python3 bench/cps.py --quick              # smoke run, 3 s steps (~2-3 min)
     .venv/bin/python bench/cps.py --systems maskline --rates 200,400,600 --seconds 5
     .venv/bin/python bench/cps.py --profile   # + py-spy profile of maskline at its knee
+    .venv/bin/python bench/cps.py --systems maskline --rates 400 --profile --native  # C frames
 """
 
 from __future__ import annotations

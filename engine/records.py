@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from engine.calls import Call
+from engine.ids import time_ordered_id
 from engine.logging import get_logger
 from media.recording import CallRecording
 from media.recording_io import recording_path, write_recording
 from routing.model import PhoneNumber, PoolKey, SubId
 from routing.numbers import home_location
-from sip.builders import random_hex
 from store.cdr import CdrWriter
 from store.db import Database
 from store.recordings import attach_recording
@@ -37,7 +37,7 @@ def call_record_of(call: Call) -> CallRecord:
     release_time = call.release_time if call.release_time is not None else call.call_time
     x = PhoneNumber(call.x) if call.x else PhoneNumber("")
     return CallRecord(
-        id=random_hex(16),
+        id=time_ordered_id(),
         call_id=call.call_id,
         secret_no=x,
         call_type=CallType(call.call_type),

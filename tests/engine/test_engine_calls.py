@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ from engine.calls import (
     Leg,
     new_call_ref,
     q850_for_status,
+    ref_time_letters,
 )
 from sip.transport import Peer
 
@@ -68,14 +70,31 @@ def test_call_refs_are_24_letters_without_digits_and_do_not_repeat() -> None:
     refs = [new_call_ref() for _ in range(2000)]
     assert len(set(refs)) == len(refs)
     assert all(len(ref) == 24 and ref.isalpha() and ref.islower() for ref in refs)
-    # Every letter of the alphabet turns up at every position's share: 48,000 letters drawn
-    # from 23 give each ~2,087; a digit-order bug (e.g. the top letter never drawn) shows.
-    letters = collections.Counter("".join(refs))
+    # The 14 random letters: every letter of the alphabet turns up at its share — 28,000
+    # letters drawn from 23 give each ~1,217; a digit-order bug (a letter never drawn) shows.
+    random_parts = [ref[10:] for ref in refs]
+    letters = collections.Counter("".join(random_parts))
     assert set(letters) == set("abcdefghjkmnpqrstuvwxyz")
-    assert min(letters.values()) > 1_500
-    first_letters = collections.Counter(ref[0] for ref in refs)
-    last_letters = collections.Counter(ref[-1] for ref in refs)
+    assert min(letters.values()) > 900
+    first_letters = collections.Counter(part[0] for part in random_parts)
+    last_letters = collections.Counter(part[-1] for part in random_parts)
     assert len(first_letters) == 23 and len(last_letters) == 23
+
+
+def test_call_refs_begin_with_their_time_so_later_ones_sort_later() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    first = new_call_ref()
+    time.sleep(0.003)
+    second = new_call_ref()
+    after_ms = time.time_ns() // 1_000_000
+    assert first < second
+    assert ref_time_letters(before_ms) <= first[:10] <= second[:10] <= ref_time_letters(after_ms)
+    # Fixed width, most significant letter first: letter order is number order.
+    samples = [0, 1, 22, 23, 529, 10**9, 1_764_000_000_000, 23**10 - 1]
+    encoded = [ref_time_letters(ms) for ms in samples]
+    assert all(len(text) == 10 for text in encoded)
+    assert encoded == sorted(encoded) and len(set(encoded)) == len(samples)
+    assert ref_time_letters(0) == "aaaaaaaaaa" and ref_time_letters(23) == "aaaaaaaaba"
 
 
 def test_call_ref_byte_table_is_uniform_over_the_bytes_it_keeps() -> None:
