@@ -26,6 +26,7 @@ Usage (from the repository root; the first form sets up ``.venv`` with ``make de
     .venv/bin/python bench/cps.py --systems maskline --rates 200,400,600 --seconds 5
     .venv/bin/python bench/cps.py --profile   # + py-spy profile of maskline at its knee
     .venv/bin/python bench/cps.py --systems maskline --rates 400 --profile --native  # C frames
+    .venv/bin/python bench/cps.py --systems maskline --rates 500 --wire  # PDD from tcpdump
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -367,7 +371,7 @@ def format_summary(summary: Summary) -> str:
         lines.append(
             f"post-dial delay p99 at {summary.pdd_rate} calls/s (half maskline's clean rate): "
             f"direct {fmt(p99.get('direct'))} ms, maskline {fmt(p99.get('maskline'))} ms -> "
-            f"added {fmt(summary.added_pdd_p99_ms)} ms   (target < 5 ms; SIPp resolution 1 ms)"
+            f"added {fmt(summary.added_pdd_p99_ms)} ms   (target < 5 ms; SIPp's clock: 4 ms ticks)"
         )
     if summary.stalled:
         st = summary.stalled
@@ -972,6 +976,136 @@ def ladder(
     return mine
 
 
+# ======================================================================== wire capture
+# SIPp times responses with a coarse clock (every figure here is a multiple of 4 ms), so its p99
+# cannot tell 1 ms from 4. --wire measures maskline's own share on the wire instead: tcpdump on
+# loopback during the half-load step, and per call (caller leg INVITE in → its 200 out) minus
+# (callee leg INVITE out → its 200 in), from the kernel's capture timestamps (µs).
+_CALL_ID_RE = re.compile(rb"\r\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]+)", re.IGNORECASE)
+_CSEQ_RE = re.compile(rb"\r\ncseq[ \t]*:[ \t]*\d+[ \t]+([A-Za-z]+)", re.IGNORECASE)
+_FROM_USER_RE = re.compile(rb"\r\n(?:from|f)[ \t]*:[^\r\n]*?sips?:([^@;>\r\n]+)@", re.IGNORECASE)
+_TO_USER_RE = re.compile(rb"\r\n(?:to|t)[ \t]*:[^\r\n]*?sips?:([^@;>\r\n]+)@", re.IGNORECASE)
+# Link-layer header lengths of the pcap link types tcpdump writes for "lo".
+_LINK_HEADER_BYTES = {0: 4, 1: 14, 113: 16, 276: 20}
+PAIRING_DIGITS = 8  # A = 138 + i, B = 139 + i (bindings_plan): the last 8 digits pair the legs
+
+
+def pcap_udp_datagrams(data: bytes) -> Iterator[tuple[float, int, int, bytes]]:
+    """``(time_s, source port, destination port, payload)`` of each IPv4 UDP packet of a
+    classic pcap file's bytes (µs or ns timestamps, either byte order)."""
+    magic = data[:4]
+    order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    nanos = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    (link_type,) = struct.unpack(order + "I", data[20:24])
+    link_bytes = _LINK_HEADER_BYTES.get(link_type & 0xFFFF)
+    if link_bytes is None:
+        raise ValueError(f"pcap link type {link_type} not handled")
+    offset = 24
+    while offset + 16 <= len(data):
+        seconds, fraction, captured, _ = struct.unpack(order + "IIII", data[offset : offset + 16])
+        packet = data[offset + 16 : offset + 16 + captured]
+        offset += 16 + captured
+        ip = packet[link_bytes:]
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_UDP:
+            continue
+        udp = (ip[0] & 0x0F) * 4
+        source, destination = struct.unpack(">HH", ip[udp : udp + 4])
+        stamp = seconds + fraction / (1e9 if nanos else 1e6)
+        yield stamp, source, destination, ip[udp + 8 :]
+
+
+def wire_added_pdd_s(
+    datagrams: Iterator[tuple[float, int, int, bytes]], *, sip_port: int, uas_port: int
+) -> list[float]:
+    """maskline's added post-dial delay of each complete call, seconds: its time from the
+    caller's INVITE to the 200 it relays, less the callee's time from our INVITE to its 200.
+    A caller leg pairs with the next outbound INVITE to its B (same last digits as its A)."""
+    inbound: dict[bytes, list[float]] = {}  # caller Call-ID → [INVITE in, 200 out]
+    outbound: dict[bytes, list[float]] = {}  # callee Call-ID → [INVITE out, 200 in]
+    waiting: dict[bytes, list[bytes]] = {}  # pairing digits → caller legs not yet forwarded
+    pairs: list[tuple[bytes, bytes]] = []
+    for stamp, source, destination, payload in datagrams:
+        call_id = _CALL_ID_RE.search(payload)
+        cseq = _CSEQ_RE.search(payload)
+        if call_id is None or cseq is None or cseq.group(1).upper() != b"INVITE":
+            continue
+        key = call_id.group(1).strip()
+        if payload.startswith(b"INVITE "):
+            if destination == sip_port and source != uas_port and key not in inbound:
+                found = _FROM_USER_RE.search(payload)
+                if found is not None:
+                    inbound[key] = [stamp, math.nan]
+                    waiting.setdefault(found.group(1)[-PAIRING_DIGITS:], []).append(key)
+            elif source == sip_port and destination == uas_port and key not in outbound:
+                found = _TO_USER_RE.search(payload)
+                queue = waiting.get(found.group(1)[-PAIRING_DIGITS:]) if found else None
+                if queue:
+                    outbound[key] = [stamp, math.nan]
+                    pairs.append((queue.pop(0), key))
+        elif payload.startswith(b"SIP/2.0 200"):
+            if source == sip_port and key in inbound and math.isnan(inbound[key][1]):
+                inbound[key][1] = stamp
+            elif destination == sip_port and key in outbound and math.isnan(outbound[key][1]):
+                outbound[key][1] = stamp
+    added: list[float] = []
+    for caller, callee in pairs:
+        (invite_in, ok_out), (invite_out, ok_in) = inbound[caller], outbound[callee]
+        if not (math.isnan(ok_out) or math.isnan(ok_in)):
+            added.append((ok_out - invite_in) - (ok_in - invite_out))
+    return added
+
+
+@contextlib.contextmanager
+def wire_capture(pcap: Path, ports: Sequence[int]) -> Iterator[None]:
+    """tcpdump on loopback, UDP to or from ``ports``, into ``pcap`` while the block runs."""
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        raise RuntimeError("--wire needs tcpdump: apt-get install tcpdump")
+    command = [tcpdump, "-i", "lo", "-n", "-s", "2048", "-B", "32768", "-w", str(pcap)]
+    command.append(" or ".join(f"udp port {port}" for port in ports))
+    proc = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # "listening on lo, ..." once it captures
+    if proc.poll() is not None or b"listening" not in line:
+        proc.wait()
+        raise RuntimeError(f"tcpdump did not start: {line.decode(errors='replace').strip()}")
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # flushes the file
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wire_summary(added_s: Sequence[float], rate: int) -> dict[str, Any]:
+    """Percentiles of the added delays, ms."""
+    ordered = sorted(added_s)
+    ms = [value * 1000 for value in ordered]
+    return {
+        "rate": rate,
+        "calls": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "p999_ms": percentile(ms, 99.9),
+        "max_ms": ms[-1] if ms else None,
+    }
+
+
+def format_wire(wire: dict[str, Any]) -> str:
+    """One line: the added post-dial delay measured on the wire."""
+    return (
+        f"added post-dial delay on the wire at {wire['rate']} calls/s (maskline, tcpdump, "
+        f"{wire['calls']} calls): p50 {fmt(wire['p50_ms'], '.2f')} ms, p99 "
+        f"{fmt(wire['p99_ms'], '.2f')} ms, p99.9 {fmt(wire['p999_ms'], '.2f')} ms, max "
+        f"{fmt(wire['max_ms'], '.2f')} ms   (target p99 < 5 ms)"
+    )
+
+
 # ======================================================================== profile
 def profile_at(
     system: System, rate: int, args: argparse.Namespace, workdir: Path, inf: Path
@@ -1132,6 +1266,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--native", action="store_true", help="with --profile: C frames too (compiled modules)"
     )
+    parser.add_argument(
+        "--wire",
+        action="store_true",
+        help="tcpdump the half-load step: maskline's added post-dial delay to the µs",
+    )
+    parser.add_argument(
+        "--no-half",
+        action="store_true",
+        help="skip the half-load post-dial delay step (short A/B runs of the ladder alone)",
+    )
     parser.add_argument("--log-level", default="info", help="maskline's [log] level (info)")
     parser.add_argument("--out", type=Path, default=OUT, help="where figures go (bench/out)")
     args = parser.parse_args(argv)
@@ -1170,6 +1314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps: list[StepResult] = []
     half_steps: list[StepResult] = []
     stalled: dict[str, Any] = {}
+    wire: dict[str, Any] = {}
     profile_text = ""
     started = time.monotonic()
     chosen = args.system_list
@@ -1186,20 +1331,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
             ladder_ended = time.monotonic()
             best = max_clean(steps, "maskline")
-            if best is not None:
+            if best is not None and not args.no_half:
                 half = max(1, best.offered_cps // 2)
                 # The ladder ends with overloaded steps: their transactions and ended calls
                 # live on for 64*T1 and their timers would all fire during the half step.
                 time.sleep(max(0.0, ladder_ended + RETENTION_WINDOW_S - time.monotonic()))
-                half_steps.append(run_step(system, half, args.seconds, workdir, inf, note="half"))
+                if args.wire:
+                    pcap = workdir / f"wire-maskline-{half}.pcap"
+                    with wire_capture(pcap, (system.target_port, system.uas_port)):
+                        step = run_step(system, half, args.seconds, workdir, inf, note="half")
+                    added = wire_added_pdd_s(
+                        pcap_udp_datagrams(pcap.read_bytes()),
+                        sip_port=system.target_port,
+                        uas_port=system.uas_port,
+                    )
+                    wire = wire_summary(added, half)
+                else:
+                    step = run_step(system, half, args.seconds, workdir, inf, note="half")
+                half_steps.append(step)
                 print(format_steps(half_steps[-1:]).splitlines()[-1], flush=True)
-                if args.profile:
-                    profiled = profile_at(system, best.offered_cps, args, workdir, inf)
-                    if profiled is not None:
-                        step, collapsed, raw = profiled
-                        print(format_steps([step]).splitlines()[-1], flush=True)
-                        profile_text = format_profile(collapsed)
-                        print(f"\nprofile ({raw}):\n{profile_text}\n", flush=True)
+                if wire:
+                    print(format_wire(wire), flush=True)
+            if best is not None and args.profile:
+                profiled = profile_at(system, best.offered_cps, args, workdir, inf)
+                if profiled is not None:
+                    step, collapsed, raw = profiled
+                    print(format_steps([step]).splitlines()[-1], flush=True)
+                    profile_text = format_profile(collapsed)
+                    print(f"\nprofile ({raw}):\n{profile_text}\n", flush=True)
     if "stalled" in chosen:
         with maskline_system(
             workdir / "stalled", plan, stalled_push=True, log_level=args.log_level
@@ -1224,6 +1383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarise(steps, names, half_steps, stalled)
     print(f"\n{format_steps([*steps, *half_steps])}\n", flush=True)
     print(format_summary(summary), flush=True)
+    if wire:
+        print(format_wire(wire), flush=True)
     png = out / "cps.png"
     plot(steps, png)
     result = {
@@ -1236,6 +1397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "half_steps": [{**asdict(s), "clean": s.clean} for s in half_steps],
         "summary": asdict(summary),
         "profile": profile_text,
+        "wire_added_pdd": wire,
     }
     (out / "cps.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     print(f"\nplot: {png}\nfigures: {out / 'cps.json'}\nrun took {result['run_s']} s", flush=True)

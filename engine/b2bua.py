@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from config import Settings, TrunkSettings
 from engine.call_media import (
@@ -58,6 +58,7 @@ from engine.calls import (
     new_call_ref,
     q850_for_status,
 )
+from engine.eager import start_eagerly
 from engine.logging import get_logger
 from engine.overload import OverloadGuard
 from media.dtmf import DtmfError, parse_info_body, telephone_event_payload_type
@@ -429,7 +430,9 @@ class B2bua:
         if isinstance(decision, Intercept):
             self._intercept(call, decision)
             return
-        self._spawn(self._connect(call, decision, trunk))
+        # At once, not on the loop's next turn: it rarely has to wait for anything, and the
+        # turn's wait was part of the post-dial delay (engine/eager.py).
+        self._spawn(self._connect(call, decision, trunk), eagerly=True)
 
     def on_cancel(self, event: CancelReceived) -> None:
         """The caller gave up before the answer (the 200 to CANCEL is already sent)."""
@@ -2075,10 +2078,11 @@ class B2bua:
                 self._calls_by_tx.pop(leg.tx_key, None)
             self._calls_by_leg.pop((leg.call_id, leg.local_tag), None)
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], *, eagerly: bool = False) -> None:
+        task = start_eagerly(coroutine) if eagerly else asyncio.ensure_future(coroutine)
+        if task is not None:  # None: it finished without waiting for anything
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _trunk_for(self, peer: Peer) -> TrunkSettings | None:
         host = peer.host

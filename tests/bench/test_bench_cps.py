@@ -295,3 +295,80 @@ def test_collect_step_without_files_is_an_unclean_empty_step(tmp_path: Path) -> 
     assert (step.successful, step.failed, step.achieved_cps) == (0, 0, 0.0)
     assert step.rtt_p99_ms is None
     assert not step.clean
+
+
+# --- wire capture (--wire) -----------------------------------------------------------------
+
+SIP_PORT, UAS_PORT, UAC_PORT = 5070, 5090, 5060
+
+
+def _sip(first_line: str, call_id: str, cseq: str, from_user: str, to_user: str) -> bytes:
+    return (
+        f"{first_line}\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n"
+        f"From: <sip:{from_user}@127.0.0.1>;tag=1\r\nTo: <sip:{to_user}@127.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _pcap(packets: list[tuple[float, int, int, bytes]], *, link_type: int = 1) -> bytes:
+    """A classic little-endian µs pcap of IPv4/UDP packets on loopback."""
+    out = bytearray(bench.struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type))
+    link = b"\x00" * {0: 4, 1: 14, 113: 16}[link_type]
+    for stamp, source, destination, payload in packets:
+        udp = bench.struct.pack(">HHHH", source, destination, 8 + len(payload), 0) + payload
+        ip = bytes([0x45, 0]) + bench.struct.pack(">H", 20 + len(udp)) + b"\x00" * 5
+        ip += bytes([17]) + b"\x00" * 2 + bytes([127, 0, 0, 1, 127, 0, 0, 1]) + udp
+        frame = link + ip
+        seconds, micros = int(stamp), round((stamp - int(stamp)) * 1e6)
+        out += bench.struct.pack("<IIII", seconds, micros, len(frame), len(frame)) + frame
+    return bytes(out)
+
+
+def _call(t0: float, i: int, *, ours_ms: float, callee_ms: float) -> list:
+    """One call's four INVITE-transaction datagrams; maskline takes ``ours_ms`` in all."""
+    a, x, b = f"138{i:08d}", f"170{i % 10:08d}", f"139{i:08d}"
+    forward = t0 + ours_ms / 2000
+    answered = forward + callee_ms / 1000
+    relayed = t0 + (ours_ms + callee_ms) / 1000
+    return [
+        (t0, UAC_PORT, SIP_PORT, _sip("INVITE sip:x SIP/2.0", f"in{i}", "1 INVITE", a, x)),
+        (forward, SIP_PORT, UAS_PORT, _sip("INVITE sip:b SIP/2.0", f"out{i}", "1 INVITE", x, b)),
+        (answered, UAS_PORT, SIP_PORT, _sip("SIP/2.0 200 OK", f"out{i}", "1 INVITE", x, b)),
+        (relayed, SIP_PORT, UAC_PORT, _sip("SIP/2.0 200 OK", f"in{i}", "1 INVITE", a, x)),
+    ]
+
+
+@pytest.mark.parametrize("link_type", [0, 1, 113])
+def test_wire_pdd_is_our_time_less_the_callees_per_call(link_type: int) -> None:
+    packets = [
+        *_call(100.0, 1, ours_ms=1.5, callee_ms=0.2),
+        *_call(100.0004, 2, ours_ms=3.0, callee_ms=7.0),
+        # A 200 retransmitted later and the BYE's 200 do not count.
+        (100.5, SIP_PORT, UAC_PORT, _sip("SIP/2.0 200 OK", "in1", "1 INVITE", "a", "x")),
+        (100.6, SIP_PORT, UAC_PORT, _sip("SIP/2.0 200 OK", "in2", "2 BYE", "a", "x")),
+    ]
+    packets.sort(key=lambda packet: packet[0])
+    datagrams = list(bench.pcap_udp_datagrams(_pcap(packets, link_type=link_type)))
+    assert len(datagrams) == len(packets)
+    added = bench.wire_added_pdd_s(iter(datagrams), sip_port=SIP_PORT, uas_port=UAS_PORT)
+    assert [round(value * 1000, 3) for value in sorted(added)] == [1.5, 3.0]
+
+
+def test_wire_pdd_pairs_a_caller_with_the_next_invite_to_its_callee() -> None:
+    # The same binding twice (its A calls again 1 s later): each leg pairs with its own.
+    first = _call(10.0, 7, ours_ms=2.0, callee_ms=1.0)
+    second = _call(11.0, 7, ours_ms=4.0, callee_ms=1.0)
+    second = [
+        (t, s, d, p.replace(b"in7", b"in7b").replace(b"out7", b"out7b")) for t, s, d, p in second
+    ]
+    # An unanswered call (no 200 from the callee) is left out, not counted as zero.
+    lost = _call(12.0, 8, ours_ms=1.0, callee_ms=1.0)[:2]
+    data = _pcap([*first, *second, *lost])
+    added = bench.wire_added_pdd_s(
+        bench.pcap_udp_datagrams(data), sip_port=SIP_PORT, uas_port=UAS_PORT
+    )
+    assert [round(value * 1000, 3) for value in added] == [2.0, 4.0]
+    summary = bench.wire_summary(added, 250)
+    assert summary["calls"] == 2 and summary["rate"] == 250
+    assert summary["p50_ms"] == pytest.approx(2.0) and summary["max_ms"] == pytest.approx(4.0)
+    assert "p99 4.00 ms" in bench.format_wire(summary)
