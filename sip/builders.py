@@ -70,28 +70,42 @@ def reason_phrase(status_code: int) -> str:
     return REASON_PHRASES.get(status_code) or REASON_PHRASES[status_code // 100 * 100]
 
 
-class _Entropy(threading.local):
+class _Entropy:
     """Bytes of the kernel's CSPRNG (``os.urandom``), fetched 4 KiB at a time, each used once.
 
     A call needs about ten tags, branches and Call-IDs; one ``getrandom`` call per id
     cost more than the id itself.  The bytes are the same unguessable kernel output,
-    just fetched in bulk: no byte serves two ids.  Per thread (no lock on the hot path,
+    just fetched in bulk: no byte serves two ids.  One per thread (no lock on the hot path,
     no two threads sharing an offset), and forgotten in a forked child so parent and
     child never hand out the same ids.
     """
+
+    __slots__ = ("offset", "pool")
 
     def __init__(self) -> None:
         self.pool = b""
         self.offset = 0
 
 
-_ENTROPY = _Entropy()
+# Each thread's _Entropy, kept in a plain threading.local. Not a subclass of threading.local:
+# compiled by mypyc, such a class lays its attributes over the C type's own fields — touching
+# the object from Python crashed the process (tests/test_compiled.py), and every thread shared
+# the one pool.
+_PER_THREAD = threading.local()
 _POOL_BYTES = 4096
 
 
+def _entropy() -> _Entropy:
+    """This thread's pool (made on first use)."""
+    try:
+        entropy: _Entropy = _PER_THREAD.entropy
+    except AttributeError:
+        entropy = _PER_THREAD.entropy = _Entropy()
+    return entropy
+
+
 def _forget_entropy() -> None:
-    _ENTROPY.pool = b""
-    _ENTROPY.offset = 0
+    _PER_THREAD.entropy = _Entropy()
 
 
 os.register_at_fork(after_in_child=_forget_entropy)
@@ -99,7 +113,7 @@ os.register_at_fork(after_in_child=_forget_entropy)
 
 def random_bytes(nbytes: int) -> bytes:
     """``nbytes`` fresh CSPRNG bytes (like ``secrets.token_bytes``), from the pool above."""
-    entropy = _ENTROPY
+    entropy = _entropy()
     start = entropy.offset
     end = start + nbytes
     pool = entropy.pool

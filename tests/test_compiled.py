@@ -161,6 +161,41 @@ def test_the_list_keeps_the_guard_hosts_and_errors_interpreted() -> None:
         assert build_compiled.source_path(module).is_file(), module
 
 
+# Touches every global of every listed module from Python: the type, whether it is a class,
+# its repr, and each attribute an instance of the module's own classes has.
+_INSPECT_GLOBALS = """
+import importlib, sys
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    for key, value in list(vars(module).items()):
+        kind = type(value)
+        isinstance(value, type)
+        repr(value)
+        if kind.__module__ == name and not isinstance(value, type):
+            for attribute in getattr(kind, "__slots__", ()) or dir(value):
+                getattr(value, attribute, None)
+print("inspected", len(sys.argv) - 1)
+"""
+
+
+def test_every_global_of_the_listed_modules_can_be_touched_from_python() -> None:
+    # mypyc compiles a class that subclasses threading.local without complaint, but lays its
+    # attributes over the C type's own fields: reading the module's instance from Python
+    # then crashed the process (sip.builders did that). In a child process, so that such a
+    # crash fails this test instead of ending the run.
+    modules = list(build_compiled.COMPILED_MODULES)
+    result = subprocess.run(
+        [sys.executable, "-c", _INSPECT_GLOBALS, *modules],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"inspected {len(modules)}"
+
+
 @pytest.mark.parametrize("package_name", build_compiled.packages())
 def test_every_package_with_compiled_modules_runs_the_guard_first(package_name: str) -> None:
     init = (REPO_ROOT / package_name / "__init__.py").read_text(encoding="utf-8")

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sip import HeaderList, Request, SipParseError, SipUri, Via, parse_message
-from sip.builders import make_response, new_branch, new_call_id, new_tag, random_hex
+from sip.builders import (
+    make_response,
+    new_branch,
+    new_call_id,
+    new_tag,
+    random_bytes,
+    random_hex,
+)
 from sip.dialog import DialogInput, DialogRole, DialogState
 from sip.errors import SipUsageError
 from sip.grammar import escape
@@ -346,3 +354,22 @@ def test_replace_top_via_rewrites_the_first_value_and_keeps_it_parsed() -> None:
         reparsed = parse_message(request.to_bytes())
         assert [str(via) for via in reparsed.vias] == [str(stamped), *others]
         assert [str(via) for via in request.vias] == [str(stamped), *others]
+
+
+def test_threads_draw_their_ids_from_pools_of_their_own() -> None:
+    from sip import builders
+
+    drawn: dict[str, tuple[object, list[bytes]]] = {}
+
+    def draw(name: str) -> None:
+        drawn[name] = (builders._entropy(), [random_bytes(16) for _ in range(2000)])
+
+    threads = [threading.Thread(target=draw, args=(f"t{index}",)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pools = {id(pool) for pool, _ in drawn.values()}
+    values = [value for _, chunk in drawn.values() for value in chunk]
+    assert len(pools) == 3 and builders._entropy() is not None
+    assert len(set(values)) == len(values) == 6000
