@@ -389,7 +389,7 @@ class IndexMachine(RuleBasedStateMachine):
 
 
 def _examples(divisor: int) -> int:
-    # The ci profile's 10,000 examples per property would take minutes for a state machine.
+    # The ci profile's 5,000 examples per property would take minutes for a state machine.
     return max(50, settings().max_examples // divisor)
 
 

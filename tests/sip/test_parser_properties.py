@@ -41,7 +41,7 @@ from sip.grammar import TOKEN_CHARS, quote
 from sip.headers import header_key
 
 # --- strategies -----------------------------------------------------------------------
-# Kept lean on purpose: the ci profile runs 10,000 examples, and drawing is what costs.
+# Kept lean on purpose: the ci profile runs 5,000 examples, and drawing is what costs.
 
 TOKEN_ALPHABET = "".join(sorted(TOKEN_CHARS))
 tokens = st.text(TOKEN_ALPHABET, min_size=1, max_size=8)
