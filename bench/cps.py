@@ -1084,15 +1084,14 @@ def wire_capture(pcap: Path, ports: Sequence[int]) -> Iterator[None]:
 
 def wire_summary(added_s: Sequence[float], rate: int) -> dict[str, Any]:
     """Percentiles of the added delays, ms."""
-    ordered = sorted(added_s)
-    ms = [value * 1000 for value in ordered]
+    ms = [value * 1000 for value in added_s]
     return {
         "rate": rate,
         "calls": len(ms),
         "p50_ms": percentile(ms, 50),
         "p99_ms": percentile(ms, 99),
         "p999_ms": percentile(ms, 99.9),
-        "max_ms": ms[-1] if ms else None,
+        "max_ms": max(ms, default=None),
     }
 
 
@@ -1291,6 +1290,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.system_list) - {"direct", "sippy", "maskline", "stalled"}
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    if args.wire and args.no_half:
+        parser.error("--wire measures the half-load step, which --no-half skips")
     return args
 
 
@@ -1336,19 +1337,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # The ladder ends with overloaded steps: their transactions and ended calls
                 # live on for 64*T1 and their timers would all fire during the half step.
                 time.sleep(max(0.0, ladder_ended + RETENTION_WINDOW_S - time.monotonic()))
-                if args.wire:
-                    pcap = workdir / f"wire-maskline-{half}.pcap"
-                    with wire_capture(pcap, (system.target_port, system.uas_port)):
-                        step = run_step(system, half, args.seconds, workdir, inf, note="half")
-                    added = wire_added_pdd_s(
-                        pcap_udp_datagrams(pcap.read_bytes()),
-                        sip_port=system.target_port,
-                        uas_port=system.uas_port,
-                    )
-                    wire = wire_summary(added, half)
-                else:
+                pcap = workdir / f"wire-maskline-{half}.pcap"
+                ports = (system.target_port, system.uas_port)
+                capture = wire_capture(pcap, ports) if args.wire else contextlib.nullcontext()
+                with capture:
                     step = run_step(system, half, args.seconds, workdir, inf, note="half")
                 half_steps.append(step)
+                if args.wire:
+                    added = wire_added_pdd_s(
+                        pcap_udp_datagrams(pcap.read_bytes()), sip_port=ports[0], uas_port=ports[1]
+                    )
+                    wire = wire_summary(added, half)
                 print(format_steps(half_steps[-1:]).splitlines()[-1], flush=True)
                 if wire:
                     print(format_wire(wire), flush=True)

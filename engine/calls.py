@@ -8,6 +8,7 @@ peer's doing: the controller checks the state before acting on peer input).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from enum import Enum, auto
@@ -45,6 +46,7 @@ _REF_REJECTED_BYTES = bytes(range(_REF_USABLE_BYTES, 256))
 _REF_DRAW_BYTES = 20
 
 
+@functools.lru_cache(maxsize=1)  # the calls of one millisecond share it
 def ref_time_letters(epoch_ms: int) -> str:
     """The time part of a call reference: ``epoch_ms`` as 10 base-23 letters, most significant
     first (fixed width, so letter order is time order)."""
@@ -56,18 +58,9 @@ def ref_time_letters(epoch_ms: int) -> str:
     return "".join(reversed(letters))
 
 
-# The time part of the last reference made: calls of the same millisecond share it.
-_last_ref_time: tuple[int, str] = (-1, "")
-
-
 def new_call_ref() -> str:
     """A unique id for a call record and its log lines (never a SIP Call-ID of either leg)."""
-    global _last_ref_time  # noqa: PLW0603 - a one-entry cache of a pure function
-    epoch_ms = time.time_ns() // 1_000_000
-    cached_ms, prefix = _last_ref_time
-    if cached_ms != epoch_ms:
-        prefix = ref_time_letters(epoch_ms)
-        _last_ref_time = (epoch_ms, prefix)
+    prefix = ref_time_letters(time.time_ns() // 1_000_000)
     # One draw of CSPRNG bytes mapped to letters by one C-level table lookup (~0.5 µs; 14
     # draws of secrets.choice cost ~30 µs), uniform over the 23**14 random parts.
     while True:
