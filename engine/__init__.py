@@ -1,1 +1,8 @@
 """The B2BUA engine: asyncio transports, call control, process wiring and the CLI."""
+
+# Before any module of the package: engine.b2bua and its hot neighbours may be compiled
+# (build_compiled.py), and then each must have been compiled from the .py beside it, or the
+# import fails here naming it and the fix.
+from sip.compiled_guard import verify_compiled
+
+verify_compiled(__path__[0], __name__)

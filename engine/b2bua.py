@@ -232,7 +232,7 @@ class _ReliableUas:
     held_answer: Callable[[], None] | None = None  # the 200, sent when the last PRACK arrives
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _MediaState:
     """The relayed media of one call."""
 
@@ -264,6 +264,43 @@ class _MediaState:
     # The extension IVR while it runs, and the caller's offer the outbound leg is built from.
     ivr: ExtensionIvr[Route] | None = None
     offer: SessionDescription | None = None
+
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted (build_compiled.py); one per call.
+    def __init__(
+        self,
+        *,
+        session: MediaSession | None = None,
+        sdp_version: int = 0,
+        stream: int = 0,
+        offer_sendrecv: bool = True,
+        sendrecv: bool = True,
+        recording: CallRecording | None = None,
+        codec: int | None = None,
+        event_payload_type: int | None = None,
+        call_media: CallMedia | None = None,
+        ringback: Sequence[bytes] = (),
+        caller_answer: bytes = b"",
+        caller_answer_version: int = 0,
+        early_answered: bool = False,
+        ivr: ExtensionIvr[Route] | None = None,
+        offer: SessionDescription | None = None,
+    ) -> None:
+        self.session = session
+        self.sdp_version = sdp_version
+        self.stream = stream
+        self.offer_sendrecv = offer_sendrecv
+        self.sendrecv = sendrecv
+        self.recording = recording
+        self.codec = codec
+        self.event_payload_type = event_payload_type
+        self.call_media = call_media
+        self.ringback = ringback
+        self.caller_answer = caller_answer
+        self.caller_answer_version = caller_answer_version
+        self.early_answered = early_answered
+        self.ivr = ivr
+        self.offer = offer
 
 
 def _q850_reason(cause: int, text: str) -> str:

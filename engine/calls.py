@@ -198,7 +198,7 @@ def q850_for_status(status_code: int) -> int:
     return SIP_TO_Q850.get(status_code, 31)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Leg:
     """One side of the call: the inbound leg (UAS towards the caller) or the outbound one."""
 
@@ -215,8 +215,35 @@ class Leg:
     peer_allows_update: bool = False  # the peer's Allow lists UPDATE (RFC 3311): refresh with it
     local_sdp: bytes = b""  # the last SDP we sent on this leg (re-sent by a re-INVITE refresh)
 
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted (build_compiled.py). None: a fresh list.
+    def __init__(
+        self,
+        *,
+        peer: Peer,
+        call_id: str,
+        local_tag: str,
+        tx_key: TxKey | None = None,
+        request: Request | None = None,
+        dialog: Dialog | None = None,
+        session_timer: Negotiated | None = None,
+        session_handles: list[object] | None = None,
+        peer_allows_update: bool = False,
+        local_sdp: bytes = b"",
+    ) -> None:
+        self.peer = peer
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.tx_key = tx_key
+        self.request = request
+        self.dialog = dialog
+        self.session_timer = session_timer
+        self.session_handles = [] if session_handles is None else session_handles
+        self.peer_allows_update = peer_allows_update
+        self.local_sdp = local_sdp
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Call:
     """One masked call: state, both legs, and the facts its call record needs."""
 
@@ -246,6 +273,61 @@ class Call:
     # non-RTP), once the call's relay session closed; None when it had none.
     media_packets: tuple[int, int, int] | None = None
     timers: list[object] = field(default_factory=list)  # loop handles owned by the controller
+
+    # Explicit, as Leg's. Only what a call starts with is passed in the engine; the rest is
+    # set as the call goes.
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        inbound: Leg,
+        x: str,
+        caller: str | None,
+        callee: str | None = None,
+        outbound: Leg | None = None,
+        state: CallState = CallState.ROUTING,
+        sub_id: str | None = None,
+        pool_key: str | None = None,
+        out_id: str | None = None,
+        call_type: int = 4,
+        phone_no: str | None = None,
+        peer_no: str | None = None,
+        unconnected_cause: int = 0,
+        call_time: float = 0.0,
+        call_out_time: float | None = None,
+        ring_time: float | None = None,
+        start_time: float | None = None,
+        release_time: float | None = None,
+        release_dir: ReleaseDir = ReleaseDir.PLATFORM,
+        release_cause: int = Q850_NORMAL_CLEARING,
+        recording_path: str | None = None,
+        media_packets: tuple[int, int, int] | None = None,
+        timers: list[object] | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.inbound = inbound
+        self.x = x
+        self.caller = caller
+        self.callee = callee
+        self.outbound = outbound
+        self.state = state
+        self.sub_id = sub_id
+        self.pool_key = pool_key
+        self.out_id = out_id
+        self.call_type = call_type
+        self.phone_no = phone_no
+        self.peer_no = peer_no
+        self.unconnected_cause = unconnected_cause
+        self.call_time = call_time
+        self.call_out_time = call_out_time
+        self.ring_time = ring_time
+        self.start_time = start_time
+        self.release_time = release_time
+        self.release_dir = release_dir
+        self.release_cause = release_cause
+        self.recording_path = recording_path
+        self.media_packets = media_packets
+        self.timers = [] if timers is None else timers
 
     def fire(self, call_input: CallInput) -> CallState:
         """Apply ``call_input`` through the table; the only writer of ``state``."""

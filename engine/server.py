@@ -232,7 +232,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             reuse_after_s=DEFAULT_REUSE_AFTER_S,  # sockets of ended calls reused (media.relay)
         )
         cdr = CdrWriter(settings.cdr.dir, settings.time.tzinfo)
-        signalling.b2bua = B2bua(
+        signalling.b2bua = b2bua = B2bua(
             endpoint=endpoint,
             index=control.index,
             relay=relay,
@@ -252,7 +252,6 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             ringback=ringback_source(control, RingbackLibrary(audio.ringback_dir)),
             events=CallEventsFanOut(reports, metrics.calls),
         )
-        b2bua = signalling.b2bua
         # SMS: MESSAGE to X in, smart SMS out over the trunk (engine.sms_gateway); what becomes
         # of a message is the SMS service's decision.
         signalling.sms = sms = SmsGateway(
@@ -304,7 +303,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             # released while SIP can still send their BYEs; then stop listening.
             await sms_service.close()
             await sms.close()
-            await signalling.b2bua.close()
+            await b2bua.close()
             transport.close()
             await transport.wait_closed()
             await relay.close_all()

@@ -9,8 +9,8 @@ with 480 and in-dialog requests with 481.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
-from engine.b2bua import B2bua
 from engine.logging import get_logger
 from engine.sms_gateway import SmsGateway
 from sip.endpoint import Endpoint
@@ -19,6 +19,8 @@ from sip.events import (
     CancelReceived,
     RequestReceived,
     ResponseReceived,
+    TransactionTimedOut,
+    TransportFailed,
 )
 
 _log = get_logger("engine.signalling")
@@ -26,6 +28,24 @@ _log = get_logger("engine.signalling")
 USER_AGENT = "maskline"
 
 Clock = Callable[[], float]
+
+
+class CallControl(Protocol):
+    """Who calls are handed to: ``engine.b2bua.B2bua``. A protocol, not that class: this module
+    is compiled (build_compiled.py), and a compiled attribute typed with a class accepts only
+    instances of it — tests put stand-ins here."""
+
+    def on_invite(self, event: RequestReceived) -> None: ...
+
+    def on_in_dialog(self, event: RequestReceived) -> bool: ...
+
+    def on_cancel(self, event: CancelReceived) -> None: ...
+
+    def on_response(self, event: ResponseReceived) -> None: ...
+
+    def on_ack(self, event: AckReceived) -> None: ...
+
+    def on_timeout(self, event: TransactionTimedOut | TransportFailed) -> None: ...
 
 
 class Signalling:
@@ -36,7 +56,7 @@ class Signalling:
         endpoint: Endpoint,
         *,
         clock: Clock,
-        b2bua: B2bua | None = None,
+        b2bua: CallControl | None = None,
         sms: SmsGateway | None = None,
     ) -> None:
         self.endpoint = endpoint
