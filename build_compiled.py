@@ -38,17 +38,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 
 # The one list. A module qualifies when it is on the call path, measurably cheaper compiled
-# (bench/README.md "Compiled modules"), and its package's __init__ calls the guard
-# (tests/test_compiled.py checks that). Not compiled, on purpose:
-# - sip/__init__.py, media/__init__.py: they host the staleness guard, which must run as Python;
+# (bench/README.md "Compiled modules"; bench/instructions.py counts what cps.py's CPU seconds
+# cannot resolve), and its package's __init__ calls the guard (tests/test_compiled.py checks
+# that). Beyond sip/ and media/sdp.py: the B2BUA and its neighbours on every message (engine
+# b2bua, calls, signalling, transport: 2.871 → 2.650 M instructions per call on the event loop,
+# explicit __init__s included), then the per-call bookkeeping and the media relay (records,
+# metrics, overload, logging, routing.numbers, store.cdr, store.outbox, api.reports,
+# media.relay: → 2.548 M; the other threads 1.449 → 1.385 M). An edit to any of them needs
+# `make compiled` (the guard refuses a stale one). Not compiled, on purpose:
+# - the packages' __init__.py: they host the staleness guard, which must run as Python;
 # - sip/compiled_guard.py: the guard itself;
 # - sip/errors.py: its subclasses override the class attributes status_code/default_reason,
 #   which a compiled class reads from its own slots, not from the subclass (and it is cold);
-# - routing/index.py, routing/model.py: their memory per binding is tuned on CPython objects.
-# engine/b2bua.py and its neighbours on every message (transport, signalling, calls) are
-# compiled since bench/instructions.py could measure them: 2.871 → 2.701 M instructions per call
-# on the event loop (−5.9 %), where cps.py's CPU seconds could not tell the two apart. Their
-# package's __init__ runs the guard like sip's; an edit to them needs `make compiled`.
+# - routing/index.py, routing/model.py: their memory per binding is tuned on CPython objects;
+# - engine/eager.py: its Coroutine adaptor hands futures to asyncio's Task (test it first);
+# - the API's HTTP side (FastAPI, pydantic models): not on the call path.
+# What mypyc needs of a compiled module, learnt here: no attribute named "_thread" (the C field
+# "__thread" is a keyword), "__deletable__" for attributes a method deletes, no "__slots__"
+# lookups at run time, no fixed-length float tuples as Final (an inverted "was it set" check).
 COMPILED_MODULES: tuple[str, ...] = (
     "sip.auth",
     "sip.builders",
@@ -70,6 +77,15 @@ COMPILED_MODULES: tuple[str, ...] = (
     "engine.calls",
     "engine.signalling",
     "engine.transport",
+    "engine.records",
+    "engine.metrics",
+    "engine.overload",
+    "engine.logging",
+    "media.relay",
+    "routing.numbers",
+    "store.cdr",
+    "store.outbox",
+    "api.reports",
 )
 
 MANIFEST_NAME = "compiled-manifest.json"  # the guard's copy of the name: sip/compiled_guard.py

@@ -167,8 +167,12 @@ class BatchedLines(io.TextIOBase):
         self._pending: list[str] = []
         self._pending_bytes = 0
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="maskline-log-lines", daemon=True)
-        self._thread.start()
+        # Not "_thread": mypyc (build_compiled.py) names the C field after it, and "__thread"
+        # is a C keyword.
+        self._writer_thread = threading.Thread(
+            target=self._run, name="maskline-log-lines", daemon=True
+        )
+        self._writer_thread.start()
         atexit.register(self.close)
 
     def writable(self) -> bool:

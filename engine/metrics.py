@@ -76,19 +76,22 @@ __all__ = [
 _log = get_logger("engine.metrics")
 
 # Histogram bucket bounds (upper, inclusive), seconds.
+# tuple[float, ...], not the fixed-length tuple mypy infers: mypyc (build_compiled.py) keeps a
+# fixed-length tuple of floats unboxed, and its "was it set" check of one such constant came out
+# inverted (NameError in LoopLagMonitor); a boxed tuple is checked against NULL.
 # Post-dial delay as the caller hears it: its INVITE to the first ringing (or the answer).
-POST_DIAL_DELAY_BUCKETS_S: Final = (
+POST_DIAL_DELAY_BUCKETS_S: Final[tuple[float, ...]] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0,
 )  # fmt: skip
 # maskline's own share of it: the caller's INVITE to our INVITE towards the callee.
-SETUP_DELAY_BUCKETS_S: Final = (
+SETUP_DELAY_BUCKETS_S: Final[tuple[float, ...]] = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 )  # fmt: skip
-DURATION_BUCKETS_S: Final = (
+DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
     5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
 )  # fmt: skip
 # uvloop's timers tick in milliseconds: below 1 ms there is nothing to resolve.
-LOOP_LAG_BUCKETS_S: Final = (
+LOOP_LAG_BUCKETS_S: Final[tuple[float, ...]] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Protocol
 
@@ -147,7 +147,8 @@ class OverloadCounters:
 
     def as_dict(self) -> dict[str, int]:
         """The counters by reason name."""
-        return {name: getattr(self, name) for name in self.__slots__}
+        # The fields, not __slots__: a class compiled by mypyc (build_compiled.py) has none.
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 class OverloadGuard:

@@ -100,6 +100,8 @@ def _ip_of(host: str) -> tuple[int, str] | None:
 class _Leg(asyncio.DatagramProtocol):
     """One side's socket: receives from that side's far party, relays out of the peer leg."""
 
+    # mypyc (build_compiled.py) lets detach() delete only the attributes named here.
+    __deletable__ = ("peer", "session")
     # BaseProtocol defines __slots__ = (), so slots here keep attribute access fast.
     __slots__ = (
         "closed",

@@ -5,6 +5,13 @@ Times in the store are UTC epoch seconds (``float``, as ``routing.model.Binding`
 ``Decimal`` stored as TEXT; local time exists only at the edges (``CallRecord.to_report``, CDR).
 """
 
+# Before any module of the package: some of its modules may be compiled (build_compiled.py),
+# and then each must have been compiled from the .py beside it, or the import fails here
+# naming it and the fix.
+from sip.compiled_guard import verify_compiled
+
+verify_compiled(__path__[0], __name__)
+
 from store.cdr import CDR_COLUMNS, CdrWriter
 from store.db import (
     Database,

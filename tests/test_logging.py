@@ -192,6 +192,7 @@ def test_the_serving_configuration_batches_structlog_lines() -> None:
         assert target.getvalue() == ""
     finally:
         configure_logging("info", "json", stream=io.StringIO())  # closes the batch: written out
+        reset_logging()  # as the stream fixture: later tests log to their own capture
     (line,) = target.getvalue().splitlines()
     assert json.loads(line)["event"] == "queued"
 
