@@ -148,7 +148,7 @@ class CallFacts(Protocol):
     def start_time(self) -> float | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CallEvent:
     """A call's facts when a start, ring or pick-up happened (the call object moves on)."""
 
@@ -166,23 +166,56 @@ class CallEvent:
     ring_time: float | None
     start_time: float | None
 
+    # An explicit __init__ (the dataclass has init=False): mypyc compiles it, whereas the one
+    # dataclasses generates stays interpreted (build_compiled.py); three per call.
+    def __init__(
+        self,
+        *,
+        type: ReportType,
+        call_id: str,
+        x: str,
+        pool_key: str | None,
+        sub_id: str | None,
+        out_id: str | None,
+        call_type: int,
+        phone_no: str | None,
+        peer_no: str | None,
+        call_time: float,
+        call_out_time: float | None,
+        ring_time: float | None,
+        start_time: float | None,
+    ) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "call_id", call_id)
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "pool_key", pool_key)
+        object.__setattr__(self, "sub_id", sub_id)
+        object.__setattr__(self, "out_id", out_id)
+        object.__setattr__(self, "call_type", call_type)
+        object.__setattr__(self, "phone_no", phone_no)
+        object.__setattr__(self, "peer_no", peer_no)
+        object.__setattr__(self, "call_time", call_time)
+        object.__setattr__(self, "call_out_time", call_out_time)
+        object.__setattr__(self, "ring_time", ring_time)
+        object.__setattr__(self, "start_time", start_time)
+
     @classmethod
     def of(cls, report_type: ReportType, call: CallFacts) -> CallEvent:
         """Copy ``call``'s facts now."""
         return cls(
-            report_type,
-            call.call_id,
-            call.x,
-            call.pool_key,
-            call.sub_id,
-            call.out_id,
-            call.call_type,
-            call.phone_no,
-            call.peer_no,
-            call.call_time,
-            call.call_out_time,
-            call.ring_time,
-            call.start_time,
+            type=report_type,
+            call_id=call.call_id,
+            x=call.x,
+            pool_key=call.pool_key,
+            sub_id=call.sub_id,
+            out_id=call.out_id,
+            call_type=call.call_type,
+            phone_no=call.phone_no,
+            peer_no=call.peer_no,
+            call_time=call.call_time,
+            call_out_time=call.call_out_time,
+            ring_time=call.ring_time,
+            start_time=call.start_time,
         )
 
 
@@ -341,13 +374,29 @@ def warning_changes(
 _ItemOp = Callable[[sqlite3.Connection, float], set[str | None]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Item:
     op: _ItemOp | None = None  # None: a call-path event or record, written with its neighbours
     event: CallEvent | None = None
     record: CallRecord | None = None  # a call record and its end report (no recording)
     future: asyncio.Future[None] | None = None  # None: nobody waits (call-path reports)
     what: str = "report"
+
+    # Explicit, as CallEvent's: four per call.
+    def __init__(
+        self,
+        *,
+        op: _ItemOp | None = None,
+        event: CallEvent | None = None,
+        record: CallRecord | None = None,
+        future: asyncio.Future[None] | None = None,
+        what: str = "report",
+    ) -> None:
+        self.op = op
+        self.event = event
+        self.record = record
+        self.future = future
+        self.what = what
 
 
 _Result = tuple[bool, set[str | None] | BaseException]
