@@ -80,6 +80,10 @@ class CallState(Enum):
     ANSWERED, or IVR → ENDED after the not-found prompt.
     """
 
+    # Identity hash: members are singletons compared by identity, and Enum's own __hash__ is
+    # Python code, run for both halves of every (state, input) key of the transition table.
+    __hash__ = object.__hash__
+
     ROUTING = auto()  # inbound INVITE accepted, outbound leg being prepared
     CALLING = auto()  # outbound INVITE sent
     EARLY = auto()  # callee ringing / early media relayed to the caller
@@ -97,6 +101,10 @@ CALLER_ANSWERED_STATES = frozenset({CallState.IVR, CallState.CONNECTING, CallSta
 
 class CallInput(Enum):
     """What can happen to a call."""
+
+    # Identity hash: members are singletons compared by identity, and Enum's own __hash__ is
+    # Python code, run for both halves of every (state, input) key of the transition table.
+    __hash__ = object.__hash__
 
     OUTBOUND_SENT = auto()
     PROVISIONAL = auto()
