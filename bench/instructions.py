@@ -145,15 +145,13 @@ def per_call(
     """What the calls cost: the window minus the idle rate over the window's length."""
     scale = window_s / idle_s if idle_s > 0 else 0.0
 
-    def net(costs: Iterable[ThreadCost], idle_costs: Iterable[ThreadCost]) -> float:
-        return sum(c.total for c in costs) - scale * sum(c.total for c in idle_costs)
+    def net(*, main: bool) -> float:
+        def total(costs: Iterable[ThreadCost]) -> int:
+            return sum(c.total for c in costs if (c.thread == MAIN_THREAD) == main)
 
-    loop = net(
-        [c for c in window if c.thread == MAIN_THREAD], [c for c in idle if c.thread == MAIN_THREAD]
-    )
-    others = net(
-        [c for c in window if c.thread != MAIN_THREAD], [c for c in idle if c.thread != MAIN_THREAD]
-    )
+        return total(window) - scale * total(idle)
+
+    loop, others = net(main=True), net(main=False)
     own: Counter[str] = Counter()
     for cost in window:
         if cost.thread == MAIN_THREAD:

@@ -107,11 +107,7 @@ def test_call_ref_byte_table_is_uniform_over_the_bytes_it_keeps() -> None:
     assert len(kept) == 253
 
 
-def test_states_and_inputs_hash_by_identity_and_every_table_key_is_found() -> None:
+def test_states_and_inputs_hash_by_identity() -> None:
     # Enum's own __hash__ is Python code, run twice per transition lookup on the call path.
     assert CallState.__hash__ is object.__hash__
     assert CallInput.__hash__ is object.__hash__
-    for (state, call_input), target in CALL_TRANSITIONS.items():
-        assert CALL_TRANSITIONS[(state, call_input)] is target
-        assert (state, call_input) in CALL_TRANSITIONS
-    assert len({*CallState}) == len(CallState) and len({*CallInput}) == len(CallInput)
