@@ -52,7 +52,12 @@ from prometheus_client.process_collector import ProcessCollector
 from engine.calls import Call, CallState
 from engine.logging import get_logger
 from media.ports import PortAllocator
-from media.relay import DEFAULT_SOCKET_BUFFER_BYTES, MediaRelay, MediaSession
+from media.relay import (
+    DEFAULT_MAX_PARKED_PAIRS,
+    DEFAULT_SOCKET_BUFFER_BYTES,
+    MediaRelay,
+    MediaSession,
+)
 from sip.endpoint import Endpoint, EndpointStats
 from store.db import Database, DatabaseClosedError
 from store.records import CallRecord, CallType, UnconnectedCause
@@ -409,6 +414,7 @@ class CountingMediaRelay(MediaRelay):
         loop: asyncio.AbstractEventLoop,
         socket_buffer_bytes: int = DEFAULT_SOCKET_BUFFER_BYTES,
         reuse_after_s: float | None = None,
+        max_parked_pairs: int = DEFAULT_MAX_PARKED_PAIRS,
     ) -> None:
         """As ``MediaRelay``."""
         super().__init__(
@@ -417,6 +423,7 @@ class CountingMediaRelay(MediaRelay):
             loop=loop,
             socket_buffer_bytes=socket_buffer_bytes,
             reuse_after_s=reuse_after_s,
+            max_parked_pairs=max_parked_pairs,
         )
         self.closed_totals = RtpTotals()
         self.sessions_closed = 0

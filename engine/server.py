@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import resource
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,7 +48,7 @@ from media.audio import AudioError
 from media.dtmf import INFO_CONTENT_TYPES
 from media.ports import PortAllocator
 from media.prompts import PromptLibrary, ensure_prompts
-from media.relay import DEFAULT_REUSE_AFTER_S
+from media.relay import DEFAULT_REUSE_AFTER_S, parked_pairs_limit
 from media.ringback import RingbackLibrary, ringback_tone_for
 from routing.model import Binding
 from sip.compiled_guard import compiled_modules
@@ -61,6 +62,9 @@ from store.records import CallRecord
 
 _log = get_logger("engine.server")
 
+# The soft open-file limit asked for when the hard one is unlimited.
+_OPEN_FILES_WANTED = 1 << 20
+
 
 def run(settings: Settings) -> int:
     """Run the engine until SIGTERM/SIGINT; returns the process exit code."""
@@ -71,6 +75,7 @@ def run(settings: Settings) -> int:
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio is the fallback
         loop_factory = asyncio.new_event_loop
+    raise_open_files_limit()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve(settings))
@@ -182,6 +187,32 @@ def observed_write(
     return write_record
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft open-file limit to the hard one (as Go's runtime does) and return it.
+
+    Every call holds two RTP sockets and, for reuse, the sockets of calls that ended in the last
+    seconds stay open too (media.relay); a soft limit of 1,024, the usual default outside a
+    systemd unit with LimitNOFILE, would cap the engine far below its call rate.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, _OPEN_FILES_WANTED)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as error:  # e.g. above fs.nr_open: keep what we have
+            _log.warning("open_files_limit_kept", soft=soft, hard=hard, error=str(error))
+            return soft
+        if wanted != soft:
+            _log.info("open_files_limit_raised", soft=wanted, was=soft)
+        return wanted
+    return soft
+
+
+def _open_files_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return _OPEN_FILES_WANTED if soft == resource.RLIM_INFINITY else soft
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     loop = asyncio.get_running_loop()
@@ -230,6 +261,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             PortAllocator(media.port_min, media.port_max),
             loop=loop,
             reuse_after_s=DEFAULT_REUSE_AFTER_S,  # sockets of ended calls reused (media.relay)
+            max_parked_pairs=parked_pairs_limit(
+                port_count=media.port_max - media.port_min + 1,
+                open_files_limit=_open_files_limit(),
+            ),
         )
         cdr = CdrWriter(settings.cdr.dir, settings.time.tzinfo)
         signalling.b2bua = b2bua = B2bua(

@@ -76,9 +76,13 @@ _TOS_EF: Final = 46 << 2
 # How many ports taken by other programs to skip before giving up on one socket.
 _BIND_ATTEMPTS: Final = 32
 # Defaults of MediaRelay's socket reuse: quiet seconds before a parked pair serves a new call,
-# and parked pairs kept at most (more are closed at once).
+# and parked pairs kept at most (more are closed at once). The engine sizes the second from its
+# port range and open-file limit (``parked_pairs_limit``): at a call rate r, reuse needs
+# r x DEFAULT_REUSE_AFTER_S pairs parked, 2,250 at 1,125 calls/s.
 DEFAULT_REUSE_AFTER_S: Final = 2.0
 DEFAULT_MAX_PARKED_PAIRS: Final = 1024
+# Errors of socket() when the process (EMFILE) or the system (ENFILE) has no descriptor left.
+_OUT_OF_DESCRIPTORS: Final = frozenset((errno.EMFILE, errno.ENFILE))
 # A parked pair still receiving this long after parking is closed instead of waiting on.
 _STALE_PARKED_S: Final = 30.0
 
@@ -445,6 +449,19 @@ class MediaSession:
         raise ValueError(f"side must be 'a' or 'b', not {side!r}")
 
 
+def parked_pairs_limit(*, port_count: int, open_files_limit: int) -> int:
+    """How many socket pairs a relay may keep parked for reuse.
+
+    Each parked pair holds two ports of the range and two file descriptors. Parked ports count
+    as available (a pair is closed when the allocator runs dry), so the range alone bounds them
+    at ``port_count // 2``; descriptors get no such help from other users of them (the SIP
+    transports, the database, recordings), so parked sockets may take at most half of the
+    open-file limit. A relay also closes a parked pair when binding a fresh socket finds no
+    descriptor left.
+    """
+    return max(0, min(port_count // 2, open_files_limit // 4))
+
+
 def _factory(leg: _Leg) -> Callable[[], _Leg]:
     return lambda: leg
 
@@ -529,8 +546,14 @@ class MediaRelay:
             await self._close_parked(self._parked.popleft())  # their ports for a fresh pair
         bound: list[tuple[int, socket.socket]] = []
         try:
-            bound.append(self._bind_next())
-            bound.append(self._bind_next())
+            while len(bound) < 2:
+                try:
+                    bound.append(self._bind_next())
+                except OSError as error:
+                    if error.errno not in _OUT_OF_DESCRIPTORS or not self._parked:
+                        raise
+                    # Parked sockets hold descriptors a live call needs more: free a pair's.
+                    await self._close_parked(self._parked.popleft())
             (port_a, sock_a), (port_b, sock_b) = bound
             legs = (_Leg(session, "a", port_a, self._loop), _Leg(session, "b", port_b, self._loop))
             for leg, sock in zip(legs, (sock_a, sock_b), strict=True):

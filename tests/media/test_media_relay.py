@@ -6,7 +6,10 @@ Every test runs on uvloop (production) and on the standard asyncio loop (fallbac
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import os
+import resource
 import socket
 import struct
 import time
@@ -16,7 +19,7 @@ import pytest
 import uvloop
 
 from media.ports import PortAllocator, PortsExhaustedError
-from media.relay import MediaRelay, MediaSession, PacketDirection
+from media.relay import MediaRelay, MediaSession, PacketDirection, parked_pairs_limit
 
 # Overriding event_loop_policy is deprecated in pytest-asyncio 1.x in favour of a conftest hook
 # (pytest_asyncio_loop_factories); this module runs every test on both loops until one exists.
@@ -645,5 +648,76 @@ async def test_no_parking_beyond_the_cap(allocator: PortAllocator) -> None:
         assert relay.parked_pairs == 1 and allocator.in_use == 2
         assert all(port_is_free(s.port_a) for s in sessions[1:])
     finally:
+        await relay.close_all()
+    assert allocator.in_use == 0
+
+
+def test_parked_pairs_are_bounded_by_the_port_range_and_half_the_open_files() -> None:
+    # 10,000 ports hold 5,000 pairs; 20,000 descriptors allow 10,000 parked sockets = 5,000.
+    assert parked_pairs_limit(port_count=10_000, open_files_limit=20_000) == 5_000
+    assert parked_pairs_limit(port_count=10_000, open_files_limit=65_536) == 5_000
+    # The common soft limit outside systemd: 512 parked sockets at most, half of it.
+    assert parked_pairs_limit(port_count=10_000, open_files_limit=1_024) == 256
+    assert parked_pairs_limit(port_count=3, open_files_limit=1_024) == 1
+    assert parked_pairs_limit(port_count=10_000, open_files_limit=3) == 0
+
+
+def _fill_descriptors_below(limit: int) -> list[int]:
+    """Open /dev/null on every free descriptor number below ``limit`` (the kernel hands out
+    the lowest free one), so that the next socket() below it fails with EMFILE."""
+    taken: list[int] = []
+    try:
+        while True:
+            try:
+                fd = os.open(os.devnull, os.O_RDONLY)
+            except OSError as error:
+                if error.errno != errno.EMFILE:
+                    raise
+                return taken  # the soft limit is ``limit`` already
+            if fd >= limit:
+                os.close(fd)
+                return taken
+            taken.append(fd)
+    except BaseException:
+        for fd in taken:
+            os.close(fd)
+        raise
+
+
+async def test_a_parked_pair_gives_its_descriptors_to_a_new_call_when_none_are_left(
+    allocator: PortAllocator,
+) -> None:
+    relay = MediaRelay(HOST, allocator, loop=asyncio.get_running_loop(), reuse_after_s=60.0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    filler: list[int] = []
+    try:
+        ended = await relay.open_session("ended")
+        parked_fds = [
+            leg.transport.get_extra_info("socket").fileno()
+            for leg in (ended._a, ended._b)  # noqa: SLF001 - the sockets' descriptor numbers
+            if leg.transport is not None
+        ]
+        await ended.close()
+        assert relay.parked_pairs == 1  # not quiet for 60 s: not reusable, only closable
+        # Every descriptor number up to the parked sockets' is in use, and none above allowed.
+        limit = max(parked_fds) + 1
+        filler = _fill_descriptors_below(limit)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        with pytest.raises(OSError) as refused:
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        assert refused.value.errno == errno.EMFILE
+        fresh = await relay.open_session("fresh")
+        assert relay.parked_pairs == 0  # closed for the fresh pair's descriptors
+        assert allocator.in_use == 2
+        # Nothing parked left to give: the error reaches the caller and no port is kept.
+        with pytest.raises(OSError) as failed:
+            await relay.open_session("refused")
+        assert failed.value.errno == errno.EMFILE
+        assert allocator.in_use == 2 and relay.active_sessions == 1
+        await fresh.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for fd in filler:
+            os.close(fd)
         await relay.close_all()
     assert allocator.in_use == 0
