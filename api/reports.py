@@ -437,7 +437,7 @@ def _run_items(
     owners: outbox.PoolOwners,
 ) -> list[_Result]:
     """One round, in order, under one savepoint; consecutive call-path events and call records
-    are inserted together (one ``executemany`` for the records, one for the reports, in FIFO
+    are inserted together (multi-row INSERTs for the records, then for the reports, in FIFO
     order so that a call's end report follows its earlier ones). Should an item fail (a
     duplicate call record), the round is rolled back and run again item by item, each under its
     own savepoint, so that the failing item alone is left out."""
