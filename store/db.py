@@ -112,6 +112,10 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     if str(mode).lower() != "wal":
         raise StoreError(f"could not switch {path} to WAL mode (got {mode!r})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # Statement and savepoint journals in memory, not temporary files: every write op runs
+    # under a SAVEPOINT (``_run_batch``), and each transaction that touched a page inside one
+    # created, wrote and deleted a sub-journal file. They hold the transaction's pages once.
+    conn.execute("PRAGMA temp_store = MEMORY")
     return conn
 
 

@@ -36,11 +36,13 @@ async def test_open_creates_parent_dirs_wal_and_schema(tmp_path: Path) -> None:
         journal = await db.read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
         sync = await db.read(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
         fks = await db.read(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0])
+        temp_store = await db.write(lambda c: c.execute("PRAGMA temp_store").fetchone()[0])
     finally:
         await db.close()
     assert journal == "wal"
     assert sync == 2  # FULL
     assert fks == 1
+    assert temp_store == 2  # MEMORY: savepoint journals are no temporary files
     expected = {
         "tenants", "pools", "numbers", "number_tenancies", "groups", "group_members",
         "bindings", "blacklists", "blacklist_pairs", "call_records", "report_outbox", "ledger",
