@@ -651,7 +651,10 @@ class CallReports:
 
     def _submit(self, item: _Item) -> None:
         self._buffer.append(item)
-        self._wake.set()
+        if len(self._buffer) == 1:
+            # The writer waits on the event only with the buffer empty (it takes the whole
+            # buffer each round): one set() per round, not one interpreted call per report.
+            self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._write_loop(), name="maskline-report-writer"

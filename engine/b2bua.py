@@ -349,6 +349,10 @@ class B2bua:
         self._x_usable = x_usable
         self._relay = relay
         self._settings = settings
+        # Read per call: settings' properties are interpreted Python, these plain attributes not.
+        self._listen_host: str = settings.sip.listen_host
+        self._listen_port: int = settings.sip.listen_port
+        self._local_hostport: str = f"{settings.sip.listen_host}:{settings.sip.listen_port}"
         self._record_sink = record_sink
         self._flush = flush
         self._clock = clock  # monotonic loop time for SIP
@@ -1019,14 +1023,14 @@ class B2bua:
         callee_user = for_trunk(route.callee, fmt)
         host = trunk.outbound.host
         target = f"sip:{callee_user}@{trunk.outbound}"
-        local = f"{sip.listen_host}:{sip.listen_port}"
+        local = self._local_hostport
         headers = HeaderList()
         inbound_max_forwards = inbound_request.max_forwards
         max_forwards = 70 if inbound_max_forwards is None else min(70, inbound_max_forwards - 1)
         headers.add("Max-Forwards", str(max_forwards))
         headers.add("From", f"<sip:{x_user}@{local}>;tag={new_tag()}")
         headers.add("To", f"<sip:{callee_user}@{host}>")
-        headers.add("Call-ID", new_call_id(sip.listen_host))
+        headers.add("Call-ID", new_call_id(self._listen_host))
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", f"<sip:{x_user}@{local}>")
         headers.add("P-Asserted-Identity", f"<sip:{x_user}@{local}>")
@@ -1455,8 +1459,7 @@ class B2bua:
 
     def _warning(self, error: NotRelayable) -> str:
         """RFC 3261 §20.43 Warning value, our SIP address as the warn-agent."""
-        sip = self._settings.sip
-        return error.warning(f"{sip.listen_host}:{sip.listen_port}")
+        return error.warning(self._local_hostport)
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -1996,8 +1999,9 @@ class B2bua:
             _log.warning("inbound_answer_failed", call=call.call_id, status=response.status_code)
 
     def _local_contact(self, call: Call) -> SipUri:
-        sip = self._settings.sip
-        return SipUri(user=call.x.lstrip("+") or None, host=sip.listen_host, port=sip.listen_port)
+        return SipUri(
+            user=call.x.lstrip("+") or None, host=self._listen_host, port=self._listen_port
+        )
 
     def _local_contact_text(self, call: Call) -> str:
         """``_local_contact`` rendered, once per X (every response with a Contact needs it)."""

@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Final
 
 from engine.calls import Call
 from engine.ids import time_ordered_id
@@ -31,6 +32,22 @@ from store.repositories import insert_call_record
 
 _log = get_logger("engine.records")
 
+# The members by value, for the call's plain ints: ``CallType(n)`` is EnumType.__call__ and
+# Enum.__new__, two interpreted frames per conversion (bench/pycalls.py), an index is none.
+# Both enums number their members 0, 1, 2, ... (tests/engine/test_engine_records.py checks it).
+CALL_TYPES: Final[tuple[CallType, ...]] = tuple(CallType)
+UNCONNECTED_CAUSES: Final[tuple[UnconnectedCause, ...]] = tuple(UnconnectedCause)
+
+
+def _call_type(value: int) -> CallType:
+    return CALL_TYPES[value] if 0 <= value < len(CALL_TYPES) else CallType(value)
+
+
+def _unconnected_cause(value: int) -> UnconnectedCause:
+    if 0 <= value < len(UNCONNECTED_CAUSES):
+        return UNCONNECTED_CAUSES[value]
+    return UnconnectedCause(value)
+
 
 def call_record_of(call: Call) -> CallRecord:
     """The SPEC §6 end-of-call record of ``call`` (times UTC epoch seconds)."""
@@ -40,12 +57,12 @@ def call_record_of(call: Call) -> CallRecord:
         id=time_ordered_id(),
         call_id=call.call_id,
         secret_no=x,
-        call_type=CallType(call.call_type),
+        call_type=_call_type(call.call_type),
         call_time=call.call_time,
         release_time=release_time,
         release_dir=call.release_dir,
         release_cause=call.release_cause,
-        unconnected_cause=UnconnectedCause(call.unconnected_cause),
+        unconnected_cause=_unconnected_cause(call.unconnected_cause),
         pool_key=PoolKey(call.pool_key) if call.pool_key else None,
         sub_id=SubId(call.sub_id) if call.sub_id else None,
         phone_no=PhoneNumber(call.phone_no) if call.phone_no else None,

@@ -75,7 +75,7 @@ class Signalling:
             elif (
                 sms is not None
                 and not isinstance(event, AckReceived | CancelReceived)
-                and (sms.owns(event.tx_key))
+                and event.tx_key in sms.sending  # what sms.owns() says, without its frame
             ):
                 # Our MESSAGEs' client transactions: never the B2BUA's business.
                 if isinstance(event, ResponseReceived):

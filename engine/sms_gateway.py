@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from api.sms import InboundSms, SmsVerdict
@@ -201,6 +201,9 @@ class SmsGateway:
         self._receive = receive
         self.answer_timeout_s = answer_timeout_s
         self._outgoing: dict[TxKey, _Outgoing] = {}
+        # The client transactions of our MESSAGEs, for the signalling's dispatch of every
+        # response: a lookup in this (the same dict) costs no interpreted call, ``owns`` one.
+        self.sending: Mapping[TxKey, object] = self._outgoing
         self._answering: dict[TxKey, asyncio.Task[None]] = {}
         self._work: set[asyncio.Task[SmsVerdict]] = set()  # service calls under way
 

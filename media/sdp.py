@@ -319,7 +319,9 @@ class SessionDescription:
 
 # --- parsing -----------------------------------------------------------------------------------
 
-_DIRECTIONS = frozenset(d.value for d in Direction)
+# Attribute name -> member: a lookup, where ``Direction(name)`` ran EnumType.__call__ and
+# Enum.__new__ in the interpreter for every SDP parsed (bench/pycalls.py).
+_DIRECTIONS: dict[str, Direction] = {d.value: d for d in Direction}
 
 
 def parse_sdp(body: bytes) -> SessionDescription:
@@ -426,8 +428,10 @@ def _parse_rtpmap(value: str) -> RtpMap | None:
 
 def _direction_of(attributes: Sequence[Attribute]) -> Direction | None:
     for attr in attributes:
-        if attr.value is None and attr.name in _DIRECTIONS:
-            return Direction(attr.name)
+        if attr.value is None:
+            direction = _DIRECTIONS.get(attr.name)
+            if direction is not None:
+                return direction
     return None
 
 

@@ -102,7 +102,8 @@ class CdrWriter:
         assert self._wakeup is not None
         future: asyncio.Future[Path] = loop.create_future()
         self._queue.append(_Pending(record, future))
-        self._wakeup.set()
+        if len(self._queue) == 1:  # the writer waits only with the queue empty
+            self._wakeup.set()
         return await future
 
     async def close(self) -> None:

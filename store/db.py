@@ -286,7 +286,8 @@ class Database:
             raise DatabaseClosedError("database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(op, future))
-        self._wakeup.set()
+        if len(self._queue) == 1:  # the writer waits only with the queue empty
+            self._wakeup.set()
         return await future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -28,6 +28,7 @@ from sip.transport import Peer
 from store.cdr import CdrWriter
 from store.db import Database
 from store.recordings import recording_of
+from store.records import CallType, UnconnectedCause
 from store.repositories import recent_call_records
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -167,3 +168,28 @@ async def test_the_call_ended_line_carries_the_relay_sessions_packet_counts(
     assert line["call"] == call.call_id and line["duration_s"] == 2.0
     counts = tuple(line.get(key) for key in ("packets_a_to_b", "packets_b_to_a", "dropped"))
     assert counts == (media_packets or (None, None, None))
+
+
+def test_the_enum_tables_hold_every_member_at_its_value() -> None:
+    assert list(records.CALL_TYPES) == sorted(CallType, key=int)
+    assert all(member.value == index for index, member in enumerate(records.CALL_TYPES))
+    assert list(records.UNCONNECTED_CAUSES) == sorted(UnconnectedCause, key=int)
+    assert all(member.value == index for index, member in enumerate(records.UNCONNECTED_CAUSES))
+
+
+@pytest.mark.parametrize(("call_type", "cause"), [(0, 0), (1, 2), (4, 4), (5, 3)])
+def test_a_records_enums_are_the_members_of_the_calls_ints(call_type: int, cause: int) -> None:
+    leg = Leg(peer=Peer("UDP", "127.0.0.1", 5060), call_id="in", local_tag="t")
+    call = Call(call_id="enum-call", inbound=leg, x="+8617000000001", caller=None)
+    call.call_type, call.unconnected_cause = call_type, cause
+    record = records.call_record_of(call)
+    assert record.call_type is CallType(call_type)
+    assert record.unconnected_cause is UnconnectedCause(cause)
+
+
+def test_a_value_outside_the_enum_is_refused_as_before() -> None:
+    leg = Leg(peer=Peer("UDP", "127.0.0.1", 5060), call_id="in", local_tag="t")
+    call = Call(call_id="enum-call", inbound=leg, x="+8617000000001", caller=None)
+    call.call_type = 9
+    with pytest.raises(ValueError, match="9 is not a valid CallType"):
+        records.call_record_of(call)

@@ -694,7 +694,7 @@ async def test_a_parked_pair_gives_its_descriptors_to_a_new_call_when_none_are_l
         ended = await relay.open_session("ended")
         parked_fds = [
             leg.transport.get_extra_info("socket").fileno()
-            for leg in (ended._a, ended._b)  # noqa: SLF001 - the sockets' descriptor numbers
+            for leg in (ended._a, ended._b)  # the sockets' descriptor numbers
             if leg.transport is not None
         ]
         await ended.close()
