@@ -44,7 +44,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Appended, not first: bench/media.py must not shadow the media package for whoever imports
+# this module (the tests do, before anything imported media).
+sys.path.append(str(Path(__file__).resolve().parent))
 import cps  # bench/ is not a package: its sibling script, by path
 
 OUT = cps.OUT / "instructions"

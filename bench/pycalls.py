@@ -180,7 +180,7 @@ def read_dump(out: Path, number: int, pid: int) -> Counts:
 
 
 def measure(args: argparse.Namespace) -> PerCall:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.append(str(Path(__file__).resolve().parent))
     import cps  # noqa: PLC0415 - bench/ is not a package: its sibling script, by path
 
     out: Path = args.out / time.strftime("%Y%m%d-%H%M%S")
