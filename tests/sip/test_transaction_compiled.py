@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sip import endpoint as endpoint_module
+from sip import transaction as transaction_module
 from sip.builders import make_response
 from sip.endpoint import Endpoint
 from sip.events import RequestReceived
@@ -115,6 +116,9 @@ def test_each_state_entry_arms_its_state_timers_with_rfc_durations(
 
 
 def test_durations_follow_the_configuration() -> None:
+    # The rows cache starts over when full (256 entries); earlier tests' configurations could
+    # fill it between the two lookups compared with ``is`` below.
+    transaction_module._COMPILED.clear()
     timers = TimerConfig(t1_s=1.0, t2_s=8.0, t4_s=2.0)
     tx = _new(TxKind.CLIENT_INVITE, UDP, timers)
     assert tx.deadlines == {I.TIMER_A: 1.0, I.TIMER_B: 64.0}
