@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -886,6 +886,48 @@ def run_step(
         wall=wall,
         note=note,
     )
+
+
+@dataclass(frozen=True)
+class CountedWindow:
+    """A step measured between marks (instructions.py, pycalls.py): the calls, then idle."""
+
+    step: StepResult
+    window_s: float  # from the "start" mark to the "calls" mark: the calls and the tail
+    idle_s: float  # from the "calls" mark to the "idle" mark: nothing offered
+
+
+def run_counted_window(
+    system: System,
+    *,
+    rate: int,
+    calls: int,
+    tail_s: float,
+    idle_s: float,
+    workdir: Path,
+    inf: Path,
+    mark: Callable[[str], None],
+    counter: str,
+) -> CountedWindow:
+    """``mark("start")``, ``calls`` calls at ``rate`` (all clean, else RuntimeError naming
+    ``counter``), ``tail_s`` for every transaction to end through its timers,
+    ``mark("calls")``, ``idle_s`` with nothing offered, ``mark("idle")``: per call is then
+    (window − idle rate × window) / calls, whatever the marks count."""
+    mark("start")
+    started = time.monotonic()
+    step = run_step(system, rate, calls / rate, workdir, inf)
+    if step.successful != step.calls or step.failed or step.retransmissions:
+        raise RuntimeError(
+            f"calls not clean under {counter}: {step.successful}/{step.calls} ok, "
+            f"{step.failed} failed, {step.retransmissions} retransmissions (lower --rate)"
+        )
+    time.sleep(tail_s)
+    mark("calls")
+    window_s = time.monotonic() - started
+    idle_started = time.monotonic()
+    time.sleep(idle_s)
+    mark("idle")
+    return CountedWindow(step=step, window_s=window_s, idle_s=time.monotonic() - idle_started)
 
 
 def collect_step(

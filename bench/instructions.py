@@ -228,25 +228,32 @@ def measure(args: argparse.Namespace) -> PerCall:
         pid = system.sut_pid
         assert pid is not None
         time.sleep(SETTLE_S)
-        control("-z", str(pid))
-        started = time.monotonic()
-        step = cps.run_step(system, args.rate, args.calls / args.rate, out, inf)
-        if step.successful != step.calls or step.failed or step.retransmissions:
-            raise RuntimeError(
-                f"calls not clean under valgrind: {step.successful}/{step.calls} ok, "
-                f"{step.failed} failed, {step.retransmissions} retransmissions (lower --rate)"
-            )
-        time.sleep(args.tail)
-        control("--dump=calls", str(pid))
-        window_s = time.monotonic() - started
-        control("-z", str(pid))
-        idle_started = time.monotonic()
-        time.sleep(args.idle)
-        control("--dump=idle", str(pid))
-        idle_s = time.monotonic() - idle_started
+
+        def mark(name: str) -> None:
+            if name != "start":
+                control(f"--dump={name}", str(pid))
+            if name != "idle":
+                control("-z", str(pid))  # the next window starts from zero
+
+        counted = cps.run_counted_window(
+            system,
+            rate=args.rate,
+            calls=args.calls,
+            tail_s=args.tail,
+            idle_s=args.idle,
+            workdir=out,
+            inf=inf,
+            mark=mark,
+            counter="valgrind",
+        )
         window, idle = read_dump(out, pid, 1), read_dump(out, pid, 2)
     result = per_call(
-        window, idle, calls=step.calls, window_s=window_s, idle_s=idle_s, top=args.top
+        window,
+        idle,
+        calls=counted.step.calls,
+        window_s=counted.window_s,
+        idle_s=counted.idle_s,
+        top=args.top,
     )
     (out / "result.json").write_text(
         json.dumps(
@@ -254,8 +261,8 @@ def measure(args: argparse.Namespace) -> PerCall:
                 "calls": result.calls,
                 "loop_per_call": result.loop,
                 "other_threads_per_call": result.other_threads,
-                "window_s": window_s,
-                "idle_s": idle_s,
+                "window_s": counted.window_s,
+                "idle_s": counted.idle_s,
                 "top": result.top,
             },
             indent=1,

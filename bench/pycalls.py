@@ -198,28 +198,29 @@ def measure(args: argparse.Namespace) -> PerCall:
         pid = system.sut_pid
         assert pid is not None
         time.sleep(SETTLE_S)
-        before = read_dump(dumps, 1, pid)
-        started = time.monotonic()
-        step = cps.run_step(system, args.rate, args.calls / args.rate, out, inf)
-        if step.successful != step.calls or step.failed or step.retransmissions:
-            raise RuntimeError(
-                f"calls not clean under the counter: {step.successful}/{step.calls} ok, "
-                f"{step.failed} failed, {step.retransmissions} retransmissions (lower --rate)"
-            )
-        time.sleep(args.tail)
-        after_calls = read_dump(dumps, 2, pid)
-        window_s = time.monotonic() - started
-        idle_started = time.monotonic()
-        time.sleep(args.idle)
-        after_idle = read_dump(dumps, 3, pid)
-        idle_s = time.monotonic() - idle_started
+        counts: dict[str, Counts] = {}
+
+        def mark(name: str) -> None:
+            counts[name] = read_dump(dumps, len(counts) + 1, pid)
+
+        counted = cps.run_counted_window(
+            system,
+            rate=args.rate,
+            calls=args.calls,
+            tail_s=args.tail,
+            idle_s=args.idle,
+            workdir=out,
+            inf=inf,
+            mark=mark,
+            counter="the call counter",
+        )
     result = per_call(
-        before,
-        after_calls,
-        after_idle,
-        calls=step.calls,
-        window_s=window_s,
-        idle_s=idle_s,
+        counts["start"],
+        counts["calls"],
+        counts["idle"],
+        calls=counted.step.calls,
+        window_s=counted.window_s,
+        idle_s=counted.idle_s,
         top=args.top,
     )
     (out / "result.json").write_text(json.dumps(result.__dict__, indent=1), encoding="utf-8")
