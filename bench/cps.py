@@ -892,42 +892,59 @@ def run_step(
 class CountedWindow:
     """A step measured between marks (instructions.py, pycalls.py): the calls, then idle."""
 
+    pid: int  # of the maskline that served it
     step: StepResult
     window_s: float  # from the "start" mark to the "calls" mark: the calls and the tail
     idle_s: float  # from the "calls" mark to the "idle" mark: nothing offered
 
 
+# The small AXB plan of a counted window: few calls, each one routed and bound.
+COUNTED_X_COUNT, COUNTED_BINDINGS_PER_X = 2, 20
+
+
 def run_counted_window(
-    system: System,
+    out: Path,
     *,
+    label: str,
+    settle_s: float,
     rate: int,
     calls: int,
     tail_s: float,
     idle_s: float,
-    workdir: Path,
-    inf: Path,
-    mark: Callable[[str], None],
+    mark_for: Callable[[int], Callable[[str], None]],
     counter: str,
 ) -> CountedWindow:
-    """``mark("start")``, ``calls`` calls at ``rate`` (all clean, else RuntimeError naming
-    ``counter``), ``tail_s`` for every transaction to end through its timers,
-    ``mark("calls")``, ``idle_s`` with nothing offered, ``mark("idle")``: per call is then
-    (window − idle rate × window) / calls, whatever the marks count."""
-    mark("start")
-    started = time.monotonic()
-    step = run_step(system, rate, calls / rate, workdir, inf)
-    if step.successful != step.calls or step.failed or step.retransmissions:
-        raise RuntimeError(
-            f"calls not clean under {counter}: {step.successful}/{step.calls} ok, "
-            f"{step.failed} failed, {step.retransmissions} retransmissions (lower --rate)"
-        )
-    time.sleep(tail_s)
-    mark("calls")
-    window_s = time.monotonic() - started
-    idle_started = time.monotonic()
-    time.sleep(idle_s)
-    mark("idle")
-    return CountedWindow(step=step, window_s=window_s, idle_s=time.monotonic() - idle_started)
+    """Start maskline (behind ``MASKLINE_PREFIX``) in ``out`` with a small AXB plan, let it
+    settle ``settle_s``, then, with ``mark = mark_for(its pid)``: ``mark("start")``, ``calls``
+    calls at ``rate`` (all clean, else RuntimeError naming ``counter``), ``tail_s`` for every
+    transaction to end through its timers, ``mark("calls")``, ``idle_s`` with nothing offered,
+    ``mark("idle")``. Per call is then (window − idle rate × window) / calls, whatever the
+    marks count."""
+    plan = bindings_plan(x_count=COUNTED_X_COUNT, per_x=COUNTED_BINDINGS_PER_X)
+    inf = out / "callers.csv"
+    inf.write_text(sipp_inf(plan), encoding="ascii")
+    print(f"{label}: work files in {out}", flush=True)
+    with maskline_system(out / "maskline", plan, stalled_push=False, log_level="info") as system:
+        pid = system.sut_pid
+        assert pid is not None
+        time.sleep(settle_s)
+        mark = mark_for(pid)
+        mark("start")
+        started = time.monotonic()
+        step = run_step(system, rate, calls / rate, out, inf)
+        if step.successful != step.calls or step.failed or step.retransmissions:
+            raise RuntimeError(
+                f"calls not clean under {counter}: {step.successful}/{step.calls} ok, "
+                f"{step.failed} failed, {step.retransmissions} retransmissions (lower --rate)"
+            )
+        time.sleep(tail_s)
+        mark("calls")
+        window_s = time.monotonic() - started
+        idle_started = time.monotonic()
+        time.sleep(idle_s)
+        mark("idle")
+        idle_window_s = time.monotonic() - idle_started
+    return CountedWindow(pid=pid, step=step, window_s=window_s, idle_s=idle_window_s)
 
 
 def collect_step(

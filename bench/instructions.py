@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +52,6 @@ import cps  # bench/ is not a package: its sibling script, by path
 OUT = cps.OUT / "instructions"
 STARTUP_DEADLINE_S = 600.0  # imports and the first espeak-ng prompts, ~50× slower
 SETTLE_S = 5.0
-X_COUNT, BINDINGS_PER_X = 2, 20
 MAIN_THREAD = 1  # callgrind numbers threads from 1 in creation order: 1 is the main thread
 
 
@@ -218,35 +217,28 @@ def measure(args: argparse.Namespace) -> PerCall:
         "--dump-instr=no",
         f"--callgrind-out-file={out}/cg.%p",
     ]
-    plan = cps.bindings_plan(x_count=X_COUNT, per_x=BINDINGS_PER_X)
-    inf = out / "callers.csv"
-    inf.write_text(cps.sipp_inf(plan), encoding="ascii")
-    print(f"instructions bench: work files in {out}; maskline starts under callgrind", flush=True)
-    with cps.maskline_system(
-        out / "maskline", plan, stalled_push=False, log_level="info"
-    ) as system:
-        pid = system.sut_pid
-        assert pid is not None
-        time.sleep(SETTLE_S)
 
+    def mark_for(pid: int) -> Callable[[str], None]:
         def mark(name: str) -> None:
             if name != "start":
                 control(f"--dump={name}", str(pid))
             if name != "idle":
                 control("-z", str(pid))  # the next window starts from zero
 
-        counted = cps.run_counted_window(
-            system,
-            rate=args.rate,
-            calls=args.calls,
-            tail_s=args.tail,
-            idle_s=args.idle,
-            workdir=out,
-            inf=inf,
-            mark=mark,
-            counter="valgrind",
-        )
-        window, idle = read_dump(out, pid, 1), read_dump(out, pid, 2)
+        return mark
+
+    counted = cps.run_counted_window(
+        out,
+        label="instructions bench (maskline under callgrind)",
+        settle_s=SETTLE_S,
+        rate=args.rate,
+        calls=args.calls,
+        tail_s=args.tail,
+        idle_s=args.idle,
+        mark_for=mark_for,
+        counter="valgrind",
+    )
+    window, idle = read_dump(out, counted.pid, 1), read_dump(out, counted.pid, 2)
     result = per_call(
         window,
         idle,

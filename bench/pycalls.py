@@ -36,10 +36,11 @@ import os
 import runpy
 import signal
 import sys
+import sysconfig
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -49,8 +50,10 @@ OUT_ENV = (
     "PYCALLS_OUT"  # where the booted server writes its dumps (not MASKLINE_: cps strips those)
 )
 SETTLE_S = 3.0
-X_COUNT, BINDINGS_PER_X = 2, 20
 DUMP_DEADLINE_S = 10.0
+
+_STDLIB = sysconfig.get_paths()["stdlib"] + "/"
+_REPOSITORY = str(Path(__file__).resolve().parent.parent) + "/"
 
 # (thread: "loop" | "other", "file:line name") -> calls
 Counts = dict[tuple[str, str], int]
@@ -86,15 +89,15 @@ def install_counter(out: Path) -> None:
 
 
 def describe(code: Any) -> str:
-    """``file:line name`` of a code object, the file relative to the repository or site-packages."""
+    """``file:line name`` of a code object; the file relative to site-packages (a dependency),
+    the standard library ("stdlib/") or the repository."""
     filename = str(code.co_filename)
-    for marker in ("/site-packages/", "/lib/python3"):
-        if marker in filename:
-            filename = filename.split(marker, 1)[1]
-            break
+    if "/site-packages/" in filename:
+        filename = filename.split("/site-packages/", 1)[1]
+    elif filename.startswith(_STDLIB):
+        filename = "stdlib/" + filename.removeprefix(_STDLIB)
     else:
-        root = str(Path(__file__).resolve().parent.parent) + "/"
-        filename = filename.removeprefix(root)
+        filename = filename.removeprefix(_REPOSITORY)
     return f"{filename}:{code.co_firstlineno} {code.co_qualname}"
 
 
@@ -188,32 +191,25 @@ def measure(args: argparse.Namespace) -> PerCall:
     dumps.mkdir(parents=True)
     os.environ[OUT_ENV] = str(dumps)
     cps.MASKLINE_PREFIX[:] = [sys.executable, str(Path(__file__).resolve()), "--boot"]
-    plan = cps.bindings_plan(x_count=X_COUNT, per_x=BINDINGS_PER_X)
-    inf = out / "callers.csv"
-    inf.write_text(cps.sipp_inf(plan), encoding="ascii")
-    print(f"pycalls bench: work files in {out}", flush=True)
-    with cps.maskline_system(
-        out / "maskline", plan, stalled_push=False, log_level="info"
-    ) as system:
-        pid = system.sut_pid
-        assert pid is not None
-        time.sleep(SETTLE_S)
-        counts: dict[str, Counts] = {}
+    counts: dict[str, Counts] = {}
 
+    def mark_for(pid: int) -> Callable[[str], None]:
         def mark(name: str) -> None:
             counts[name] = read_dump(dumps, len(counts) + 1, pid)
 
-        counted = cps.run_counted_window(
-            system,
-            rate=args.rate,
-            calls=args.calls,
-            tail_s=args.tail,
-            idle_s=args.idle,
-            workdir=out,
-            inf=inf,
-            mark=mark,
-            counter="the call counter",
-        )
+        return mark
+
+    counted = cps.run_counted_window(
+        out,
+        label="pycalls bench",
+        settle_s=SETTLE_S,
+        rate=args.rate,
+        calls=args.calls,
+        tail_s=args.tail,
+        idle_s=args.idle,
+        mark_for=mark_for,
+        counter="the call counter",
+    )
     result = per_call(
         counts["start"],
         counts["calls"],
@@ -241,10 +237,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--boot"]:
-        if OUT_ENV not in environ:
+        if OUT_ENV not in os.environ:
             raise SystemExit(f"--boot needs {OUT_ENV} (set by this script's own run)")
         boot(argv[1:])
         return 0
