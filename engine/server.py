@@ -62,8 +62,8 @@ from store.records import CallRecord
 
 _log = get_logger("engine.server")
 
-# The soft open-file limit asked for when the hard one is unlimited.
-_OPEN_FILES_WANTED = 1 << 20
+# What an unlimited open-file limit counts as when the relay's share of it is worked out.
+_OPEN_FILES_UNLIMITED = 1 << 20
 
 
 def run(settings: Settings) -> int:
@@ -195,22 +195,21 @@ def raise_open_files_limit() -> int:
     systemd unit with LimitNOFILE, would cap the engine far below its call rate.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, _OPEN_FILES_WANTED)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as error:  # e.g. above fs.nr_open: keep what we have
-            _log.warning("open_files_limit_kept", soft=soft, hard=hard, error=str(error))
-            return soft
-        if wanted != soft:
-            _log.info("open_files_limit_raised", soft=wanted, was=soft)
-        return wanted
-    return soft
+    if resource.RLIM_INFINITY in (soft, hard) or soft >= hard:
+        # Linux never reports an unlimited NOFILE (fs.nr_open bounds it); nothing to lift.
+        return _open_files_limit()
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as error:  # e.g. above fs.nr_open: keep what we have
+        _log.warning("open_files_limit_kept", soft=soft, hard=hard, error=str(error))
+        return soft
+    _log.info("open_files_limit_raised", soft=hard, was=soft)
+    return hard
 
 
 def _open_files_limit() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return _OPEN_FILES_WANTED if soft == resource.RLIM_INFINITY else soft
+    return _OPEN_FILES_UNLIMITED if soft == resource.RLIM_INFINITY else soft
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
