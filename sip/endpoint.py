@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from enum import Enum
@@ -125,13 +126,10 @@ class Endpoint:
         self._transactions: dict[TxKey, Transaction] = {}
         # ACK of a 2xx carries a new branch (§17.1.1.3); find its INVITE by dialog data.
         self._awaiting_ack: dict[tuple[str, int, str], TxKey] = {}
-        # (deadline, tie-breaker, transaction key); an entry is live while the transaction's
-        # ``scheduled_at`` equals its deadline, the rest are dropped lazily.
-        self._timer_heap: list[tuple[float, int, TxKey]] = []
+        self._deadlines = _Deadlines(self._transactions)
         # One Peer per UDP address instead of one per datagram: a transaction keeps its peer
         # for up to 64*T1, and a shared one is not another object for every full collection.
         self._udp_peers: dict[tuple[str, int], Peer] = {}
-        self._seq = itertools.count()
         self._events: deque[Event] = deque()
         self._outgoing: list[Outgoing] = []
         self._framers: dict[int, StreamFramer] = {}
@@ -183,25 +181,17 @@ class Endpoint:
 
     def next_timer(self) -> float | None:
         """Earliest deadline at which ``handle_timer`` must be called, or None."""
-        heap = self._timer_heap
-        transactions = self._transactions
-        while heap:
-            at, _, key = heap[0]
-            tx = transactions.get(key)
-            if tx is not None and tx.scheduled_at == at:
-                return at
-            heapq.heappop(heap)  # stale entry (lazy deletion)
-        return None
+        return self._deadlines.earliest()
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
-        heap = self._timer_heap
+        deadlines = self._deadlines
         transactions = self._transactions
-        while heap and heap[0][0] <= now:
-            at, _, key = heapq.heappop(heap)
-            tx = transactions.get(key)
-            if tx is None or tx.scheduled_at != at:
-                continue
+        while True:
+            key = deadlines.pop_due(now)
+            if key is None:
+                return
+            tx = transactions[key]
             tx.scheduled_at = None
             # What a timer sends is a retransmission (timers A, E, G), but for the delayed
             # 100 Trying, a first response.
@@ -209,7 +199,7 @@ class Endpoint:
             sent = self._apply(tx, tx.fire_due_timers(now))
             if sent > first_sends:
                 self.stats.retransmissions_sent += sent - first_sends
-            self._after(tx)
+            self._after(tx, now)
 
     # -- input: the application ------------------------------------------------------------
 
@@ -253,14 +243,14 @@ class Endpoint:
             ack_key = (request.call_id, request.cseq.seq, request.from_tag or "")
             tx.awaiting_ack_key = ack_key
             self._awaiting_ack[ack_key] = tx.key
-        self._after(tx)
+        self._after(tx, now)
 
     def transport_error(self, tx_key: TxKey, now: float) -> None:
         """The I/O layer could not send for ``tx_key`` (e.g. TCP connect refused)."""
         tx = self._transactions.get(tx_key)
         if tx is not None:
             self._apply(tx, tx.transport_error(now))
-            self._after(tx)
+            self._after(tx, now)
 
     def response_for(self, tx_key: TxKey, status_code: int, reason: str | None = None) -> Response:
         """Convenience: a response to the request of server transaction ``tx_key``."""
@@ -298,7 +288,7 @@ class Endpoint:
         )
         self._transactions[key] = tx
         self._apply(tx, tx.start())
-        self._after(tx)
+        self._after(tx, now)
         return key
 
     def _receive(self, data: bytes, peer: Peer, now: float, *, stream: bool) -> None:
@@ -352,7 +342,7 @@ class Endpoint:
                 self.stats.responses_dropped += 1
             return
         self._apply(tx, tx.receive_response(response, now))
-        self._after(tx)
+        self._after(tx, now)
 
     def _server_key(self, request: Request, method: str) -> TxKey:
         via = request.top_via
@@ -384,7 +374,7 @@ class Endpoint:
                 return
             self.stats.retransmissions_absorbed += method != "ACK"
             self._apply(tx, tx.receive_request(request, now))
-            self._after(tx)
+            self._after(tx, now)
             return
         try:
             request.validate()
@@ -430,7 +420,7 @@ class Endpoint:
             self._events.append(
                 RequestReceived(tx.key, request, tx.peer, in_dialog=to_tag is not None)
             )
-        self._after(tx)
+        self._after(tx, now)
 
     def _admission(
         self, request: Request, key: TxKey, peer: Peer, to_tag: str | None, now: float
@@ -508,7 +498,7 @@ class Endpoint:
             self._events.append(AckReceived(ack, peer, None))
             return
         self._apply(tx, tx.receive_request(ack, now))
-        self._after(tx)
+        self._after(tx, now)
 
     def _response_peer(self, request: Request, source: Peer) -> Peer:
         """Where responses go (RFC 3261 §18.2.2, RFC 3581).
@@ -565,7 +555,7 @@ class Endpoint:
                 self._events.append(TransportFailed(tx.key))
         return queued
 
-    def _after(self, tx: Transaction) -> None:
+    def _after(self, tx: Transaction, now: float) -> None:
         """Forget a terminated transaction or (re)schedule its next deadline."""
         if tx.state is _TERMINATED:
             self._transactions.pop(tx.key, None)
@@ -581,7 +571,85 @@ class Endpoint:
         if deadline != tx.scheduled_at:  # pushed again only when it moved
             tx.scheduled_at = deadline
             if deadline is not None:
-                heapq.heappush(self._timer_heap, (deadline, next(self._seq), tx.key))
+                self._deadlines.push(deadline, tx.key, now)
+
+
+# A deadline further than this from now waits in the bucket of its second, not in the heap.
+_FAR_AFTER_S = 2.0
+
+
+class _Deadlines:
+    """The endpoint's transaction deadlines: a heap for the next seconds, buckets beyond.
+
+    An entry is (deadline, tie-breaker, transaction key); it is live while the transaction
+    exists and its ``scheduled_at`` equals the deadline, and the rest are dropped lazily.
+
+    Why two tiers: every transaction stays 32 s (64*T1) after its call to absorb
+    retransmissions, so at 1,000 calls/s ~90,000 deadlines are queued, nearly all of them
+    tens of seconds away. In one heap, every push and pop walked ~17 levels of tuples spread
+    over memory (6 % of the event loop's time in ``bench/cps.py``). A deadline more than
+    ``_FAR_AFTER_S`` away is appended to the unsorted bucket of its second instead, and a
+    bucket joins the heap only when nothing earlier is left there — by then most of its
+    entries are stale (their transaction ended or moved on) and are dropped without ever being
+    sorted. ``earliest`` is exactly what a single heap would say: a bucket's entries are no
+    earlier than its second, and a bucket is merged before the heap's top reaches that second.
+    """
+
+    def __init__(self, transactions: dict[TxKey, Transaction]) -> None:
+        self._transactions = transactions
+        self._heap: list[tuple[float, int, TxKey]] = []
+        self._buckets: dict[int, list[tuple[float, int, TxKey]]] = {}
+        self._bucket_seconds: list[int] = []  # a heap of the buckets' keys
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        """Entries held, stale ones included (for tests and bounds)."""
+        return len(self._heap) + sum(len(bucket) for bucket in self._buckets.values())
+
+    def push(self, deadline: float, key: TxKey, now: float) -> None:
+        entry = (deadline, next(self._seq), key)
+        if deadline - now <= _FAR_AFTER_S:
+            heapq.heappush(self._heap, entry)
+            return
+        second = math.floor(deadline)
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            self._buckets[second] = [entry]
+            heapq.heappush(self._bucket_seconds, second)
+        else:
+            bucket.append(entry)
+
+    def earliest(self) -> float | None:
+        """The earliest live deadline (it is then the heap's top), or None."""
+        heap = self._heap
+        transactions = self._transactions
+        seconds = self._bucket_seconds
+        while True:
+            while heap:
+                at, _, key = heap[0]
+                tx = transactions.get(key)
+                if tx is not None and tx.scheduled_at == at:
+                    break
+                heapq.heappop(heap)
+            if seconds and (not heap or heap[0][0] >= seconds[0]):
+                self._merge(self._buckets.pop(heapq.heappop(seconds)))
+                continue
+            return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> TxKey | None:
+        """Remove and return the transaction key of the earliest live deadline <= ``now``."""
+        at = self.earliest()
+        if at is None or at > now:
+            return None
+        return heapq.heappop(self._heap)[2]
+
+    def _merge(self, bucket: list[tuple[float, int, TxKey]]) -> None:
+        heap = self._heap
+        transactions = self._transactions
+        for entry in bucket:
+            tx = transactions.get(entry[2])
+            if tx is not None and tx.scheduled_at == entry[0]:
+                heapq.heappush(heap, entry)
 
 
 def _stamp_received(request: Request, peer: Peer) -> None:

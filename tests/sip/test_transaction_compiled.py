@@ -276,14 +276,14 @@ def test_timer_heap_gets_an_entry_only_when_a_deadline_moves() -> None:
     endpoint.receive_datagram(_invite("heap1"), ("192.0.2.7", 5060), 0.0)
     event = endpoint.next_event()
     assert isinstance(event, RequestReceived)
-    assert endpoint._timer_heap == []  # Proceeding: nothing armed (100 sent at once)
+    assert len(endpoint._deadlines) == 0  # Proceeding: nothing armed (100 sent at once)
     endpoint.send_response(event.tx_key, endpoint.response_for(event.tx_key, 180), 0.1)
-    assert endpoint._timer_heap == []
+    assert len(endpoint._deadlines) == 0
     endpoint.send_response(event.tx_key, endpoint.response_for(event.tx_key, 486), 0.2)
-    assert [at for at, _, _ in endpoint._timer_heap] == [0.7]  # G (H at 32.2 comes later)
+    assert [at for at, _, _ in endpoint._deadlines._heap] == [0.7]  # G (H at 32.2 comes later)
     # A retransmitted INVITE re-sends the 486 and moves no deadline: no new entry.
     endpoint.receive_datagram(_invite("heap1"), ("192.0.2.7", 5060), 0.3)
-    assert len(endpoint._timer_heap) == 1
+    assert len(endpoint._deadlines) == 1
     assert endpoint.next_timer() == 0.7
     endpoint.handle_timer(0.7)  # G re-sends and doubles: next at 0.7 + 1.0
     assert endpoint.next_timer() == pytest.approx(1.7)
