@@ -410,8 +410,13 @@ def wait_until_ready(server: MasklineServer) -> None:
             probe = build_request("OPTIONS", client.local)
             try:
                 reply = client.send_and_receive(probe, timeout=0.2)
-            except (AssertionError, ConnectionRefusedError):
-                continue  # not listening yet (ICMP refused) or no answer yet: poll again
+            except AssertionError:
+                continue  # no answer yet: poll again
+            except ConnectionRefusedError:
+                # Not listening yet: the refusal comes back at once, and polling again at once
+                # spun a core that the starting server (imports, prompts) needs on 2 cores.
+                time.sleep(0.02)
+                continue
             if reply.status == 200:
                 break
     finally:
