@@ -1,9 +1,9 @@
 """asyncio I/O for the sans-IO SIP ``Endpoint`` (EXAMPLES.md §1.6): UDP and TCP, one timer.
 
 This file alone reads the loop clock.  Every entry point does: feed the
-endpoint, let the application drain its events, flush what the endpoint
-queued, re-arm the single ``call_at`` handle.  Nothing a peer sends may raise
-out of here.
+endpoint, let the application drain its events, then have what the endpoint
+queued sent and the single ``call_at`` handle re-armed at the end of the loop's
+turn (``SipTransport.flush``).  Nothing a peer sends may raise out of here.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class SipTransport:
         self._connection_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._flush_handle: asyncio.Handle | None = None
         # How late SIP is served, kept on the endpoint for its admission policy.
         self.lag = SipLagMonitor(send_probe=self._send_probe, on_lag=self._set_lag)
         self._probe: socket.socket | None = None
@@ -116,7 +117,11 @@ class SipTransport:
         self.endpoint.loop_lag_s = lag_s
 
     def close(self) -> None:
-        """Stop listening and drop every connection."""
+        """Send what is still queued (the BYEs of a shutdown), stop listening, drop every
+        connection."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_now()
         self.lag.stop()
         self._set_lag(0.0)
         if self._probe is not None:
@@ -154,7 +159,22 @@ class SipTransport:
         self.flush()
 
     def flush(self) -> None:
-        """Send everything the endpoint queued and re-arm the timer."""
+        """Send everything the endpoint queued and re-arm the timer — once this turn of the
+        event loop has handled all it read.
+
+        Why not at once: each datagram sent to a peer that sleeps in its poll wakes it, and
+        on loopback the sender pays for that wake-up (in a VM, an interrupt to the other CPU):
+        half of the kernel's time in ``sendmsg``. Sent together, the messages that the
+        datagrams of one poll and the coroutines they resumed produced wake a peer once.
+        Measured in ``bench/cps.py`` at 1,000 calls/s: -11 % CPU per call (7 alternating
+        runs). What it delays a message by is the rest of that turn: the other datagrams of
+        the same poll, ~50 µs each at load.
+        """
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_handle = None
         for outgoing in self.endpoint.datagrams_to_send():
             self._send(outgoing)
         self._arm_timer()
