@@ -49,6 +49,7 @@ class SipTransport:
         self.endpoint = endpoint
         self.max_tcp_connections = max_tcp_connections
         self.udp_send_dropped = 0  # datagrams dropped: the write queue was past its limit
+        self.udp_send_failed = 0  # datagrams the socket refused (an address it cannot reach)
         self.tcp_refused = 0  # inbound connections closed: max_tcp_connections were open
         self._on_events = on_events
         self._loop = loop or asyncio.get_running_loop()
@@ -188,7 +189,16 @@ class SipTransport:
                 if udp.get_write_buffer_size() > UDP_WRITE_QUEUE_LIMIT:  # type: ignore[attr-defined]
                     self.udp_send_dropped += 1
                     return
-                udp.sendto(outgoing.data, (peer.host, peer.port))
+                try:
+                    udp.sendto(outgoing.data, (peer.host, peer.port))
+                except (ValueError, OSError) as error:
+                    # A peer this socket cannot address (a host name — nothing resolves names
+                    # on this path — or the other IP family): this datagram is lost, the rest
+                    # of the turn's still go out.
+                    self.udp_send_failed += 1
+                    _log.warning(
+                        "udp_send_failed", host=peer.host, port=peer.port, error=str(error)
+                    )
             return
         connection = self._connections.get(peer.connection or -1)
         if connection is None:

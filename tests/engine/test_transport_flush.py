@@ -26,6 +26,8 @@ class RecordingDatagramTransport:
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         assert not self.closed, "sent after close"
+        if not addr[0][0].isdigit():  # what uvloop's sendto does with a host name
+            raise ValueError(f"{addr!r}: socket family mismatch or a DNS lookup is required")
         self.sent.append((data, addr))
 
     def close(self) -> None:
@@ -88,3 +90,16 @@ async def test_close_sends_what_is_still_queued_and_nothing_fires_after() -> Non
     assert transport._timer is None  # the re-arm of that send was cancelled with the rest
     await asyncio.sleep(0)
     assert len(udp.sent) == 1
+
+
+async def test_a_peer_the_socket_cannot_address_loses_only_its_own_datagram() -> None:
+    transport, endpoint, udp = _transport()
+    now = transport.now()
+    endpoint.send_request(_options(4), PEER, now)
+    endpoint.send_request(_options(5), Peer("UDP", "sbc.example.invalid", 5060), now)
+    endpoint.send_request(_options(6), PEER, now)
+    transport.flush()
+    await asyncio.sleep(0)
+    assert _call_ids(udp) == ["flush-4", "flush-6"]
+    assert transport.udp_send_failed == 1
+    transport.close()
