@@ -1,11 +1,13 @@
-"""The endpoint's deadline queue (a heap for the next seconds, buckets beyond) against a model.
-
-The model is what the single heap it replaced answered: the earliest live deadline, and live
-deadlines due at ``now`` in (deadline, order of scheduling) order. Live = the transaction is
-still in the table and its ``scheduled_at`` is that deadline.
+"""The endpoint's deadline queue (a heap for the next seconds, buckets beyond) against the
+single heap it replaced: the same earliest live deadline, the same transactions due at ``now``
+in the same order. Live = the transaction is still in the table and its ``scheduled_at`` is
+that deadline.
 """
 
 from __future__ import annotations
+
+import heapq
+import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,15 +55,43 @@ OPERATIONS = st.lists(
 )
 
 
+class SingleHeap:
+    """The reference: one heap of (deadline, order, key), stale entries dropped lazily — what
+    the endpoint kept before the two tiers."""
+
+    def __init__(self, transactions: dict[TxKey, Transaction]) -> None:
+        self._transactions = transactions
+        self._heap: list[tuple[float, int, TxKey]] = []
+        self._order = itertools.count()
+
+    def push(self, deadline: float, key: TxKey) -> None:
+        heapq.heappush(self._heap, (deadline, next(self._order), key))
+
+    def earliest(self) -> float | None:
+        while self._heap:
+            at, _, key = self._heap[0]
+            tx = self._transactions.get(key)
+            if tx is not None and tx.scheduled_at == at:
+                return at
+            heapq.heappop(self._heap)
+        return None
+
+    def pop_due(self, now: float) -> TxKey | None:
+        at = self.earliest()
+        if at is None or at > now:
+            return None
+        return heapq.heappop(self._heap)[2]
+
+
 @given(OPERATIONS, st.floats(min_value=0.0, max_value=1e6))
 def test_the_queue_answers_what_one_heap_would(
     operations: list[tuple[str, int, float]], start: float
 ) -> None:
     transactions: dict[TxKey, Transaction] = {}
     deadlines = _Deadlines(transactions)
-    model: dict[TxKey, tuple[float, int]] = {}  # live: key → (deadline, scheduling order)
+    reference = SingleHeap(transactions)
     now = start
-    for order, (what, index, seconds) in enumerate(operations):
+    for what, index, seconds in operations:
         key = KEYS[index]
         if what == "schedule":
             tx = transactions.get(key)
@@ -70,22 +100,23 @@ def test_the_queue_answers_what_one_heap_would(
             if tx.scheduled_at != now + seconds:  # the endpoint pushes only a moved deadline
                 tx.scheduled_at = now + seconds
                 deadlines.push(now + seconds, key, now)
-                model[key] = (now + seconds, order)
+                reference.push(now + seconds, key)
         elif what == "end":
             transactions.pop(key, None)
-            model.pop(key, None)
         else:
             now += seconds
-            due = sorted((at, seq, k) for k, (at, seq) in model.items() if at <= now)
-            fired = []
             while (popped := deadlines.pop_due(now)) is not None:
-                transactions[popped].scheduled_at = None  # as the endpoint does on firing
-                fired.append(popped)
-            assert fired == [k for _, _, k in due]
-            for k in fired:
-                del model[k]
-        expected = min((at for at, _ in model.values()), default=None)
-        assert deadlines.earliest() == expected
+                assert popped == reference.pop_due(now)  # the same one, in the same order
+                fired = transactions[popped]
+                assert fired.scheduled_at is not None and fired.scheduled_at <= now
+                fired.scheduled_at = None  # as the endpoint does on firing
+            assert reference.pop_due(now) is None
+            # Everything due fired: what is still scheduled is later.
+            assert all(
+                tx.scheduled_at is None or tx.scheduled_at > now for tx in transactions.values()
+            )
+        live = [tx.scheduled_at for tx in transactions.values() if tx.scheduled_at is not None]
+        assert deadlines.earliest() == reference.earliest() == min(live, default=None)
 
 
 def test_far_deadlines_wait_in_buckets_and_stale_ones_never_reach_the_heap() -> None:
