@@ -575,6 +575,7 @@ class _Sources:
     reports: ReportQueue | None = None
     db: Database | None = None
     overload_refused: Callable[[], Mapping[str, int]] | None = None
+    sip_not_sent: Callable[[], Mapping[str, int]] | None = None
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
@@ -630,6 +631,15 @@ class _EngineCollector:
             for reason, count in sorted(sources.overload_refused().items()):
                 refused.add_metric([reason], count)
             yield refused
+        if sources.sip_not_sent is not None:
+            not_sent = CounterMetricFamily(
+                "maskline_sip_not_sent",
+                "SIP datagrams the transport could not send, by reason",
+                labels=["reason"],
+            )
+            for reason, count in sorted(sources.sip_not_sent().items()):
+                not_sent.add_metric([reason], count)
+            yield not_sent
         if sources.db is not None:
             yield _counter(
                 "db_write_batches",
@@ -839,11 +849,13 @@ class Metrics:
         reports: ReportQueue | None = None,
         db: Database | None = None,
         overload_refused: Callable[[], Mapping[str, int]] | None = None,
+        sip_not_sent: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         """Make the given parts of the engine visible (those not given stay as they are).
 
         ``overload_refused``: requests refused by overload protection, by reason (e.g. the
-        overload guard's counters ``as_dict``)."""
+        overload guard's counters ``as_dict``); ``sip_not_sent``: what the SIP transport could
+        not send, by reason (``SipTransport.not_sent``)."""
         for name, value in (
             ("endpoint", endpoint),
             ("active_calls", active_calls),
@@ -852,6 +864,7 @@ class Metrics:
             ("reports", reports),
             ("db", db),
             ("overload_refused", overload_refused),
+            ("sip_not_sent", sip_not_sent),
         ):
             if value is not None:
                 setattr(self.sources, name, value)

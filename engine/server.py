@@ -297,7 +297,12 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             receive=sms_service.receive,
         )
         sms_service.attach_sender(sms.send)
-        metrics.attach(endpoint=endpoint, relay=relay, active_calls=lambda: b2bua.active_calls)
+        metrics.attach(
+            endpoint=endpoint,
+            relay=relay,
+            active_calls=lambda: b2bua.active_calls,
+            sip_not_sent=transport.not_sent,
+        )
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
         # Which modules run compiled (build_compiled.py, `make compiled`): none means pure Python.
         compiled = compiled_modules()

@@ -114,6 +114,14 @@ class SipTransport:
         with contextlib.suppress(OSError):  # a full send buffer: the probe counts as lost
             self._probe.send(data)
 
+    def not_sent(self) -> dict[str, int]:
+        """Datagrams that could not be sent, by reason (for /metrics): dropped while the UDP
+        write queue was past its limit, or refused by the socket."""
+        return {
+            "udp_write_queue_full": self.udp_send_dropped,
+            "udp_unaddressable": self.udp_send_failed,
+        }
+
     def _set_lag(self, lag_s: float) -> None:
         self.endpoint.loop_lag_s = lag_s
 

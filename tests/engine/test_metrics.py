@@ -384,6 +384,7 @@ async def test_exposition_reads_every_source_at_scrape_time(db: Database) -> Non
         reports=_Reports(),
         db=db,
         overload_refused=lambda: {"calls": 2, "source_rate": 5},
+        sip_not_sent=lambda: {"udp_write_queue_full": 3, "udp_unaddressable": 1},
     )
     _answered(metrics.calls, "c1", ring_after_s=0.2, talk_s=30.0)
     endpoint.receive_datagram(b"this is not SIP\r\n\r\n", (LOOPBACK, 5999), 0.0)
@@ -411,6 +412,8 @@ async def test_exposition_reads_every_source_at_scrape_time(db: Database) -> Non
     assert _value(samples, "maskline_reports_dropped_total") == 1
     assert _value(samples, "maskline_overload_refused_total", reason="calls") == 2
     assert _value(samples, "maskline_overload_refused_total", reason="source_rate") == 5
+    assert _value(samples, "maskline_sip_not_sent_total", reason="udp_write_queue_full") == 3
+    assert _value(samples, "maskline_sip_not_sent_total", reason="udp_unaddressable") == 1
     assert _value(samples, "maskline_rtp_sessions") == 0
     assert _value(samples, "maskline_media_ports_capacity") == 50
     assert _value(samples, "maskline_db_write_ops_total") >= 1

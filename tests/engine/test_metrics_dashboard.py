@@ -52,6 +52,7 @@ async def exported(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
         reports=_Reports(),
         db=db,
         overload_refused=lambda: {"calls": 0},
+        sip_not_sent=lambda: {"udp_write_queue_full": 0},
     )
     body, _ = await metrics.exposition()
     await db.close()

@@ -102,4 +102,5 @@ async def test_a_peer_the_socket_cannot_address_loses_only_its_own_datagram() ->
     await asyncio.sleep(0)
     assert _call_ids(udp) == ["flush-4", "flush-6"]
     assert transport.udp_send_failed == 1
+    assert transport.not_sent()["udp_unaddressable"] == 1  # what /metrics reads
     transport.close()
