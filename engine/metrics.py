@@ -582,6 +582,15 @@ def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily
     return CounterMetricFamily(f"maskline_{name}", documentation, value=value)
 
 
+def _counter_by_reason(
+    name: str, documentation: str, counts: Mapping[str, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"maskline_{name}", documentation, labels=["reason"])
+    for reason, count in sorted(counts.items()):
+        family.add_metric([reason], count)
+    return family
+
+
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"maskline_{name}", documentation, value=value)
 
@@ -623,23 +632,17 @@ class _EngineCollector:
         yield from self._bindings(sources, metrics.store_figures)
         yield from self._reports(sources, metrics.store_figures)
         if sources.overload_refused is not None:
-            refused = CounterMetricFamily(
-                "maskline_overload_refused",
+            yield _counter_by_reason(
+                "overload_refused",
                 "new requests refused (503) or dropped by overload protection, by reason",
-                labels=["reason"],
+                sources.overload_refused(),
             )
-            for reason, count in sorted(sources.overload_refused().items()):
-                refused.add_metric([reason], count)
-            yield refused
         if sources.sip_not_sent is not None:
-            not_sent = CounterMetricFamily(
-                "maskline_sip_not_sent",
+            yield _counter_by_reason(
+                "sip_not_sent",
                 "SIP datagrams the transport could not send, by reason",
-                labels=["reason"],
+                sources.sip_not_sent(),
             )
-            for reason, count in sorted(sources.sip_not_sent().items()):
-                not_sent.add_metric([reason], count)
-            yield not_sent
         if sources.db is not None:
             yield _counter(
                 "db_write_batches",
