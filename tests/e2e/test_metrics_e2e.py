@@ -227,6 +227,10 @@ def test_metrics_count_answered_busy_and_intercepted_calls(scene: Scene) -> None
     assert _value(samples, "maskline_sip_messages_received_total") >= 10
     assert _value(samples, "maskline_sip_transactions") >= 0
     assert _value(samples, "maskline_sip_internal_errors_total") == 0
+    assert _series(samples, "maskline_sip_not_sent_total") == {
+        (("reason", "udp_unaddressable"),): 0,
+        (("reason", "udp_write_queue_full"),): 0,
+    }
 
     # Bindings by type (from the store) and in the index.
     assert _series(samples, "maskline_bindings") == {
