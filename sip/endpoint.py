@@ -604,7 +604,7 @@ class _Deadlines:
         self._seq = itertools.count()
 
     def __len__(self) -> int:
-        """Entries held, stale ones included (for tests and bounds)."""
+        """Entries held, stale ones included (for tests)."""
         return len(self._heap) + sum(len(bucket) for bucket in self._buckets.values())
 
     def push(self, deadline: float, key: TxKey, now: float) -> None:
@@ -623,14 +623,9 @@ class _Deadlines:
     def earliest(self) -> float | None:
         """The earliest live deadline (it is then the heap's top), or None."""
         heap = self._heap
-        transactions = self._transactions
         seconds = self._bucket_seconds
         while True:
-            while heap:
-                at, _, key = heap[0]
-                tx = transactions.get(key)
-                if tx is not None and tx.scheduled_at == at:
-                    break
+            while heap and not self._live(heap[0]):
                 heapq.heappop(heap)
             if seconds and (not heap or heap[0][0] >= seconds[0]):
                 self._merge(self._buckets.pop(heapq.heappop(seconds)))
@@ -646,11 +641,13 @@ class _Deadlines:
 
     def _merge(self, bucket: list[tuple[float, int, TxKey]]) -> None:
         heap = self._heap
-        transactions = self._transactions
         for entry in bucket:
-            tx = transactions.get(entry[2])
-            if tx is not None and tx.scheduled_at == entry[0]:
+            if self._live(entry):
                 heapq.heappush(heap, entry)
+
+    def _live(self, entry: tuple[float, int, TxKey]) -> bool:
+        tx = self._transactions.get(entry[2])
+        return tx is not None and tx.scheduled_at == entry[0]
 
 
 def _stamp_received(request: Request, peer: Peer) -> None:
