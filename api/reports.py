@@ -441,21 +441,63 @@ def _run_items(
     order so that a call's end report follows its earlier ones). Should an item fail (a
     duplicate call record), the round is rolled back and run again item by item, each under its
     own savepoint, so that the failing item alone is left out."""
-    insert = partial(outbox.insert_reports, conn, now=now, owners=owners)
-    groups: list[tuple[int, int]] = []  # [start, end) of the items of one step
-    index = 0
-    while index < len(items):
-        end = index + 1
-        if items[index].op is None:
-            while end < len(items) and items[end].op is None:
-                end += 1
-        groups.append((index, end))
-        index = end
+    round_ = _Round(conn, items, now=now, zone=zone, owners=owners)
+    ok, value = _in_savepoint(conn, round_.whole, name="report_round")
+    if ok:
+        return [(True, value)] + [(True, set())] * (len(items) - 1)
+    results: list[_Result] = []
+    for start, end in round_.groups:
+        if items[start].op is not None:
+            results.append(_in_savepoint(conn, partial(round_.step, start, end)))
+            continue
+        for item in items[start:end]:  # one by one: the failing record alone is left out
+            results.append(_in_savepoint(conn, partial(round_.alone, item)))
+    return results
 
-    def step(start: int, end: int) -> set[str | None]:
+
+class _Round:
+    """The items of one writer round and the database work of each part of it.
+
+    A class, not functions nested in ``_run_items``: compiled by mypyc, nested functions share
+    an environment object that refers to each of them while each refers to it — a reference
+    cycle per round holding the round's items (its calls' events and records), which only the
+    scheduled full collection of the serving process would free (engine.gc_policy)."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        items: Sequence[_Item],
+        *,
+        now: float,
+        zone: ZoneInfo,
+        owners: outbox.PoolOwners,
+    ) -> None:
+        self.conn = conn
+        self.items = items
+        self.now = now
+        self.zone = zone
+        self.owners = owners
+        groups: list[tuple[int, int]] = []  # [start, end) of the items of one step
+        index = 0
+        while index < len(items):
+            end = index + 1
+            if items[index].op is None:
+                while end < len(items) and items[end].op is None:
+                    end += 1
+            groups.append((index, end))
+            index = end
+        self.groups = groups
+
+    def _insert(self, reports: list[NewReport]) -> set[str | None]:
+        return outbox.insert_reports(self.conn, reports, now=self.now, owners=self.owners)
+
+    def step(self, start: int, end: int) -> set[str | None]:
+        """The items ``[start, end)``: one operation, or call-path events and records."""
+        items = self.items
         op = items[start].op
         if op is not None:
-            return op(conn, now)
+            return op(self.conn, self.now)
+        zone = self.zone
         reports: list[NewReport] = []
         records: list[CallRecord] = []
         for item in items[start:end]:
@@ -465,33 +507,23 @@ def _run_items(
                 records.append(item.record)
                 reports.append(_end_report(item.record, zone))
         if records:
-            outbox.insert_call_record_rows(conn, records)
-        return insert(reports)
+            outbox.insert_call_record_rows(self.conn, records)
+        return self._insert(reports)
 
-    def alone(item: _Item) -> set[str | None]:
+    def alone(self, item: _Item) -> set[str | None]:
+        """One call-path item by itself (the retry of a failed round)."""
         if item.record is not None:
-            outbox.insert_call_record_rows(conn, [item.record])
-            return insert([_end_report(item.record, zone)])
+            outbox.insert_call_record_rows(self.conn, [item.record])
+            return self._insert([_end_report(item.record, self.zone)])
         assert item.event is not None
-        return insert([_event_report(item.event, zone)])
+        return self._insert([_event_report(item.event, self.zone)])
 
-    def whole() -> set[str | None]:
+    def whole(self) -> set[str | None]:
+        """Every step of the round, in order."""
         tenants: set[str | None] = set()
-        for start, end in groups:
-            tenants |= step(start, end)
+        for start, end in self.groups:
+            tenants |= self.step(start, end)
         return tenants
-
-    ok, value = _in_savepoint(conn, whole, name="report_round")
-    if ok:
-        return [(True, value)] + [(True, set())] * (len(items) - 1)
-    results: list[_Result] = []
-    for start, end in groups:
-        if items[start].op is not None:
-            results.append(_in_savepoint(conn, partial(step, start, end)))
-            continue
-        for item in items[start:end]:  # one by one: the failing record alone is left out
-            results.append(_in_savepoint(conn, partial(alone, item)))
-    return results
 
 
 WrittenListener = Callable[[set[str | None]], None]
