@@ -319,6 +319,9 @@ class OverloadSettings:
     max_sources: int = 10_000
     # Inbound TCP connections accepted at once; further connections are closed at once.
     max_tcp_connections: int = 1024
+    # Seconds between two full garbage collections of the serving process (engine.gc_policy):
+    # each walks every live object, pausing the event loop, and should find nothing.
+    full_gc_interval_s: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,6 +670,9 @@ def _read_overload(table: _Table) -> OverloadSettings:
         max_sources=table.integer("max_sources", d.max_sources, low=1, high=10_000_000),
         max_tcp_connections=table.integer(
             "max_tcp_connections", d.max_tcp_connections, low=1, high=1_000_000
+        ),
+        full_gc_interval_s=table.integer(
+            "full_gc_interval_s", d.full_gc_interval_s, low=1, high=86_400
         ),
     )
     table.finish()

@@ -322,7 +322,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             asyncio.create_task(run_retention(control.db, settings.recording)),
             asyncio.create_task(run_billing(control.db, settings)),
             asyncio.create_task(sms_service.run_periodic()),  # resend, confirm expiry, retention
-            asyncio.create_task(gc_policy.run_full_collections()),
+            asyncio.create_task(
+                gc_policy.run_full_collections(settings.overload.full_gc_interval_s)
+            ),
         ]
         # Serving from here on: the start-up's objects are frozen (never walked again), full
         # collections only by schedule (engine.gc_policy explains why).
