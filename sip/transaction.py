@@ -608,7 +608,10 @@ class Transaction:
         if entry is not None:
             self.state = state
             if state in REQUEST_DONE_STATES:
+                # Nothing re-sends the request from here on (timers A/E are not carried), and
+                # the transaction may stay 32 s to absorb retransmissions: keep neither form.
                 self.request = None
+                self.request_bytes = None
             self._enter(entry, now)
         elif tx_input in RETRANSMIT_TIMERS:
             self._rearm_retransmit(tx_input, now)

@@ -228,7 +228,7 @@ def test_every_state_is_reachable_from_the_initial_state(kind: TxKind) -> None:
 
 
 @pytest.mark.parametrize("kind", list(TxKind), ids=lambda k: k.name)
-def test_the_parsed_request_is_kept_exactly_until_the_final_response(kind: TxKind) -> None:
+def test_the_request_and_its_bytes_are_kept_exactly_until_the_final_response(kind: TxKind) -> None:
     # Kept while a response may still be built from it (server) or a non-2xx ACK (client);
     # dropped once answered, so 64*T1 of absorbing retransmissions keeps only bytes.
     for state in _states_of(kind):
@@ -237,8 +237,12 @@ def test_the_parsed_request_is_kept_exactly_until_the_final_response(kind: TxKin
         tx = _transaction_in(kind, state)
         if state in REQUEST_DONE_STATES:
             assert tx.request is None, f"{kind.name} in {state.name} still holds its request"
+            # Nor its bytes: nothing re-sends the request after a final response.
+            assert tx.request_bytes is None, f"{kind.name} in {state.name} holds its bytes"
         else:
             assert tx.request is not None, f"{kind.name} in {state.name} lost its request"
+            client = kind in (TxKind.CLIENT_INVITE, TxKind.CLIENT_NON_INVITE)
+            assert (tx.request_bytes is not None) == client, f"{kind.name} in {state.name}"
 
 
 # What a peer can make happen to each kind (the endpoint filters the rest: a response never
