@@ -40,6 +40,7 @@ from engine.b2bua import B2bua, CallEvents, RingbackSource
 from engine.calls import Call
 from engine.logging import get_logger
 from engine.metrics import CountingMediaRelay, Metrics
+from engine.overload import OverloadCounters
 from engine.records import CallRecorder
 from engine.signalling import Signalling
 from engine.sms_gateway import TEXT_PLAIN, SmsGateway
@@ -301,6 +302,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             endpoint=endpoint,
             relay=relay,
             active_calls=lambda: b2bua.active_calls,
+            overload_refused=lambda: _overload_refused(b2bua.overload.counters, transport),
             sip_not_sent=transport.not_sent,
         )
         await transport.start(settings.sip.listen_host, settings.sip.listen_port)
@@ -367,6 +369,12 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     return stop
+
+
+def _overload_refused(counters: OverloadCounters, transport: SipTransport) -> dict[str, int]:
+    """What overload protection refused, by reason: the guard's requests, and the inbound TCP
+    connections closed at ``[overload] max_tcp_connections``."""
+    return {**counters.as_dict(), "tcp_connections": transport.tcp_refused}
 
 
 def _stats(stats: EndpointStats) -> dict[str, int]:

@@ -43,6 +43,7 @@ from e2e_support import (
     stop_server,
     write_config,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +59,8 @@ SOURCE_BURST = 300
 OFFERED_CPS = 200
 OFFERED_CALLS = 800  # four seconds of offered load
 HOLD_MS = 500
+# Reasons overload protection gives a new INVITE its 503 for (engine.overload.ShedReason).
+NEW_CALL_REASONS = ("calls", "media_ports", "transactions", "loop_lag")
 FLOOD_SOURCE = "127.0.0.2"  # not in the trunk's ACL: a stranger
 FLOOD_PER_TICK = 150  # INVITEs every 100 ms: 1,500/s
 FLOOD_TICKS = 20
@@ -437,6 +440,19 @@ def _log_events(server: MasklineServer, name: str) -> list[dict[str, object]]:
     return events
 
 
+def _refused_on_metrics(server: MasklineServer) -> dict[str, float]:
+    """``maskline_overload_refused_total`` of the server's ``/metrics``, by reason."""
+    with _api(server.config_path, server.sip[1]) as api:
+        response = api.get(str(api.base_url).removesuffix("/v1/") + "/metrics")
+    assert response.status_code == 200, response.text
+    return {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "maskline_overload_refused_total"
+    }
+
+
 def _cdr_rows(workdir: Path) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for path in sorted((workdir / "cdr").glob("cdr-*.csv")):
@@ -530,6 +546,7 @@ def test_overload_sheds_new_calls_keeps_answering_and_recovers(rig: Rig) -> None
     assert len(calm_outcomes) == RECOVERY_CALLS
 
     # -- every admitted call wrote exactly one call record; refused ones none ---------------------
+    refused = _refused_on_metrics(rig.server)
     stop_server(rig.server)
     rows = _cdr_rows(rig.workdir)
     assert len(rows) == len(admitted) + RECOVERY_CALLS, (len(rows), len(admitted))
@@ -538,6 +555,10 @@ def test_overload_sheds_new_calls_keeps_answering_and_recovers(rig: Rig) -> None
     # calls end the last one): the 503s SIPp and the stranger saw are all the guard's.
     stopped = _log_events(rig.server, "overload_shedding_stopped")
     assert sum(int(str(entry["shed"])) for entry in stopped) == len(shed) + flood.refused()
+    # /metrics counts the same refusals by reason, the flood's drops, no TCP connection.
+    assert sum(refused[reason] for reason in NEW_CALL_REASONS) == len(shed) + flood.refused()
+    assert refused["source_rate"] > 0
+    assert (refused["table_full"], refused["tcp_connections"]) == (0, 0)
     print(
         f"\noverload: offered {OFFERED_CALLS} calls at {OFFERED_CPS}/s, 503 {len(shed)}, "
         f"completed {len(admitted)}; flood {flood.sent} sent, "
@@ -642,5 +663,8 @@ def test_full_table_keeps_established_calls_and_stays_bounded(small_table: Rig) 
     assert all(call.finals == [200] and call.bye_answered for call in outcomes.values())
     started = _log_events(rig.server, "overload_shedding_started")
     assert {entry["reason"] for entry in started} == {"table_full"}, started
+    # The burst's refused OPTIONS and the two requests after it, on /metrics.
+    refused_on_metrics = _refused_on_metrics(rig.server)
+    assert refused_on_metrics["table_full"] == len(refused) + 2, refused_on_metrics
     stop_server(rig.server)
     assert len(_cdr_rows(rig.workdir)) == ESTABLISHED_CALLS
