@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import socket
 import sqlite3
 import subprocess
@@ -49,6 +50,7 @@ B = "13900139071"
 STRANGER = "13700137071"
 TONE_S = 1.0
 GARBAGE_PACKETS = 7
+OPERATIONS_DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 FULL_GC_INTERVAL_S = 1
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -258,6 +260,11 @@ def test_metrics_count_answered_busy_and_intercepted_calls(scene: Scene) -> None
     assert _value(samples, "maskline_report_queue_depth", stage="buffered") == 0
     assert _value(samples, "maskline_reports_dropped_total") == 0
 
+    # What an operator reads in docs/operations.md (and charts: docs/grafana-dashboard.json)
+    # comes out of the real process, not only out of the collector's unit tests (the overload
+    # refusals were wired in there alone).
+    assert _documented_but_not_served(samples) == set()
+
     # The loop-lag timer ticks; the process's own figures are there.
     assert _value(samples, "maskline_event_loop_lag_seconds_count") > 0
     assert _value(samples, "process_resident_memory_bytes") > 0
@@ -289,6 +296,25 @@ def test_a_call_leaves_no_cyclic_garbage(scene: Scene) -> None:
         runs, found = _cyclic_garbage(scene)
     assert runs >= runs_before + 3, "no full collection after the call"
     assert found == found_before, "reference cycles left behind (see engine/gc_policy.py)"
+
+
+def _documented_but_not_served(samples: Samples) -> set[str]:
+    """The ``maskline_*`` families the metrics tables of docs/operations.md list that are not
+    in ``samples`` (a histogram by its ``_bucket``/``_count``/``_sum`` series)."""
+    table_rows = [
+        line for line in OPERATIONS_DOC.read_text("utf-8").splitlines() if line.startswith("| `")
+    ]
+    documented = {
+        name for row in table_rows for name in re.findall(r"`(maskline_\w+)", row.split(" | ")[0])
+    }
+    assert len(documented) >= 40, documented
+    served = {name for name, _ in samples}
+    histogram_parts = ("_bucket", "_count", "_sum")
+    return {
+        name
+        for name in documented
+        if name not in served and not any(name + part in served for part in histogram_parts)
+    }
 
 
 def test_metrics_are_the_operators(scene: Scene) -> None:
