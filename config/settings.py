@@ -320,7 +320,7 @@ class OverloadSettings:
     # Inbound TCP connections accepted at once; further connections are closed at once.
     max_tcp_connections: int = 1024
     # Seconds between two full garbage collections of the serving process (engine.gc_policy):
-    # each walks every live object, pausing the event loop, and should find nothing.
+    # each walks every live object, pausing the event loop, and should find nothing. 0: never.
     full_gc_interval_s: int = 600
 
 
@@ -672,7 +672,7 @@ def _read_overload(table: _Table) -> OverloadSettings:
             "max_tcp_connections", d.max_tcp_connections, low=1, high=1_000_000
         ),
         full_gc_interval_s=table.integer(
-            "full_gc_interval_s", d.full_gc_interval_s, low=1, high=86_400
+            "full_gc_interval_s", d.full_gc_interval_s, low=0, high=86_400
         ),
     )
     table.finish()

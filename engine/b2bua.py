@@ -2091,7 +2091,14 @@ class B2bua:
             await self._record_sink(call, recording)
         except Exception:
             _log.exception("call_record_failed", call=call.call_id)
-        # Keep the mappings 64*T1 longer so late retransmissions still find the call.
+        # Keep the mappings 64*T1 longer so late retransmissions still find the call: what they
+        # need is the dialogs and our INVITE (a late 2xx is ACKed, and BYEd after the end: RFC
+        # 3261 §15). The caller's INVITE, answered for good, and the SDP we sent are let go:
+        # a call kept that long is ~1/3 of the live objects a full collection walks under load.
+        call.inbound.request = None
+        call.inbound.local_sdp = b""
+        if call.outbound is not None:
+            call.outbound.local_sdp = b""
         asyncio.get_running_loop().call_later(32.0, self._forget, call)
 
     async def _close_media(self, call: Call) -> CallRecording | None:

@@ -72,7 +72,9 @@ def collect_full() -> int:
 
 
 async def run_full_collections(interval_s: float = FULL_COLLECTION_INTERVAL_S) -> None:
-    """Until cancelled: :func:`collect_full` every ``interval_s``."""
+    """Until cancelled: :func:`collect_full` every ``interval_s``; 0 or less: never (returns)."""
+    if interval_s <= 0:
+        return
     while True:
         await asyncio.sleep(interval_s)
         collect_full()

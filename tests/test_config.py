@@ -734,7 +734,7 @@ def test_overload_env_override(tmp_path: Path) -> None:
         ("[overload]\nsource_burst = 0", "overload.source_burst"),
         ("[overload]\nmax_sources = 0", "overload.max_sources"),
         ("[overload]\nmax_tcp_connections = 0", "overload.max_tcp_connections"),
-        ("[overload]\nfull_gc_interval_s = 0", "overload.full_gc_interval_s"),
+        ("[overload]\nfull_gc_interval_s = -1", "overload.full_gc_interval_s"),
         ("[overload]\nfull_gc_interval_s = 86401", "overload.full_gc_interval_s"),
         ('[overload]\nmax_calls = "10"', "overload.max_calls"),
         ("[overload]\nmax_cps = 1", "overload.max_cps"),

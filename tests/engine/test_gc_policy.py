@@ -84,3 +84,11 @@ async def test_full_collections_run_on_schedule(monkeypatch: pytest.MonkeyPatch)
     finally:
         task.cancel()
     assert len(runs) >= 3
+
+
+async def test_no_full_collection_with_an_interval_of_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[int] = []
+    monkeypatch.setattr(gc_policy, "collect_full", lambda: runs.append(1) or 0)
+    async with asyncio.timeout(1):
+        await gc_policy.run_full_collections(interval_s=0)  # returns at once
+    assert runs == []
