@@ -322,6 +322,8 @@ class OverloadSettings:
     # Seconds between two full garbage collections of the serving process (engine.gc_policy):
     # each walks every live object, pausing the event loop, and should find nothing. 0: never.
     full_gc_interval_s: int = 600
+    # ... run only when its expected pause is at most this (ms); a longer one waits for less load.
+    max_gc_pause_ms: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,6 +676,7 @@ def _read_overload(table: _Table) -> OverloadSettings:
         full_gc_interval_s=table.integer(
             "full_gc_interval_s", d.full_gc_interval_s, low=0, high=86_400
         ),
+        max_gc_pause_ms=table.integer("max_gc_pause_ms", d.max_gc_pause_ms, low=1, high=60_000),
     )
     table.finish()
     return settings

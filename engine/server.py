@@ -325,7 +325,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
             asyncio.create_task(run_billing(control.db, settings)),
             asyncio.create_task(sms_service.run_periodic()),  # resend, confirm expiry, retention
             asyncio.create_task(
-                gc_policy.run_full_collections(settings.overload.full_gc_interval_s)
+                gc_policy.FullCollections(
+                    interval_s=settings.overload.full_gc_interval_s,
+                    max_pause_s=settings.overload.max_gc_pause_ms / 1000,
+                ).run()
             ),
         ]
         # Serving from here on: the start-up's objects are frozen (never walked again), full

@@ -138,6 +138,7 @@ def test_example_config_sets_and_documents_every_key() -> None:
             "max_sources",
             "max_tcp_connections",
             "full_gc_interval_s",
+            "max_gc_pause_ms",
         },
         "log": {"level", "format", "batch_ms"},
         "time": {"zone"},
@@ -695,11 +696,11 @@ def test_overload_defaults_and_keys_are_read(tmp_path: Path) -> None:
         6000,
     )
     assert (defaults.max_sources, defaults.max_tcp_connections) == (10_000, 1024)
-    assert defaults.full_gc_interval_s == 600
+    assert (defaults.full_gc_interval_s, defaults.max_gc_pause_ms) == (600, 100)
     text = (
         "[overload]\nmax_calls = 20\nmax_transactions = 500\nmax_loop_lag_ms = 50\n"
         "retry_after_s = 2\nsource_rate_per_s = 0\nsource_burst = 10\nmax_sources = 3\n"
-        "max_tcp_connections = 4\nfull_gc_interval_s = 5\n"
+        "max_tcp_connections = 4\nfull_gc_interval_s = 5\nmax_gc_pause_ms = 7\n"
     )
     overload = load_settings(write(tmp_path, text)).overload
     assert (overload.max_calls, overload.max_transactions, overload.max_loop_lag_ms) == (
@@ -713,7 +714,7 @@ def test_overload_defaults_and_keys_are_read(tmp_path: Path) -> None:
         10,
     )
     assert (overload.max_sources, overload.max_tcp_connections) == (3, 4)
-    assert overload.full_gc_interval_s == 5
+    assert (overload.full_gc_interval_s, overload.max_gc_pause_ms) == (5, 7)
 
 
 def test_overload_env_override(tmp_path: Path) -> None:
@@ -736,6 +737,7 @@ def test_overload_env_override(tmp_path: Path) -> None:
         ("[overload]\nmax_tcp_connections = 0", "overload.max_tcp_connections"),
         ("[overload]\nfull_gc_interval_s = -1", "overload.full_gc_interval_s"),
         ("[overload]\nfull_gc_interval_s = 86401", "overload.full_gc_interval_s"),
+        ("[overload]\nmax_gc_pause_ms = 0", "overload.max_gc_pause_ms"),
         ('[overload]\nmax_calls = "10"', "overload.max_calls"),
         ("[overload]\nmax_cps = 1", "overload.max_cps"),
         ("overload = 1", "overload"),
