@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -652,12 +652,19 @@ class StalledReceiver:
                 conn.close()
 
 
-def maskline_config(workdir: Path, sip_port: int, api_port: int, uas_port: int, log: str) -> Path:
+def maskline_config(
+    workdir: Path,
+    sip_port: int,
+    api_port: int,
+    uas_port: int,
+    log: str,
+    *,
+    overload: Mapping[str, int] | None = None,
+) -> Path:
     media_min, media_max = media_port_range()
     prompts = OUT / "cps-prompts"  # made once with espeak-ng, shared by every run
     config = workdir / "maskline.toml"
-    config.write_text(
-        f"""\
+    text = f"""\
 [sip]
 listen = "{LOOPBACK}:{sip_port}"
 
@@ -694,9 +701,10 @@ inbound_cidrs = ["127.0.0.1/32"]
 outbound = "{LOOPBACK}:{uas_port}"
 transport = "udp"
 number_format = "national"
-""",
-        encoding="utf-8",
-    )
+"""
+    if overload:
+        text += "\n[overload]\n" + "".join(f"{key} = {value}\n" for key, value in overload.items())
+    config.write_text(text, encoding="utf-8")
     return config
 
 
@@ -757,14 +765,19 @@ def _ok(response: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def maskline_system(
-    workdir: Path, plan: Sequence[Binding], *, stalled_push: bool, log_level: str
+    workdir: Path,
+    plan: Sequence[Binding],
+    *,
+    stalled_push: bool,
+    log_level: str,
+    overload: Mapping[str, int] | None = None,
 ) -> Iterator[System]:
     """A real ``maskline serve`` on a fresh config and database, provisioned over REST."""
     import httpx  # noqa: PLC0415 - a project dependency, imported where used
 
     workdir.mkdir(parents=True, exist_ok=True)
     sip_port, api_port, uas_port = free_port(), free_port(), free_port()
-    config = maskline_config(workdir, sip_port, api_port, uas_port, log_level)
+    config = maskline_config(workdir, sip_port, api_port, uas_port, log_level, overload=overload)
     script = Path(sys.executable).parent / "maskline"
     command = (
         [*MASKLINE_PREFIX, str(script), "serve", "--config", str(config)]
@@ -1335,8 +1348,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="skip the half-load post-dial delay step (short A/B runs of the ladder alone)",
     )
     parser.add_argument("--log-level", default="info", help="maskline's [log] level (info)")
+    parser.add_argument(
+        "--overload",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="a key of maskline's [overload] section (repeatable), e.g. full_gc_interval_s=10",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="where figures go (bench/out)")
     args = parser.parse_args(argv)
+    args.overload_settings = {}
+    for setting in args.overload:
+        key, _, value = setting.partition("=")
+        if not key.isidentifier() or not value.strip().isdigit():
+            parser.error(f"--overload {setting!r}: expected KEY=N")
+        args.overload_settings[key] = int(value)
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
     args.rate_list = (
         tuple(int(r) for r in args.rates.split(","))
@@ -1386,7 +1412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
     if "maskline" in chosen:
         with maskline_system(
-            workdir / "maskline", plan, stalled_push=False, log_level=args.log_level
+            workdir / "maskline",
+            plan,
+            stalled_push=False,
+            log_level=args.log_level,
+            overload=args.overload_settings,
         ) as system:
             ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
             ladder_ended = time.monotonic()
@@ -1419,7 +1449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"\nprofile ({raw}):\n{profile_text}\n", flush=True)
     if "stalled" in chosen:
         with maskline_system(
-            workdir / "stalled", plan, stalled_push=True, log_level=args.log_level
+            workdir / "stalled",
+            plan,
+            stalled_push=True,
+            log_level=args.log_level,
+            overload=args.overload_settings,
         ) as system:
             ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
             queue = _ok(

@@ -2094,7 +2094,7 @@ class B2bua:
         # Keep the mappings 64*T1 longer so late retransmissions still find the call: what they
         # need is the dialogs and our INVITE (a late 2xx is ACKed, and BYEd after the end: RFC
         # 3261 §15). The caller's INVITE, answered for good, and the SDP we sent are let go:
-        # a call kept that long is ~1/3 of the live objects a full collection walks under load.
+        # under load the calls kept are most of what a full collection walks (bench/heap.py).
         call.inbound.request = None
         call.inbound.local_sdp = b""
         if call.outbound is not None:
