@@ -25,9 +25,9 @@ lost by not walking the heap on every growth. The policy:
   call lasts seconds, its state is kept 32 s after), so those passes walked live objects again
   and again and found nothing; now a survivor of one young collection is walked next by the
   scheduled full one;
-* one full collection every ``[overload] full_gc_interval_s`` (default
-  ``FULL_COLLECTION_INTERVAL_S``; 0: never) when its pause fits ``[overload] max_gc_pause_ms``
-  (:class:`FullCollections`: under sustained load it waits for a quieter time), a bound on
+* one full collection every ``[overload] full_gc_interval_s`` (600 s by default; 0: never)
+  when its pause fits ``[overload] max_gc_pause_ms`` (:class:`FullCollections`: under
+  sustained load it waits for a quieter time), a bound on
   what an unforeseen cycle (an error path's traceback, a library's) can hold, logged with its
   pause and what it found: anything found is a cycle to fix, not a normal event (``/metrics``:
   python_gc_objects_collected_total of generation 2, the only collections of that generation;
@@ -51,10 +51,6 @@ from engine.logging import get_logger
 
 _log = get_logger("engine.gc")
 
-#: Seconds between two full collections of the serving process.
-FULL_COLLECTION_INTERVAL_S: Final = 600.0
-#: Longest pause, in seconds, a scheduled full collection may cause (a longer one waits).
-MAX_PAUSE_S: Final = 0.1
 # CPython's default threshold of the youngest generation (gc.get_threshold() of a new process).
 _YOUNG_THRESHOLD: Final = 700
 # An older generation is collected after this many collections of the one below: never reached.
@@ -98,8 +94,8 @@ class FullCollections:
     def __init__(
         self,
         *,
-        interval_s: float = FULL_COLLECTION_INTERVAL_S,
-        max_pause_s: float = MAX_PAUSE_S,
+        interval_s: float,
+        max_pause_s: float,
         recheck_s: float = 30.0,
         count_objects: Callable[[], int] = tracked_objects,
         collect: Callable[[], int] = collect_full,
@@ -115,7 +111,6 @@ class FullCollections:
         # until then: ~0.8 µs was measured at 1.2 M objects, ~0.9 at a few thousand).
         self.seconds_per_object = 1e-6
         self.objects_at_last_check = 0
-        self.collections = 0
         self.deferrals = 0
 
     def expected_pause_s(self, objects: int) -> float:
@@ -131,7 +126,6 @@ class FullCollections:
         self._collect()
         if objects > 0:
             self.seconds_per_object = (self._clock() - started) / objects
-        self.collections += 1
         return True
 
     async def run(self) -> None:
