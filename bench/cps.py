@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -49,7 +50,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,18 @@ SUMMARY_TOP = 25
 # ended calls (kept for late in-dialog requests) outlive it; the half-load PDD step waits this
 # long after the ladder's overloaded steps, whose expiring timers are not the load measured.
 RETENTION_WINDOW_S = 34.0
+# --sustain: the highest clean rate held this long (0: not run). The ladder's steps end before
+# the first ended call's state is let go (RETENTION_WINDOW_S), so they never see the steady
+# state, where every new call's work comes with an old call's release (measured 2026-12-05:
+# ~15-45 % more CPU a call after t = 32 s, and 1,000 calls/s clean for 10 s but not for 60).
+SUSTAIN_S = 75.0
+# The steady-state window of a sustained step starts this long after its first call (the kept
+# state is full) and ends this long before its last.
+STEADY_FROM_S = RETENTION_WINDOW_S + 6.0
+STEADY_TAIL_S = 3.0
+# Tries of --sustain: each unclean one steps the rate down by this fraction (to the 25 below).
+SUSTAIN_TRIES = 3
+SUSTAIN_STEP_DOWN = 0.1
 # Put before maskline's console script, e.g. [python, "-m", "cProfile", "-o", FILE] to profile
 # it deterministically from a script that imports this one (the figures then count that cost).
 MASKLINE_PREFIX: list[str] = []
@@ -160,6 +173,10 @@ class StepResult:
     machine_busy_s: float
     wall_s: float
     note: str = ""
+    # Sustained steps only (--sustain): CPU per call of the SUT and of its main thread over the
+    # window after the kept state filled (steady_cpu_per_call).
+    steady_cpu_ms_per_call: float | None = None
+    steady_main_ms_per_call: float | None = None
 
     @property
     def cpu_ms_per_call(self) -> float | None:
@@ -247,6 +264,54 @@ class Binding:
     b: str
 
 
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """The SUT's CPU seconds (all threads, main thread) at ``at_s`` (time.monotonic())."""
+
+    at_s: float
+    cpu_s: float
+    main_cpu_s: float
+
+
+def cpu_at(samples: Sequence[CpuSample], at_s: float) -> tuple[float, float] | None:
+    """CPU seconds (all, main) at ``at_s``, linear between the samples around it; None outside
+    the sampled span."""
+    for before, after in itertools.pairwise(samples):
+        if before.at_s <= at_s <= after.at_s:
+            span = after.at_s - before.at_s
+            part = (at_s - before.at_s) / span if span > 0 else 0.0
+            return (
+                before.cpu_s + part * (after.cpu_s - before.cpu_s),
+                before.main_cpu_s + part * (after.main_cpu_s - before.main_cpu_s),
+            )
+    return None
+
+
+def steady_cpu_per_call(
+    samples: Sequence[CpuSample], answered_at_s: Sequence[float], start_s: float, end_s: float
+) -> tuple[float, float, int] | None:
+    """CPU ms per call (all threads, main thread) and the calls, over ``[start_s, end_s]``: the
+    CPU spent in the window over the calls answered in it (``answered_at_s``, same clock as the
+    samples). None when the window is empty or not sampled."""
+    if end_s <= start_s:
+        return None
+    first, last = cpu_at(samples, start_s), cpu_at(samples, end_s)
+    calls = sum(1 for t in answered_at_s if start_s <= t < end_s)
+    if first is None or last is None or calls == 0:
+        return None
+    return (
+        (last[0] - first[0]) * 1000 / calls,
+        (last[1] - first[1]) * 1000 / calls,
+        calls,
+    )
+
+
+def step_down(rate: int, fraction: float = SUSTAIN_STEP_DOWN, granularity: int = 25) -> int:
+    """``rate`` less ``fraction``, down to a multiple of ``granularity`` (at least that)."""
+    lower = int(rate * (1 - fraction)) // granularity * granularity
+    return max(granularity, min(lower, rate - granularity))
+
+
 def bindings_plan(x_count: int = X_COUNT, per_x: int = BINDINGS_PER_X) -> list[Binding]:
     """Distinct A and B numbers (Chinese mobiles, 138… and 139…) on ``x_count`` X numbers
     (170…), ``per_x`` bindings each; ordered round-robin over X so consecutive calls spread."""
@@ -298,6 +363,12 @@ class Summary:
     pdd_p99_ms: dict[str, float | None] = field(default_factory=dict)  # at pdd_rate
     added_pdd_p99_ms: float | None = None
     stalled: dict[str, Any] = field(default_factory=dict)
+    # --sustain: the rates tried (highest first) and the one held clean, with its steady state.
+    sustained_tried: tuple[int, ...] = ()
+    sustained_s: float | None = None
+    sustained_cps: int | None = None
+    steady_cpu_ms_per_call: float | None = None
+    steady_main_ms_per_call: float | None = None
 
 
 def summarise(
@@ -305,15 +376,18 @@ def summarise(
     systems: Sequence[str],
     half_steps: Sequence[StepResult] = (),
     stalled: dict[str, Any] | None = None,
+    sustained: Sequence[StepResult] = (),
 ) -> Summary:
     """Max clean rate and CPU per call of each system, the ratios, the added PDD at half the
-    maskline clean rate (maskline p99 minus direct p99 at that same rate)."""
+    maskline clean rate (maskline p99 minus direct p99 at that same rate), and the rate held
+    clean in ``sustained`` (--sustain) with its steady-state CPU per call."""
     best = {name: max_clean(steps, name) for name in systems}
     cps = {name: (s.offered_cps if s else None) for name, s in best.items()}
     cpu = {name: (s.cpu_ms_per_call if s else None) for name, s in best.items()}
     pdd = {s.system: s.rtt_p99_ms for s in half_steps}
     rate = half_steps[0].offered_cps if half_steps else None
     added = None
+    held = next((step for step in sustained if step.clean), None)
     if pdd.get("maskline") is not None and pdd.get("direct") is not None:
         added = max(0.0, float(pdd["maskline"] or 0) - float(pdd["direct"] or 0))
     return Summary(
@@ -325,6 +399,11 @@ def summarise(
         pdd_p99_ms=pdd,
         added_pdd_p99_ms=added,
         stalled=stalled or {},
+        sustained_tried=tuple(step.offered_cps for step in sustained),
+        sustained_s=(sustained[0].calls / sustained[0].offered_cps) if sustained else None,
+        sustained_cps=held.offered_cps if held else None,
+        steady_cpu_ms_per_call=held.steady_cpu_ms_per_call if held else None,
+        steady_main_ms_per_call=held.steady_main_ms_per_call if held else None,
     )
 
 
@@ -366,6 +445,20 @@ def format_summary(summary: Summary) -> str:
     lines.append(
         f"maskline CPU per call = {fmt(cpu.get('maskline'), '.3f')} ms   (target <= 0.6 ms)"
     )
+    if summary.sustained_tried:
+        tried = ", ".join(str(rate) for rate in summary.sustained_tried)
+        if summary.sustained_cps is None:
+            lines.append(
+                f"maskline sustained {fmt(summary.sustained_s)} s: no rate held clean "
+                f"(tried {tried} calls/s)"
+            )
+        else:
+            lines.append(
+                f"maskline sustained {fmt(summary.sustained_s)} s: {summary.sustained_cps} "
+                f"calls/s clean (tried {tried}); CPU per call once the kept state is full "
+                f"(from {STEADY_FROM_S:g} s in): {fmt(summary.steady_cpu_ms_per_call, '.3f')} ms, "
+                f"loop {fmt(summary.steady_main_ms_per_call, '.3f')}   (target <= 0.6 ms)"
+            )
     if summary.pdd_rate is not None:
         p99 = summary.pdd_p99_ms
         lines.append(
@@ -838,10 +931,51 @@ def sipp_binary() -> str:
     raise RuntimeError("SIPp is not installed: run `make deps` (Debian package sip-tester)")
 
 
+class CpuSampler:
+    """Samples the CPU of ``pid`` (all threads, main thread) every ``period_s`` in a thread."""
+
+    def __init__(self, pid: int, period_s: float = 0.5) -> None:
+        self.pid = pid
+        self.period_s = period_s
+        self.samples: list[CpuSample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            at = time.monotonic()
+            cpu, main = proc_cpu_s(self.pid), main_thread_cpu_s(self.pid)
+            self.samples.append(CpuSample(at, cpu, main))
+
+    def _run(self) -> None:
+        self._sample()
+        while not self._stop.wait(self.period_s):
+            self._sample()
+        self._sample()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling (after one last sample); safe to call twice."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def run_step(
-    system: System, rate: int, seconds: float, workdir: Path, inf: Path, *, note: str = ""
+    system: System,
+    rate: int,
+    seconds: float,
+    workdir: Path,
+    inf: Path,
+    *,
+    note: str = "",
+    steady: bool = False,
 ) -> StepResult:
-    """Offer ``rate`` calls/s for ``seconds`` (``rate * seconds`` calls) to ``system``."""
+    """Offer ``rate`` calls/s for ``seconds`` (``rate * seconds`` calls) to ``system``; with
+    ``steady``, also its CPU per call from STEADY_FROM_S after the first call to STEADY_TAIL_S
+    before the end (``steady_cpu_per_call``)."""
     sipp = sipp_binary()
     if system.sut_pid is not None:
         wait_quiet(system.sut_pid)
@@ -858,10 +992,14 @@ def run_step(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    sampler: CpuSampler | None = None
     try:
         wait_udp_bound(system.uas_port, uas)
         sut_pid = system.sut_pid if system.sut_pid is not None else uas.pid
         cpu_before, main_before = proc_cpu_s(sut_pid), main_thread_cpu_s(sut_pid)
+        sampler = CpuSampler(sut_pid) if steady else None
+        if sampler is not None:
+            sampler.start()
         busy_before, started = machine_busy_s(), time.monotonic()
         uac_command = [sipp, "-sf", str(UAC_SCENARIO), "-inf", str(inf), "-i", LOOPBACK]
         uac_command += ["-p", str(free_port()), "-r", str(rate), "-rp", "1000", "-m", str(calls)]
@@ -882,15 +1020,19 @@ def run_step(
         sut_cpu = proc_cpu_s(sut_pid) - cpu_before
         sut_main_cpu = main_thread_cpu_s(sut_pid) - main_before
         busy = machine_busy_s() - busy_before
+        if sampler is not None:
+            sampler.stop()
         # The last BYEs reach the callee right after the caller's final 200; let them land.
         time.sleep(0.5)
         uas.send_signal(signal.SIGTERM)  # SIPp writes its final statistics row on SIGTERM
         uas_cpu = wait_reaped(uas, 15)
     finally:
+        if sampler is not None:
+            sampler.stop()
         if uas.poll() is None:
             uas.kill()
             uas.wait()
-    return collect_step(
+    result = collect_step(
         system.name,
         rate,
         calls,
@@ -899,6 +1041,25 @@ def run_step(
         wall=wall,
         note=note,
     )
+    if sampler is None:
+        return result
+    # The caller SIPp's -trace_rtt times are ms since it started (≈ ``started``).
+    answered = [
+        started + t_ms / 1000
+        for rtt_file in step_dir.glob("*_rtt.csv")
+        for t_ms, _ in parse_rtt(rtt_file.read_text("utf-8", "replace"))
+    ]
+    first_call = min(answered, default=started)
+    window = steady_cpu_per_call(
+        sampler.samples,
+        answered,
+        first_call + STEADY_FROM_S,
+        started + seconds - STEADY_TAIL_S,
+    )
+    if window is None:
+        return result
+    cpu_ms, main_ms, _ = window
+    return replace(result, steady_cpu_ms_per_call=cpu_ms, steady_main_ms_per_call=main_ms)
 
 
 @dataclass(frozen=True)
@@ -1046,6 +1207,37 @@ def ladder(
             break
         step(mid, "refine")
     return mine
+
+
+def sustain(
+    system: System,
+    rate: int,
+    args: argparse.Namespace,
+    *,
+    workdir: Path,
+    inf: Path,
+    quiet_since: float,
+) -> list[StepResult]:
+    """Hold ``rate`` for ``args.sustain`` s, measuring the steady state; an unclean hold is
+    tried again SUSTAIN_STEP_DOWN lower, up to SUSTAIN_TRIES holds. Each starts
+    RETENTION_WINDOW_S after the step before it (``quiet_since``, time.monotonic()), whose
+    kept state would otherwise be released during it."""
+    held: list[StepResult] = []
+    for _ in range(SUSTAIN_TRIES):
+        time.sleep(max(0.0, quiet_since + RETENTION_WINDOW_S - time.monotonic()))
+        step = run_step(system, rate, args.sustain, workdir, inf, note="sustained", steady=True)
+        quiet_since = time.monotonic()
+        held.append(step)
+        line = format_steps([step]).splitlines()[-1]
+        print(
+            f"{line}   steady CPU ms/call {fmt(step.steady_cpu_ms_per_call, '.3f')} "
+            f"(loop {fmt(step.steady_main_ms_per_call, '.3f')})",
+            flush=True,
+        )
+        if step.clean:
+            break
+        rate = step_down(rate)
+    return held
 
 
 # ======================================================================== wire capture
@@ -1347,6 +1539,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="skip the half-load post-dial delay step (short A/B runs of the ladder alone)",
     )
+    parser.add_argument(
+        "--sustain",
+        type=float,
+        help=(
+            "hold maskline's highest clean rate this many seconds, past the 32 s its ended "
+            f"calls are kept, and measure the steady state (default {SUSTAIN_S:g}; quick and "
+            "0: not run)"
+        ),
+    )
     parser.add_argument("--log-level", default="info", help="maskline's [log] level (info)")
     parser.add_argument(
         "--overload",
@@ -1364,6 +1565,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--overload {setting!r}: expected KEY=N")
         args.overload_settings[key] = int(value)
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
+    if args.sustain is None:
+        args.sustain = 0.0 if args.quick else SUSTAIN_S
+    shortest = STEADY_FROM_S + STEADY_TAIL_S + 10
+    if 0 < args.sustain < shortest:
+        parser.error(f"--sustain {args.sustain:g}: 0 or at least {shortest:g} s")
     args.rate_list = (
         tuple(int(r) for r in args.rates.split(","))
         if args.rates
@@ -1399,6 +1605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_steps([]).splitlines()[0], flush=True)
     steps: list[StepResult] = []
     half_steps: list[StepResult] = []
+    sustained: list[StepResult] = []
     stalled: dict[str, Any] = {}
     wire: dict[str, Any] = {}
     profile_text = ""
@@ -1440,6 +1647,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(format_steps(half_steps[-1:]).splitlines()[-1], flush=True)
                 if wire:
                     print(format_wire(wire), flush=True)
+            if best is not None and args.sustain > 0:
+                last_step_ended = ladder_ended if args.no_half else time.monotonic()
+                sustained = sustain(
+                    system,
+                    best.offered_cps,
+                    args,
+                    workdir=workdir,
+                    inf=inf,
+                    quiet_since=last_step_ended,
+                )
             if best is not None and args.profile:
                 profiled = profile_at(system, best.offered_cps, args, workdir, inf)
                 if profiled is not None:
@@ -1472,8 +1689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             half_steps.append(run_step(system, rate, args.seconds, workdir, inf, note="half"))
             print(format_steps(half_steps[-1:]).splitlines()[-1], flush=True)
     names = [n for n in ("direct", "sippy", "maskline") if n in chosen]
-    summary = summarise(steps, names, half_steps, stalled)
-    print(f"\n{format_steps([*steps, *half_steps])}\n", flush=True)
+    summary = summarise(steps, names, half_steps, stalled, sustained)
+    print(f"\n{format_steps([*steps, *half_steps, *sustained])}\n", flush=True)
     print(format_summary(summary), flush=True)
     if wire:
         print(format_wire(wire), flush=True)
@@ -1487,6 +1704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run_s": round(time.monotonic() - started, 1),
         "steps": [{**asdict(s), "clean": s.clean} for s in steps],
         "half_steps": [{**asdict(s), "clean": s.clean} for s in half_steps],
+        "sustained_steps": [{**asdict(s), "clean": s.clean} for s in sustained],
         "summary": asdict(summary),
         "profile": profile_text,
         "wire_added_pdd": wire,

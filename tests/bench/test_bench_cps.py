@@ -177,6 +177,89 @@ def test_summary_without_a_clean_maskline_step_has_no_ratios() -> None:
     assert "-x" in bench.format_summary(summary)
 
 
+# --- sustained steps: the steady state -----------------------------------------------------
+
+
+def _samples(*points: tuple[float, float, float]) -> list[object]:
+    return [bench.CpuSample(at, cpu, main) for at, cpu, main in points]
+
+
+def test_cpu_between_samples_is_interpolated_and_none_outside_them() -> None:
+    samples = _samples((10.0, 1.0, 0.5), (11.0, 2.0, 1.5), (12.0, 4.0, 2.5))
+    assert bench.cpu_at(samples, 10.5) == pytest.approx((1.5, 1.0))
+    assert bench.cpu_at(samples, 12.0) == pytest.approx((4.0, 2.5))
+    assert bench.cpu_at(samples, 9.9) is None
+    assert bench.cpu_at(samples, 12.1) is None
+
+
+def test_steady_cpu_counts_only_the_window_cpu_and_calls() -> None:
+    # CPU grows 1 s a second (0.8 of it the main thread); 10 calls a second, answered at
+    # k/10; the window [20, 30) holds 100 calls and 10 s of CPU: 100 ms a call.
+    samples = _samples(*[(float(t), t * 1.0, t * 0.8) for t in range(0, 41)])
+    answered = [k / 10 for k in range(400)]
+    cpu_ms, main_ms, calls = bench.steady_cpu_per_call(samples, answered, 20.0, 30.0)
+    assert calls == 100
+    assert cpu_ms == pytest.approx(100.0)
+    assert main_ms == pytest.approx(80.0)
+    # More CPU in the late window than early shows up there and only there.
+    late = _samples((0.0, 0.0, 0.0), (10.0, 10.0, 8.0), (20.0, 25.0, 20.0))
+    answered = [k / 10 for k in range(200)]
+    assert bench.steady_cpu_per_call(late, answered, 0.0, 10.0)[0] == pytest.approx(100.0)
+    assert bench.steady_cpu_per_call(late, answered, 10.0, 20.0)[0] == pytest.approx(150.0)
+
+
+def test_steady_cpu_is_none_without_calls_samples_or_width() -> None:
+    samples = _samples((0.0, 0.0, 0.0), (10.0, 5.0, 4.0))
+    assert bench.steady_cpu_per_call(samples, [], 1.0, 9.0) is None
+    assert bench.steady_cpu_per_call(samples, [5.0], 1.0, 11.0) is None  # past the samples
+    assert bench.steady_cpu_per_call(samples, [5.0], 6.0, 6.0) is None
+
+
+def test_step_down_is_lower_and_a_multiple_of_the_granularity() -> None:
+    assert bench.step_down(1250) == 1125
+    assert bench.step_down(1000) == 900
+    assert bench.step_down(100) == 75  # 90 rounds down to 75
+    assert bench.step_down(25) == 25  # never below one step of granularity
+    for rate in range(50, 4000, 25):
+        lower = bench.step_down(rate)
+        assert lower < rate and lower % 25 == 0
+
+
+def test_summary_names_the_sustained_rate_held_clean_and_its_steady_cpu() -> None:
+    steps = [_step(offered_cps=1250)]
+    sustained = [
+        _step(offered_cps=1250, calls=93_750, failed=2991, note="sustained"),
+        _step(
+            offered_cps=1125,
+            calls=84_375,
+            successful=84_375,
+            achieved_cps=1124.0,
+            steady_cpu_ms_per_call=0.98,
+            steady_main_ms_per_call=0.77,
+        ),
+    ]
+    summary = bench.summarise(steps, ["maskline"], sustained=sustained)
+    assert summary.sustained_tried == (1250, 1125)
+    assert summary.sustained_cps == 1125
+    assert summary.sustained_s == pytest.approx(75.0)
+    assert summary.steady_cpu_ms_per_call == pytest.approx(0.98)
+    text = bench.format_summary(summary)
+    assert "sustained 75 s: 1125 calls/s clean (tried 1250, 1125)" in text
+    assert "0.980 ms, loop 0.770" in text
+    none_held = bench.summarise(steps, ["maskline"], sustained=sustained[:1])
+    assert none_held.sustained_cps is None
+    assert "no rate held clean (tried 1250" in bench.format_summary(none_held)
+    assert "sustained" not in bench.format_summary(bench.summarise(steps, ["maskline"]))
+
+
+def test_sustain_defaults_to_full_runs_and_refuses_a_hold_too_short_to_reach_steady_state() -> None:
+    assert bench.parse_args([]).sustain == bench.SUSTAIN_S
+    assert bench.parse_args(["--quick"]).sustain == 0
+    assert bench.parse_args(["--sustain", "0"]).sustain == 0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sustain", "30"])
+
+
 def test_stalled_comparison_lines_up_rates_both_ran_clean() -> None:
     variant = "maskline+stalled-push"
     steps = [
