@@ -19,11 +19,18 @@ maskline/sippy and maskline/direct, CPU per call, the added post-dial delay p99 
 maskline's clean rate, the reports-stalled comparison; a PNG of achieved vs offered load and
 the figures as JSON go to ``bench/out/``.
 
+A ladder step is short (10 s): it ends before the first ended call's state is let go (64*T1 =
+32 s after it ended), so it never sees the steady state of a running service, where every new
+call's work comes with releasing an old one's. Full runs therefore also hold maskline's highest
+clean rate for ``--sustain`` seconds (75; stepping down 10 % while that is not clean) and print
+the rate held and its CPU per call once the kept state is full (from 40 s in).
+
 Usage (from the repository root; the first form sets up ``.venv`` with ``make deps`` if needed)::
 
-    python3 bench/cps.py                      # full run: 10 s steps (~8-10 min on 2 cores)
-    python3 bench/cps.py --quick              # smoke run, 3 s steps (~2-3 min)
-    .venv/bin/python bench/cps.py --systems maskline --rates 200,400,600 --seconds 5
+    python3 bench/cps.py                      # full run: 10 s steps + a 75 s hold (~12-16 min)
+    python3 bench/cps.py --quick              # smoke run, 3 s steps, no hold (~2-3 min)
+    .venv/bin/python bench/cps.py --systems maskline --rates 200,400,600 --seconds 5 --sustain 0
+    .venv/bin/python bench/cps.py --systems maskline --rates 1000 --no-half --sustain 75
     .venv/bin/python bench/cps.py --profile   # + py-spy profile of maskline at its knee
     .venv/bin/python bench/cps.py --systems maskline --rates 400 --profile --native  # C frames
     .venv/bin/python bench/cps.py --systems maskline --rates 500 --wire  # PDD from tcpdump

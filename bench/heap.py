@@ -131,7 +131,7 @@ def main() -> int:
         bench = subprocess.Popen(
             [sys.executable, str(_ROOT / "bench" / "cps.py"), "--systems", "maskline",
              "--rates", str(args.rate), "--seconds", str(args.seconds), "--no-half",
-             "--patience", "1", "--refine", "0", "--out", str(out)],
+             "--patience", "1", "--refine", "0", "--sustain", "0", "--out", str(out)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         pid = _served_pid(started, timeout_s=60)
