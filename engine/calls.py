@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import Generic, TypeVar
 
 from sip.builders import random_bytes
 from sip.dialog import Dialog
@@ -351,3 +353,42 @@ class Call:
     def can(self, call_input: CallInput) -> bool:
         """True when the table has a row for ``call_input`` in the current state."""
         return (self.state, call_input) in CALL_TRANSITIONS
+
+
+_Kept = TypeVar("_Kept")
+
+
+class KeptFor(Generic[_Kept]):
+    """Items each kept ``keep_s`` after it was added, then let go in batches.
+
+    Every item waits equally long, so they are let go in the order they came: a queue, whose
+    head says when the next batch is due — ``batch_s`` after the head's own time, so that one
+    timer run lets go of every item due by then instead of one item a run. An item is kept at
+    least ``keep_s`` and at most ``keep_s + batch_s``. Pure: the caller passes the time and
+    arms its one timer at :meth:`next_due`.
+    """
+
+    def __init__(self, keep_s: float, batch_s: float) -> None:
+        self.keep_s = keep_s
+        self.batch_s = batch_s
+        self._queue: deque[tuple[float, _Kept]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, item: _Kept, now: float) -> bool:
+        """Keep ``item`` from ``now``; True when the queue was empty (no timer is armed)."""
+        self._queue.append((now + self.keep_s, item))
+        return len(self._queue) == 1
+
+    def next_due(self) -> float | None:
+        """When the next batch is due, or None with nothing kept."""
+        return self._queue[0][0] + self.batch_s if self._queue else None
+
+    def pop_due(self, now: float) -> list[_Kept]:
+        """The items whose time is up at ``now``, oldest first (removed)."""
+        queue = self._queue
+        due: list[_Kept] = []
+        while queue and queue[0][0] <= now:
+            due.append(queue.popleft()[1])
+        return due

@@ -7,6 +7,8 @@ import itertools
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import engine.calls as calls_module
 from engine.calls import (
@@ -15,6 +17,7 @@ from engine.calls import (
     CallInput,
     CallState,
     CallStateError,
+    KeptFor,
     Leg,
     new_call_ref,
     q850_for_status,
@@ -111,3 +114,42 @@ def test_states_and_inputs_hash_by_identity() -> None:
     # Enum's own __hash__ is Python code, run twice per transition lookup on the call path.
     assert CallState.__hash__ is object.__hash__
     assert CallInput.__hash__ is object.__hash__
+
+
+# --- ended calls kept for late requests (KeptFor) -----------------------------------------
+
+
+def test_kept_items_are_let_go_in_order_once_their_time_is_up() -> None:
+    kept: KeptFor[str] = KeptFor(keep_s=32.0, batch_s=0.1)
+    assert kept.next_due() is None
+    assert kept.add("first", now=10.0) is True  # empty before: the caller arms its timer
+    assert kept.add("second", now=10.05) is False
+    assert kept.add("third", now=10.3) is False
+    assert kept.next_due() == pytest.approx(42.1)
+    assert kept.pop_due(41.99) == []  # kept at least keep_s
+    # One run at the due time lets go of every item due by then, oldest first.
+    assert kept.pop_due(42.1) == ["first", "second"]
+    assert len(kept) == 1
+    assert kept.next_due() == pytest.approx(42.4)
+    assert kept.pop_due(42.4) == ["third"]
+    assert kept.next_due() is None
+    assert kept.add("fourth", now=50.0) is True
+
+
+@given(st.lists(st.floats(min_value=0, max_value=5, allow_nan=False), min_size=1, max_size=50))
+def test_no_item_goes_early_and_none_stays_past_its_batch(gaps: list[float]) -> None:
+    kept: KeptFor[int] = KeptFor(keep_s=32.0, batch_s=0.1)
+    added: dict[int, float] = {}
+    now = 0.0
+    for item, gap in enumerate(gaps):
+        now += gap
+        kept.add(item, now)
+        added[item] = now
+    # Run the timer as the caller does: at each next_due until nothing is kept.
+    let_go: dict[int, float] = {}
+    while (due := kept.next_due()) is not None:
+        for item in kept.pop_due(due):
+            let_go[item] = due
+    assert list(let_go) == sorted(added)  # all of them, in the order they came
+    for item, at in let_go.items():
+        assert 32.0 <= at - added[item] <= 32.1 + 1e-9
