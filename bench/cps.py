@@ -96,7 +96,8 @@ RETENTION_WINDOW_S = 34.0
 # --sustain: the highest clean rate held this long (0: not run). The ladder's steps end before
 # the first ended call's state is let go (RETENTION_WINDOW_S), so they never see the steady
 # state, where every new call's work comes with an old call's release (measured 2026-12-05:
-# ~15-45 % more CPU a call after t = 32 s, and 1,000 calls/s clean for 10 s but not for 60).
+# 3-46 % more CPU a call after t = 32 s, median 17 % over seven runs; 1,000 calls/s clean for
+# 10 s, and held for 40-75 s clean in one run of four).
 SUSTAIN_S = 75.0
 # The steady-state window of a sustained step starts this long after its first call (the kept
 # state is full) and ends this long before its last.
