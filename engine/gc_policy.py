@@ -82,8 +82,9 @@ class FullCollections:
 
     A full collection stops the event loop while it walks every live object: under a sustained
     1,000 calls/s (~1.2 M objects: each call's state lives ~32 s) that was ~1 s — SIP waited,
-    peers retransmitted, new calls were shed for loop lag (528 failed of 60,000 in the step
-    where one ran: bench/README.md). So when one is due, its pause is estimated (the objects it
+    peers retransmitted, new calls were shed for loop lag (bench/README.md, heap.py: the steps
+    where one ran lost calls, though 1,000 calls/s held that long can lose some without one
+    too). So when one is due, its pause is estimated (the objects it
     would walk × what the last one cost per object); over the budget, it waits, checked again
     every ``recheck_s``, until the load — and with it the heap — is down. Deferring loses
     nothing while the call path makes no reference cycles, which a test checks
