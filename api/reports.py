@@ -7,9 +7,9 @@ Writing (:class:`CallReports`):
   path. They never wait: they copy the call's facts into an in-memory buffer (O(1), no I/O) and
   return. A writer task turns everything buffered into rows in **one** ``Database.write`` op per
   round, as soon as the previous round is committed and at most every ``round_interval_s``
-  (20 ms: under load a round carries more calls and shares one COMMIT among them; the
+  (50 ms: under load a round carries more calls and shares one COMMIT among them; the
   database's group commit also shares the fsync with whatever else is being written), so the
-  buffer drains within tens of milliseconds.
+  buffer drains within a tenth of a second.
 * ``call_ended(record)`` is awaited by the engine's call recorder *instead of*
   ``store.insert_call_record``: the call record, its end-of-call report and — when the call's
   recording is already attached — its recording-ready report are written in one transaction, in
@@ -21,7 +21,7 @@ Writing (:class:`CallReports`):
   warning report in one transaction (:class:`PoolWarnings`): one report per crossing.
 
 What a crash can lose: the start, ring and pick-up reports still in the buffer (at most the last
-round and the one being gathered, some tens of milliseconds of calls), which nobody was ever
+round and the one being gathered, up to about a tenth of a second of calls), which nobody was ever
 told about. Nothing acknowledged is lost: a call record exists only together with its end
 report, a warning state only with its report, and a report leaves the outbox only when a
 receiver answered 2xx or a puller acked it.
@@ -106,8 +106,15 @@ MAX_ACK_IDS: Final = 1000
 DEFAULT_MAX_BUFFERED: Final = 200_000
 #: Write rounds start at most this often: under load a round then carries more calls, and its
 #: COMMIT (page writes and fsync, ~60 µs of CPU per call in rounds of 5 calls, ~30 in rounds of
-#: 20) is shared by more of them. An idle writer starts a round at once.
-DEFAULT_ROUND_INTERVAL_S: Final = 0.02
+#: 20) is shared by more of them. An idle writer starts a round at once. Each round is also a
+#: batch of the database writer's thread, whose every SQLite call lets go of the GIL and takes it
+#: back from the event loop (a futex wake-up and a thread switch each time), and a batch of CDR
+#: lines (the recorder appends them when the round commits): at 900 calls/s, 20 ms rounds were
+#: ~59 commits a second and 50-100 ms rounds 15-23, with ~10 % less CPU per call for the whole
+#: process (bench/README.md, cps section). What it costs: a call's records and reports are
+#: durable up to this much later under load; a crash loses no more than before that nobody was
+#: told about (the buffer, below).
+DEFAULT_ROUND_INTERVAL_S: Final = 0.05
 #: Pool thresholds are evaluated this long after the first change that marked the pool.
 DEFAULT_WARNING_DELAY_S: Final = 0.05
 # After a failed write round the buffered reports are retried after this pause.
