@@ -120,6 +120,8 @@ DEFAULT_WARNING_DELAY_S: Final = 0.05
 # After a failed write round the buffered reports are retried after this pause.
 _RETRY_PAUSE_S: Final = 0.5
 _SAVEPOINT: Final = "report_item"
+# Call-path items a round builds and inserts at a time (_Round.step).
+_ITEMS_PER_CHUNK: Final = outbox.MAX_ROWS_PER_INSERT
 _TIME_FIELDS: Final = frozenset(TIME_FIELDS)
 
 
@@ -505,17 +507,25 @@ class _Round:
         if op is not None:
             return op(self.conn, self.now)
         zone = self.zone
-        reports: list[NewReport] = []
-        records: list[CallRecord] = []
-        for item in items[start:end]:
-            if item.event is not None:
-                reports.append(_event_report(item.event, zone))
-            elif item.record is not None:
-                records.append(item.record)
-                reports.append(_end_report(item.record, zone))
-        if records:
-            outbox.insert_call_record_rows(self.conn, records)
-        return self._insert(reports)
+        tenants: set[str | None] = set()
+        # In chunks, each built then inserted: building a report is Python and holds the GIL,
+        # inserting is mostly SQLite and lets go of it, so the event loop waits for this
+        # thread at most one chunk's building (a round of 50 ms at 1,000 calls/s holds ~200
+        # items, ~1 ms of building in one piece). The chunk is the largest multi-row INSERT
+        # (outbox.insert_rows), so this takes no more statements than one piece would.
+        for chunk_start in range(start, end, _ITEMS_PER_CHUNK):
+            reports: list[NewReport] = []
+            records: list[CallRecord] = []
+            for item in items[chunk_start : min(chunk_start + _ITEMS_PER_CHUNK, end)]:
+                if item.event is not None:
+                    reports.append(_event_report(item.event, zone))
+                elif item.record is not None:
+                    records.append(item.record)
+                    reports.append(_end_report(item.record, zone))
+            if records:
+                outbox.insert_call_record_rows(self.conn, records)
+            tenants |= self._insert(reports)
+        return tenants
 
     def alone(self, item: _Item) -> set[str | None]:
         """One call-path item by itself (the retry of a failed round)."""

@@ -37,6 +37,7 @@ from store.repositories import _CALL_COLUMNS, _INSERT_CALL, ConflictError
 
 __all__ = [
     "DEFAULT_URL_TYPE",
+    "MAX_ROWS_PER_INSERT",
     "PUSH_URL_TYPES",
     "DeliveryVia",
     "NewReport",
@@ -225,6 +226,8 @@ _INSERT_REPORT: Final = (
 # that a table has at most six statements, always in sqlite3's statement cache (128 entries):
 # a statement per batch size, up to 256 rows, would be hundreds, prepared again and again.
 _ROWS_PER_INSERT: Final = (32, 16, 8, 4, 2, 1)
+#: The most rows one INSERT of ``insert_rows`` carries (writers chunk their work by it).
+MAX_ROWS_PER_INSERT: Final = _ROWS_PER_INSERT[0]
 _MAX_VARIABLES: Final = 32_766
 _multi_row_sql: dict[tuple[str, int], str] = {}
 
