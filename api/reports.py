@@ -110,7 +110,7 @@ DEFAULT_MAX_BUFFERED: Final = 200_000
 #: batch of the database writer's thread, whose every SQLite call lets go of the GIL and takes it
 #: back from the event loop (a futex wake-up and a thread switch each time), and a batch of CDR
 #: lines (the recorder appends them when the round commits): at 900 calls/s, 20 ms rounds were
-#: ~59 commits a second and 50-100 ms rounds 15-23, with ~10 % less CPU per call for the whole
+#: ~59 commits a second and 50-100 ms rounds 15-27, with ~10 % less CPU per call for the whole
 #: process (bench/README.md, cps section). What it costs: a call's records and reports are
 #: durable up to this much later under load; a crash loses no more than before that nobody was
 #: told about (the buffer, below).

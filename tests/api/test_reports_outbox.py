@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import sqlite3
 from collections import Counter
 
 import numpy as np
@@ -32,7 +33,12 @@ from engine.records import call_record_of
 from media.recording_io import write_wav
 from routing.index import BindingIndex
 from store import ConflictError, Database, ReleaseDir
-from store.outbox import NewReport, ReportType, insert_call_record_with_report
+from store.outbox import (
+    MAX_ROWS_PER_INSERT,
+    NewReport,
+    ReportType,
+    insert_call_record_with_report,
+)
 from store.recordings import attach_recording
 from store.records import REPORT_FIELDS
 
@@ -317,6 +323,42 @@ async def test_rounds_under_load_are_paced_and_an_idle_writer_starts_at_once(sce
     assert reports.rounds == rounds + 1  # the three reports and the flush: one round
     written = {r.call_id for r in outbox_rows(scene.api.db_path) if r.kind == "start"}
     assert {c.call_id for c in calls} <= written
+
+
+async def test_a_round_of_several_chunks_writes_every_call_in_order(scene: Scene) -> None:
+    # A round builds and inserts its call-path items MAX_ROWS_PER_INSERT at a time (so the
+    # writer thread holds the GIL for one chunk's building only): chunk edges must neither
+    # lose nor reorder anything. 23 calls x 4 items = 92 items: three chunks, the last partial,
+    # with a call's start in one chunk and its end in another.
+    reports = scene.reports
+    await reports.flush()
+    reports.round_interval_s = 0.3  # everything below waits for one round
+    rounds = reports.rounds
+    at = scene.api.clock.now
+    calls = [routed_call(scene.binding, at=at + i) for i in range(23)]
+    for call in calls:
+        reports.call_started(call)
+        call.ring_time = call.call_time + 1
+        reports.call_ringing(call)
+    for call in calls:
+        call.start_time = call.call_time + 2
+        reports.call_answered(call)
+        call.release_time = call.call_time + 3
+        call.release_dir = ReleaseDir.CALLER
+    assert 2 * MAX_ROWS_PER_INSERT < 23 * 4
+    await asyncio.gather(*(reports.call_ended(call_record_of(call)) for call in calls))
+    assert reports.rounds == rounds + 1
+    written = [(row.call_id, row.kind) for row in outbox_rows(scene.api.db_path)][-23 * 4 :]
+    # The buffer's FIFO: each call's start and ring, then every pick-up, then every end.
+    expected = [(c.call_id, kind) for c in calls for kind in ("start", "ring")]
+    expected += [(c.call_id, "pickup") for c in calls] + [(c.call_id, "end") for c in calls]
+    assert written == expected
+    conn = sqlite3.connect(scene.api.db_path)
+    try:
+        recorded = {row[0] for row in conn.execute("SELECT call_id FROM call_records")}
+    finally:
+        conn.close()
+    assert {c.call_id for c in calls} <= recorded
 
 
 async def test_a_duplicate_record_in_a_round_fails_alone_and_the_others_are_written(
