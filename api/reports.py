@@ -108,19 +108,19 @@ DEFAULT_MAX_BUFFERED: Final = 200_000
 #: COMMIT (page writes and fsync, ~60 µs of CPU per call in rounds of 5 calls, ~30 in rounds of
 #: 20) is shared by more of them. An idle writer starts a round at once. Each round is also a
 #: batch of the database writer's thread, whose every SQLite call lets go of the GIL and takes it
-#: back from the event loop (a futex wake-up and a thread switch each time), and a batch of CDR
-#: lines (the recorder appends them when the round commits): at 900 calls/s, 20 ms rounds were
+#: back, often from the event loop (then a futex wake-up and a thread switch), and a batch of
+#: CDR lines (the recorder appends them when the round commits): at 900 calls/s, 20 ms rounds were
 #: ~59 commits a second and 50-100 ms rounds 15-27, with ~10 % less CPU per call for the whole
 #: process (bench/README.md, cps section). What it costs: a call's records and reports are
-#: durable up to this much later under load; a crash loses no more than before that nobody was
-#: told about (the buffer, below).
+#: durable up to this much later under load; what a crash can lose is still only what nobody
+#: was told about (the module docstring).
 DEFAULT_ROUND_INTERVAL_S: Final = 0.05
 #: Pool thresholds are evaluated this long after the first change that marked the pool.
 DEFAULT_WARNING_DELAY_S: Final = 0.05
 # After a failed write round the buffered reports are retried after this pause.
 _RETRY_PAUSE_S: Final = 0.5
 _SAVEPOINT: Final = "report_item"
-# Call-path items a round builds and inserts at a time (_Round.step).
+# Reports a round builds and inserts at a time (_Round.step).
 _ITEMS_PER_CHUNK: Final = outbox.MAX_ROWS_PER_INSERT
 _TIME_FIELDS: Final = frozenset(TIME_FIELDS)
 

@@ -326,10 +326,10 @@ async def test_rounds_under_load_are_paced_and_an_idle_writer_starts_at_once(sce
 
 
 async def test_a_round_of_several_chunks_writes_every_call_in_order(scene: Scene) -> None:
-    # A round builds and inserts its call-path items MAX_ROWS_PER_INSERT at a time (so the
-    # writer thread holds the GIL for one chunk's building only): chunk edges must neither
-    # lose nor reorder anything. 23 calls x 4 items = 92 items: three chunks, the last partial,
-    # with a call's start in one chunk and its end in another.
+    # A round builds and inserts its reports MAX_ROWS_PER_INSERT at a time, its records after
+    # them (so the writer thread holds the GIL for one chunk's building only): chunk edges must
+    # neither lose nor reorder anything. 23 calls x 4 items = 92 reports: three chunks, the
+    # last partial, with a call's start in one chunk and its end in another.
     reports = scene.reports
     await reports.flush()
     reports.round_interval_s = 0.3  # everything below waits for one round
