@@ -172,6 +172,28 @@ async def test_failing_op_does_not_fail_its_batch(tmp_path: Path) -> None:
         await db.close()
 
 
+async def test_a_failing_op_alone_in_its_batch_leaves_nothing(tmp_path: Path) -> None:
+    # A batch of one op runs without a savepoint (the transaction is one): its failure must
+    # still undo what it wrote, raise to its caller and leave the writer working.
+    db = await _scratch(tmp_path)
+    try:
+
+        def bad(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO kv (k, v) VALUES (1, 'partial')")
+            raise ValueError("op refuses")
+
+        batches = db.batches_committed
+        with pytest.raises(ValueError, match="op refuses"):
+            await db.write(bad)
+        assert db.batches_committed == batches + 1  # a batch of its own
+        assert await db.read(lambda c: c.execute("SELECT count(*) FROM kv").fetchone()[0]) == 0
+        await db.write(lambda c: c.execute("INSERT INTO kv (k, v) VALUES (1, 'ok')"))
+        rows = await db.read(lambda c: c.execute("SELECT k, v FROM kv").fetchall())
+        assert [(r[0], r[1]) for r in rows] == [(1, "ok")]
+    finally:
+        await db.close()
+
+
 async def test_close_commits_queued_writes_then_refuses(tmp_path: Path) -> None:
     db = await _scratch(tmp_path)
 
