@@ -178,7 +178,8 @@ class _Pending:
 def _run_batch(
     conn: sqlite3.Connection, ops: list[Callable[[sqlite3.Connection], Any]]
 ) -> list[tuple[bool, Any]]:
-    """Run ``ops`` in one transaction, each under a SAVEPOINT; commit once.
+    """Run ``ops`` in one transaction, each under a SAVEPOINT (a lone op: the transaction
+    itself); commit once.
 
     Returns per op ``(True, value)`` or ``(False, exception)``.  A failing op is rolled back to its
     savepoint and does not affect the others.  If the COMMIT itself fails, everything is rolled
@@ -191,7 +192,7 @@ def _run_batch(
             # Alone in its batch, an op needs no savepoint: the transaction is one. Under load
             # most batches are one report round (api.reports), and every statement is a GIL
             # hand-off with the event loop (the sqlite3 module lets go of the GIL five times in
-            # each): two fewer of ~20 a round.
+            # each): two fewer of ~14 a round.
             try:
                 value = ops[0](conn)
             except Exception as error:  # the op's own failure is its caller's business
