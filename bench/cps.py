@@ -965,7 +965,7 @@ class CpuSampler:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop sampling (after one last sample); safe to call twice."""
+        """Stop sampling (after one last sample)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -1028,8 +1028,6 @@ def run_step(
         sut_cpu = proc_cpu_s(sut_pid) - cpu_before
         sut_main_cpu = main_thread_cpu_s(sut_pid) - main_before
         busy = machine_busy_s() - busy_before
-        if sampler is not None:
-            sampler.stop()
         # The last BYEs reach the callee right after the caller's final 200; let them land.
         time.sleep(0.5)
         uas.send_signal(signal.SIGTERM)  # SIPp writes its final statistics row on SIGTERM

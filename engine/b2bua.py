@@ -311,7 +311,8 @@ def _q850_reason(cause: int, text: str) -> str:
 
 # Reason header (RFC 3326) of the BYEs that release a call whose media died.
 _MEDIA_TIMEOUT_REASON = _q850_reason(Q850_MEDIA_TIMEOUT, "media timeout")
-# How long an ended call stays findable by late retransmissions and requests (64*T1), and how
+# How long an ended call stays findable by late retransmissions and requests (64*T1 at the
+# default T1 of 500 ms; fixed, where the transactions' own lifetimes follow [sip] t1_ms), and how
 # late past that it may be let go: ended calls are forgotten in batches (``_keep_ended``).
 KEEP_ENDED_CALL_S = 32.0
 FORGET_BATCH_S = 0.1
