@@ -311,11 +311,21 @@ def _q850_reason(cause: int, text: str) -> str:
 
 # Reason header (RFC 3326) of the BYEs that release a call whose media died.
 _MEDIA_TIMEOUT_REASON = _q850_reason(Q850_MEDIA_TIMEOUT, "media timeout")
-# How long an ended call stays findable by late retransmissions and requests (64*T1 at the
-# default T1 of 500 ms; fixed, where the transactions' own lifetimes follow [sip] t1_ms), and how
-# late past that it may be let go: ended calls are forgotten in batches (``_keep_ended``).
+# How long an ended call stays findable by late retransmissions and requests at least: 64*T1
+# of a peer on the default T1 of 500 ms, the longest it re-sends a 2xx (RFC 3261 §13.3.1.4).
+# Longer when our own T1 is larger (``keep_ended_call_s``). And how late past that an ended
+# call may be let go: ended calls are forgotten in batches (``_keep_ended``).
 KEEP_ENDED_CALL_S = 32.0
 FORGET_BATCH_S = 0.1
+
+
+def keep_ended_call_s(t1_s: float) -> float:
+    """How long an ended call stays findable with our T1 of ``t1_s``: at least
+    KEEP_ENDED_CALL_S, and no less than our transactions live (64*T1, RFC 3261 §17.1.1.2 and
+    RFC 6026 §7.2) — a 2xx retransmission our INVITE client transaction still passes up must
+    find its call to be ACKed, not be dropped as belonging to none."""
+    return max(KEEP_ENDED_CALL_S, 64 * t1_s)
+
 
 # Longest pause between two dead-media sweeps: a call is released at most this long after its
 # timeout ran out. One timer for all calls; each sweep reads two counters per watched call.
@@ -382,7 +392,9 @@ class B2bua:
         self._active: dict[str, Call] = {}  # calls not yet released
         self._media_sweep: asyncio.TimerHandle | None = None  # the dead-media sweep, when armed
         # Ended calls still findable, and the one timer that lets them go (``_keep_ended``).
-        self._ended: KeptFor[Call] = KeptFor(KEEP_ENDED_CALL_S, FORGET_BATCH_S)
+        self._ended: KeptFor[Call] = KeptFor(
+            keep_ended_call_s(settings.sip.t1_ms / 1000), FORGET_BATCH_S
+        )
         self._ended_timer: asyncio.TimerHandle | None = None
         self._ring_timers: dict[str, asyncio.TimerHandle] = {}  # calls' ringing timeouts
         # Overload protection ([overload], engine.overload), installed on the endpoint: new
@@ -412,7 +424,8 @@ class B2bua:
 
     def owns_dialog(self, call_id: str, local_tag: str) -> bool:
         """True when a request with this Call-ID and To tag belongs to one of our calls' legs
-        (up, or ended less than 32 s ago): such requests are never refused for overload."""
+        (up, or ended within ``keep_ended_call_s``): such requests are never refused for
+        overload."""
         return (call_id, local_tag) in self._calls_by_leg
 
     # -- entry points from the signalling layer ------------------------------------------
@@ -2115,7 +2128,7 @@ class B2bua:
         self._keep_ended(call)
 
     def _keep_ended(self, call: Call) -> None:
-        """Keep ``call`` findable KEEP_ENDED_CALL_S more, then forget it: one queue and one
+        """Keep ``call`` findable ``keep_ended_call_s`` more, then forget it: one queue and one
         timer for all ended calls (``engine.calls.KeptFor``), instead of a loop timer per call
         (a handle, its context, a bound method and uvloop's timer held 32 s where a tuple is
         now: at 1,000 calls/s ~96,000 fewer objects for a full collection to walk,

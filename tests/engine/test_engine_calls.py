@@ -11,6 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import engine.calls as calls_module
+from engine.b2bua import KEEP_ENDED_CALL_S, keep_ended_call_s
 from engine.calls import (
     CALL_TRANSITIONS,
     Call,
@@ -154,3 +155,12 @@ def test_no_item_goes_early_and_none_stays_past_its_batch(gaps: list[float]) -> 
     assert list(let_go) == sorted(added)  # all of them, in the order they came
     for item, at in let_go.items():
         assert 32.0 - 1e-9 <= at - added[item] <= 32.1 + 1e-9  # sums of floats
+
+
+def test_ended_calls_are_kept_as_long_as_our_transactions_live() -> None:
+    # A 2xx retransmission our INVITE client transaction passes up (64*T1, RFC 6026) must
+    # still find its call to be ACKed; never less than a default-T1 peer re-sends a 2xx.
+    assert KEEP_ENDED_CALL_S == 32.0
+    assert keep_ended_call_s(0.5) == 32.0  # the default T1
+    assert keep_ended_call_s(0.1) == 32.0  # a short T1 of ours: the peers' 2xx still counts
+    assert keep_ended_call_s(2.0) == 128.0  # [sip] t1_ms = 2000
