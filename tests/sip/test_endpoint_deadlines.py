@@ -136,7 +136,30 @@ def test_far_deadlines_wait_in_buckets_and_stale_ones_never_reach_the_heap() -> 
     for key in KEYS[1:]:
         assert deadlines.pop_due(0.5) == key
         transactions[key].scheduled_at = None
-    assert deadlines.earliest() == 32.0  # the bucket merged: only its live entry joined
-    assert len(deadlines._heap) == 1 and len(deadlines) == 1
+    assert deadlines.earliest() == 32.0  # the bucket taken up: only its live entry is kept
+    assert deadlines._heap == [] and [entry[2] for entry in deadlines._run] == [KEYS[0]]
+    assert len(deadlines) == 1
     assert deadlines.pop_due(32.0) == KEYS[0]
+    assert deadlines.earliest() is None and len(deadlines) == 0
+
+
+def test_a_taken_up_bucket_is_sorted_and_interleaves_with_near_deadlines() -> None:
+    transactions: dict[TxKey, Transaction] = {}
+    deadlines = _Deadlines(transactions)
+    # Far entries of one second, appended out of order; then near ones among them.
+    for key, at in zip(KEYS[:4], (32.7, 32.2, 32.9, 32.2), strict=True):
+        transactions[key] = tx = _transaction(key)
+        tx.scheduled_at = at
+        deadlines.push(at, key, 0.0)
+    for key, at in zip(KEYS[4:], (32.5, 32.2), strict=True):
+        transactions[key] = tx = _transaction(key)
+        tx.scheduled_at = at
+        deadlines.push(at, key, 31.0)  # pushed 31 s later: near, into the heap
+    assert len(deadlines._heap) == 2
+    fired = []
+    while (key := deadlines.pop_due(40.0)) is not None:
+        fired.append(key)
+        transactions[key].scheduled_at = None
+    # By deadline, then in the order pushed (as one heap): the run and the heap interleaved.
+    assert fired == [KEYS[1], KEYS[3], KEYS[5], KEYS[4], KEYS[0], KEYS[2]]
     assert deadlines.earliest() is None and len(deadlines) == 0
