@@ -54,6 +54,7 @@ from engine.calls import (
     Call,
     CallInput,
     CallState,
+    DelayQueue,
     KeptFor,
     Leg,
     new_call_ref,
@@ -168,6 +169,57 @@ def _cancel_handle(handle: object) -> None:
     cancel = getattr(handle, "cancel", None)
     if callable(cancel):
         cancel()
+
+
+class _CallTimers:
+    """Timers of one delay for many calls (``engine.calls.DelayQueue``) behind one loop timer,
+    armed at the queue's head. A call's timer is cancelled like a loop timer handle (it goes in
+    ``call.timers``); the loop timer stays armed then and, when it fires early, finds nothing
+    due and re-arms at the new head: cheaper than re-arming on every cancel."""
+
+    def __init__(self, delay_s: float, fire: Callable[[Call], None]) -> None:
+        self._queue: DelayQueue[str, Call] = DelayQueue(delay_s)
+        self._fire = fire
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, call: Call) -> _CallTimer:
+        """``fire(call)`` in ``delay_s``, unless the returned timer is cancelled first."""
+        loop = asyncio.get_running_loop()
+        self._queue.add(call.call_id, call, loop.time())
+        if self._handle is None:  # else armed at an earlier head: every new item comes later
+            self._arm(loop)
+        return _CallTimer(self._queue, call.call_id)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        due = self._queue.next_due()
+        self._handle = None if due is None else loop.call_at(due, self._run)
+
+    def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._handle = None
+        while (call := self._queue.pop_due(now)) is not None:
+            self._fire(call)
+        if self._handle is None:  # (firing may have started one: then it is armed)
+            self._arm(loop)
+
+
+class _CallTimer:
+    """A call's entry in a :class:`_CallTimers`; ``cancel`` as on a loop timer handle."""
+
+    __slots__ = ("_call_id", "_queue")
+
+    def __init__(self, queue: DelayQueue[str, Call], call_id: str) -> None:
+        self._queue = queue
+        self._call_id = call_id
+
+    def cancel(self) -> None:
+        self._queue.cancel(self._call_id)
 
 
 class _NoCallEvents:
@@ -396,7 +448,12 @@ class B2bua:
             keep_ended_call_s(settings.sip.t1_ms / 1000), FORGET_BATCH_S
         )
         self._ended_timer: asyncio.TimerHandle | None = None
-        self._ring_timers: dict[str, asyncio.TimerHandle] = {}  # calls' ringing timeouts
+        self._ring_timers: dict[str, _CallTimer] = {}  # calls' ringing timeouts
+        # The timers of one delay for every call, each behind one loop timer: the maximum
+        # duration (one setting), the ringing timeouts (a queue per binding timeout in use:
+        # whole seconds, 5 to 180, routing.model).
+        self._max_durations = _CallTimers(settings.sip.max_call_duration_s, self._max_duration)
+        self._ring_timeouts: dict[int, _CallTimers] = {}
         # Overload protection ([overload], engine.overload), installed on the endpoint: new
         # requests are judged there, before any transaction or 100 Trying exists. The SIP
         # transport measures the lag (engine.transport) and keeps it on the endpoint.
@@ -846,6 +903,9 @@ class B2bua:
         if self._ended_timer is not None:
             self._ended_timer.cancel()
             self._ended_timer = None
+        self._max_durations.close()
+        for timers in self._ring_timeouts.values():
+            timers.close()
 
     # -- call set-up ---------------------------------------------------------------------------
 
@@ -959,7 +1019,12 @@ class B2bua:
         call.call_out_time = self._wall_clock()
         call.fire(CallInput.OUTBOUND_SENT)
         ring_timeout_s = route.binding.ring_timeout_s
-        handle = asyncio.get_running_loop().call_later(ring_timeout_s, self._ring_timeout, call)
+        timers = self._ring_timeouts.get(ring_timeout_s)
+        if timers is None:
+            timers = self._ring_timeouts[ring_timeout_s] = _CallTimers(
+                ring_timeout_s, self._ring_timeout
+            )
+        handle = timers.start(call)
         call.timers.append(handle)
         self._ring_timers[call.call_id] = handle
 
@@ -1307,9 +1372,7 @@ class B2bua:
         self._update_media_watch(call)
         self._start_recording(call)
         if not connecting:
-            loop = asyncio.get_running_loop()
-            max_duration_s = self._settings.sip.max_call_duration_s
-            call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
+            call.timers.append(self._max_durations.start(call))
             self._arm_session_timer(call, call.inbound)
         self._arm_session_timer(call, outbound)
         self._flush()
@@ -1864,9 +1927,7 @@ class B2bua:
             self._fail_setup(call, 400, "Bad Request (no Contact)")
             return
         call.fire(CallInput.IVR_ANSWERED)
-        loop = asyncio.get_running_loop()
-        max_duration_s = self._settings.sip.max_call_duration_s
-        call.timers.append(loop.call_later(max_duration_s, self._max_duration, call))
+        call.timers.append(self._max_durations.start(call))
         self._arm_session_timer(call, call.inbound)
         self._update_media_watch(call)
         assert self._prompts is not None

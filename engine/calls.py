@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Generic, TypeVar
@@ -392,3 +392,55 @@ class KeptFor(Generic[_Kept]):
         while queue and queue[0][0] <= now:
             due.append(queue.popleft()[1])
         return due
+
+
+_Key = TypeVar("_Key")
+
+
+class DelayQueue(Generic[_Key, _Kept]):
+    """Items each due ``delay_s`` after it was added, by key, cancellable: the timers of one
+    delay for many calls (ringing timeout, maximum duration) behind one loop timer.
+
+    Every item waits equally long, so they fall due in the order they were added: an ordered
+    dict whose head is the next one due — adding, cancelling and taking the head are O(1), and
+    a cancelled item leaves nothing behind. Why not a loop timer per call: uvloop makes a handle
+    and a libuv timer for each, and a cancelled one is closed through a callback of its own, a
+    turn of the loop with the GIL taken (~2 % of the event loop at 900 calls/s for the two per
+    call). Pure: the caller passes the time (never decreasing) and arms its one timer at
+    :meth:`next_due`.
+    """
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self._due: OrderedDict[_Key, tuple[float, _Kept]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(self, key: _Key, item: _Kept, now: float) -> None:
+        """``item`` due at ``now + delay_s`` (after every item already queued); a key queued
+        already is due again from ``now``."""
+        due = self._due
+        if key in due:
+            del due[key]
+        due[key] = (now + self.delay_s, item)
+
+    def cancel(self, key: _Key) -> None:
+        """``key`` is not due any more (nothing when it is not queued)."""
+        self._due.pop(key, None)
+
+    def next_due(self) -> float | None:
+        """When the next item is due, or None with nothing queued."""
+        for due_at, _ in self._due.values():
+            return due_at
+        return None
+
+    def pop_due(self, now: float) -> _Kept | None:
+        """The next item if it is due at ``now`` (removed), else None: one at a time, so that
+        what the caller does with one may cancel the next."""
+        for key, (due_at, item) in self._due.items():
+            if due_at > now:
+                return None
+            del self._due[key]
+            return item
+        return None

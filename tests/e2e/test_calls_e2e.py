@@ -833,6 +833,69 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
         stop_server(server)
 
 
+def test_maximum_call_duration_releases_both_legs_with_bye(tmp_path: Path) -> None:
+    """[sip] max_call_duration_s (here its least, 10 s) ends an answered call: a BYE to each
+    leg 10 s after the answer (engine.b2bua, one loop timer for every call's)."""
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    config, sip_port, callee_port = _configured(workdir)
+    text = config.read_text()
+    config.write_text(text.replace("[sip]\n", "[sip]\nmax_call_duration_s = 10\n", 1))
+    server = start_server(config, workdir, sip_port)
+    api = _api_client(config, sip_port)
+    try:
+        _provision(api)
+        callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
+        callee_cmd[callee_cmd.index("-p") + 1] = str(callee_port)
+        callee = subprocess.Popen(
+            callee_cmd,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        _await_listening(callee_port, callee)
+        caller_cmd, caller_trace = _sipp(
+            "uac_call_answered_remote_bye.xml",
+            tmp_path,
+            "caller",
+            ["-s", X_AXB, "-key", "caller", A],
+        )
+        caller_cmd.append(f"{LOOPBACK}:{sip_port}")
+        caller = subprocess.Popen(
+            caller_cmd,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while "SIP/2.0 200" not in (
+            caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else ""
+        ):
+            assert time.monotonic() < deadline, "the call was not answered"
+            time.sleep(0.05)
+        answered = time.monotonic()
+        assert caller.wait(timeout=30) == 0, "the caller got maskline's BYE and answered it"
+        assert callee.wait(timeout=30) == 0, "the callee got maskline's BYE and answered it"
+        held_s = time.monotonic() - answered
+        assert 9.5 <= held_s < 14, f"released {held_s:.1f} s after the answer, not 10 s"
+        caller_text = caller_trace.read_text("utf-8", "replace")
+        callee_text = callee_trace.read_text("utf-8", "replace")
+        assert "BYE sip:" in caller_text and "BYE sip:" in callee_text
+        assert_private(CallResult(0, 0, caller_text, callee_text, "", record={}), A)
+        (record,) = _calls(CallServer(server, api, callee_port, {}))
+        assert record["release_dir"] == 0 and record["release_cause"] == 16
+        start, release = (
+            datetime.strptime(str(record[name]), "%Y-%m-%d %H:%M:%S")
+            for name in ("start_time", "release_time")
+        )
+        assert 9 <= (release - start).total_seconds() <= 12  # whole seconds, as the reference
+    finally:
+        api.close()
+        stop_server(server)
+
+
 # ----------------------------------------------------------------- session timers (RFC 4028)
 
 

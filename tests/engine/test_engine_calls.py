@@ -18,6 +18,7 @@ from engine.calls import (
     CallInput,
     CallState,
     CallStateError,
+    DelayQueue,
     KeptFor,
     Leg,
     new_call_ref,
@@ -164,3 +165,45 @@ def test_ended_calls_are_kept_as_long_as_our_transactions_live() -> None:
     assert keep_ended_call_s(0.5) == 32.0  # the default T1
     assert keep_ended_call_s(0.1) == 32.0  # a short T1 of ours: the peers' 2xx still counts
     assert keep_ended_call_s(2.0) == 128.0  # [sip] t1_ms = 2000
+
+
+# --- timers of one delay for many calls (DelayQueue) -----------------------------------------
+
+
+def test_items_fall_due_in_the_order_added_and_one_at_a_time() -> None:
+    queue: DelayQueue[str, str] = DelayQueue(delay_s=60.0)
+    assert queue.next_due() is None and queue.pop_due(1e9) is None
+    queue.add("call-1", "first", now=10.0)
+    queue.add("call-2", "second", now=10.5)
+    queue.add("call-3", "third", now=11.0)
+    assert queue.next_due() == 70.0
+    assert queue.pop_due(69.99) is None  # not before its delay
+    assert queue.pop_due(70.6) == "first"
+    assert queue.pop_due(70.6) == "second"
+    assert queue.pop_due(70.6) is None  # the third is due at 71
+    assert len(queue) == 1 and queue.next_due() == 71.0
+
+
+def test_a_cancelled_item_never_falls_due_and_leaves_nothing() -> None:
+    queue: DelayQueue[str, str] = DelayQueue(delay_s=5.0)
+    for n in range(1000):
+        queue.add(f"call-{n}", f"item-{n}", now=float(n))
+    for n in range(0, 1000, 2):
+        queue.cancel(f"call-{n}")
+    queue.cancel("never-added")  # nothing
+    assert len(queue) == 500 and queue.next_due() == 6.0  # call-1's
+    due = []
+    while (item := queue.pop_due(1e9)) is not None:
+        due.append(item)
+    assert due == [f"item-{n}" for n in range(1, 1000, 2)]
+    assert len(queue) == 0 and queue.next_due() is None
+
+
+def test_an_item_added_again_is_due_from_the_new_time() -> None:
+    queue: DelayQueue[str, str] = DelayQueue(delay_s=5.0)
+    queue.add("call-1", "old", now=0.0)
+    queue.add("call-2", "other", now=1.0)
+    queue.add("call-1", "new", now=2.0)  # after call-2 now
+    assert queue.pop_due(6.0) == "other"
+    assert queue.pop_due(6.0) is None
+    assert queue.pop_due(7.0) == "new" and len(queue) == 0
