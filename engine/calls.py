@@ -405,9 +405,10 @@ class DelayQueue(Generic[_Key, _Kept]):
     dict whose head is the next one due — adding, cancelling and taking the head are O(1), and
     a cancelled item leaves nothing behind. Why not a loop timer per call: uvloop makes a handle
     and a libuv timer for each, and a cancelled one is closed through a callback of its own, a
-    turn of the loop with the GIL taken (~2 % of the event loop at 900 calls/s for the two per
-    call). Pure: the caller passes the time (never decreasing) and arms its one timer at
-    :meth:`next_due`.
+    turn of the loop with the GIL taken: at 900 calls/s, making, cancelling, closing and freeing
+    loop timers were ~1.9 % of the event loop's samples, ~0.9 % with these queues (the
+    instructions a call takes hardly change: the saving is in memory traffic). Pure: the caller
+    passes the time (never decreasing) and arms its one timer at :meth:`next_due`.
     """
 
     def __init__(self, delay_s: float) -> None:
