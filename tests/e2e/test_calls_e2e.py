@@ -778,6 +778,44 @@ def test_invite_from_outside_every_trunk_is_refused(calls: CallServer, tmp_path:
     assert _final_status(trace.read_text("utf-8", "replace")) == 403
 
 
+def _answered_call_awaiting_bye(
+    tmp_path: Path, *, sip_port: int, callee_port: int
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], Path, Path]:
+    """A call from A to the AXB X, answered, both SIPps left waiting for maskline's BYE: the
+    caller and callee processes and their message traces, once the caller has the 200."""
+    callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
+    callee_cmd[callee_cmd.index("-p") + 1] = str(callee_port)
+    callee = subprocess.Popen(
+        callee_cmd,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _await_listening(callee_port, callee)
+    caller_cmd, caller_trace = _sipp(
+        "uac_call_answered_remote_bye.xml",
+        tmp_path,
+        "caller",
+        ["-s", X_AXB, "-key", "caller", A],
+    )
+    caller_cmd.append(f"{LOOPBACK}:{sip_port}")
+    caller = subprocess.Popen(
+        caller_cmd,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 10
+    while "SIP/2.0 200" not in (
+        caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else ""
+    ):
+        assert time.monotonic() < deadline, "the call was not answered"
+        time.sleep(0.05)
+    return caller, callee, caller_trace, callee_trace
+
+
 def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: Path) -> None:
     workdir = tmp_path / "server"
     workdir.mkdir()
@@ -786,36 +824,9 @@ def test_sigterm_releases_calls_in_progress_with_bye_and_records_them(tmp_path: 
     api = _api_client(config, sip_port)
     try:
         _provision(api)
-        callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
-        callee_cmd[callee_cmd.index("-p") + 1] = str(callee_port)
-        callee = subprocess.Popen(
-            callee_cmd,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        caller, callee, caller_trace, callee_trace = _answered_call_awaiting_bye(
+            tmp_path, sip_port=sip_port, callee_port=callee_port
         )
-        _await_listening(callee_port, callee)
-        caller_cmd, caller_trace = _sipp(
-            "uac_call_answered_remote_bye.xml",
-            tmp_path,
-            "caller",
-            ["-s", X_AXB, "-key", "caller", A],
-        )
-        caller_cmd.append(f"{LOOPBACK}:{sip_port}")
-        caller = subprocess.Popen(
-            caller_cmd,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while "SIP/2.0 200" not in (
-            caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else ""
-        ):
-            assert time.monotonic() < deadline, "the call was not answered"
-            time.sleep(0.05)
         api.close()
         stop_server(server)  # SIGTERM, exit code 0 asserted
         assert caller.wait(timeout=20) == 0, "the caller got maskline's BYE and answered it"
@@ -845,36 +856,9 @@ def test_maximum_call_duration_releases_both_legs_with_bye(tmp_path: Path) -> No
     api = _api_client(config, sip_port)
     try:
         _provision(api)
-        callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
-        callee_cmd[callee_cmd.index("-p") + 1] = str(callee_port)
-        callee = subprocess.Popen(
-            callee_cmd,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        caller, callee, caller_trace, callee_trace = _answered_call_awaiting_bye(
+            tmp_path, sip_port=sip_port, callee_port=callee_port
         )
-        _await_listening(callee_port, callee)
-        caller_cmd, caller_trace = _sipp(
-            "uac_call_answered_remote_bye.xml",
-            tmp_path,
-            "caller",
-            ["-s", X_AXB, "-key", "caller", A],
-        )
-        caller_cmd.append(f"{LOOPBACK}:{sip_port}")
-        caller = subprocess.Popen(
-            caller_cmd,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while "SIP/2.0 200" not in (
-            caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else ""
-        ):
-            assert time.monotonic() < deadline, "the call was not answered"
-            time.sleep(0.05)
         answered = time.monotonic()
         assert caller.wait(timeout=30) == 0, "the caller got maskline's BYE and answered it"
         assert callee.wait(timeout=30) == 0, "the callee got maskline's BYE and answered it"
