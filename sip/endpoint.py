@@ -594,11 +594,11 @@ class _Deadlines:
     and taken from the front — never pushed into nor popped out of the heap, whose pops sift
     through every level, each a tuple and a float out of the CPU's caches once the kept state
     is full (``pop_due`` with the ``earliest`` it calls was ~5 % of the event loop 40 s into a
-    step at 900 calls/s, ~40 % of that sifting; bench/deadlines.py). The heap keeps the near deadlines: retransmission timers,
-    mostly stale by the time they come up. ``earliest`` is exactly what a single heap would
-    say: a bucket's entries are no earlier than its second, and a bucket is taken up before the
-    earliest entry of the heap and the run reaches that second — when the run is used up, as
-    its entries are all earlier than that second.
+    step at 900 calls/s, ~40 % of that sifting; bench/deadlines.py). The heap keeps the near
+    deadlines: retransmission timers, mostly stale by the time they come up. ``earliest`` is
+    exactly what a single heap would say: a bucket's entries are no earlier than its second,
+    and a bucket is taken up before the earliest entry of the heap and the run reaches that
+    second — when the run is used up, as its entries are all earlier than that second.
     """
 
     def __init__(self, transactions: dict[TxKey, Transaction]) -> None:
