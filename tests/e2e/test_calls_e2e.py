@@ -256,6 +256,17 @@ def _sipp(
     )
 
 
+def _spawn_sipp(command: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a SIPp of ``_sipp``'s making in the background, in ``cwd`` (its traces go there)."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def place_call(
     calls: CallServer,
     tmp_path: Path,
@@ -287,13 +298,7 @@ def place_call(
             timeout_s=sipp_timeout_s,
         )
         command[command.index("-p") + 1] = str(calls.callee_port)
-        callee_proc = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        callee_proc = _spawn_sipp(command, tmp_path)
         _await_listening(calls.callee_port, callee_proc)
     command, caller_trace = _sipp(
         caller_scenario,
@@ -645,13 +650,7 @@ def test_200_simultaneous_calls_with_g711_media(calls: CallServer, tmp_path: Pat
     command.remove("-trace_msg")
     index = command.index("-message_file")
     del command[index : index + 2]
-    callee = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    callee = _spawn_sipp(command, tmp_path)
     _await_listening(calls.callee_port, callee)
     stat_file = tmp_path / "caller_stat.csv"
     caller = subprocess.run(
@@ -785,13 +784,7 @@ def _answered_call_awaiting_bye(
     caller and callee processes and their message traces, once the caller has the 200."""
     callee_cmd, callee_trace = _sipp("uas_answer.xml", tmp_path, "callee", [])
     callee_cmd[callee_cmd.index("-p") + 1] = str(callee_port)
-    callee = subprocess.Popen(
-        callee_cmd,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    callee = _spawn_sipp(callee_cmd, tmp_path)
     _await_listening(callee_port, callee)
     caller_cmd, caller_trace = _sipp(
         "uac_call_answered_remote_bye.xml",
@@ -800,13 +793,7 @@ def _answered_call_awaiting_bye(
         ["-s", X_AXB, "-key", "caller", A],
     )
     caller_cmd.append(f"{LOOPBACK}:{sip_port}")
-    caller = subprocess.Popen(
-        caller_cmd,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    caller = _spawn_sipp(caller_cmd, tmp_path)
     deadline = time.monotonic() + 10
     while "SIP/2.0 200" not in (
         caller_trace.read_text("utf-8", "replace") if caller_trace.exists() else ""
