@@ -264,7 +264,8 @@ class ReportPusher:
             await self.reports.db.write(
                 lambda conn: outbox.mark_delivered_rows(
                     conn, seqs, now=self.clock(), via=DeliveryVia.PUSH
-                )
+                ),
+                in_loop=True,  # one UPDATE of a push batch's rows: short, on every push
             )
             self.delivered += len(batch)
             return None

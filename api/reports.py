@@ -115,6 +115,14 @@ DEFAULT_MAX_BUFFERED: Final = 200_000
 #: durable up to this much later under load; what a crash can lose is still only what nobody
 #: was told about (the module docstring).
 DEFAULT_ROUND_INTERVAL_S: Final = 0.05
+#: Items one write round takes at most: its ops (below) stay within one batch of the database
+#: (``store.db.MAX_LOOP_BATCH_OPS``), one transaction, one fsync. A round runs on the event
+#: loop's thread (``Database.write(in_loop=True)``: no GIL hand-offs with the writer thread); a
+#: backlog (a slow disk, a burst) is written in full rounds one after another.
+MAX_ROUND_ITEMS: Final = 1024
+#: Items of one op of a round: the event loop serves its I/O between two (the database's
+#: batches on the loop pause between ops), so a call waits for one op at most, ~0.3 ms.
+ROUND_OP_ITEMS: Final = 32
 #: Pool thresholds are evaluated this long after the first change that marked the pool.
 DEFAULT_WARNING_DELAY_S: Final = 0.05
 # After a failed write round the buffered reports are retried after this pause.
@@ -445,7 +453,7 @@ def _run_items(
     zone: ZoneInfo,
     owners: outbox.PoolOwners,
 ) -> list[_Result]:
-    """One round, in order, under one savepoint; consecutive call-path events and call records
+    """One op of a round (``ROUND_OP_ITEMS`` of its items), in order, under one savepoint; consecutive call-path events and call records
     are inserted together (multi-row INSERTs for the reports, in FIFO order so that a call's
     end report follows its earlier ones, then for the records). Should an item fail (a
     duplicate call record), the round is rolled back and run again item by item, each under its
@@ -723,6 +731,7 @@ class CallReports:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         round_started = -math.inf
+        catching_up = False
         while True:
             if not self._buffer:
                 if self._closing:
@@ -731,28 +740,23 @@ class CallReports:
                 await self._wake.wait()
                 continue
             pause = round_started + self.round_interval_s - loop.time()
-            if pause > 0 and not self._closing:
+            if pause > 0 and not self._closing and not catching_up:
                 # Under load: let this round gather more calls (one COMMIT for all of them).
                 await asyncio.sleep(pause)
             round_started = loop.time()
-            items, self._buffer = self._buffer, []
-            try:
-                results = await self.db.write(
-                    partial(
-                        _run_items,
-                        items=items,
-                        now=self.clock(),
-                        zone=self.zone,
-                        owners=self._owners,
-                    )
-                )
-            except Exception as error:  # the round's transaction failed as a whole
-                if await self._round_failed(items, error):
+            items = self._buffer[:MAX_ROUND_ITEMS]
+            del self._buffer[:MAX_ROUND_ITEMS]
+            # A backlog is written in full rounds one after the other, without the pause.
+            catching_up = bool(self._buffer)
+            written, failed, error = await self._write_round(items)
+            if error is not None:  # a transaction failed as a whole: its items are retried
+                if await self._round_failed(failed, error):
                     return
-                continue
+                if not written:
+                    continue
             self.rounds += 1
             tenants: set[str | None] = set()
-            for item, (ok, value) in zip(items, results, strict=True):
+            for item, (ok, value) in written:
                 if ok:
                     assert isinstance(value, set)
                     tenants |= value
@@ -765,6 +769,42 @@ class CallReports:
                 else:
                     _log.error("report_not_written", what=item.what, error=repr(value))
             self.notify_written(tenants)
+
+    async def _write_round(
+        self, items: list[_Item]
+    ) -> tuple[list[tuple[_Item, _Result]], list[_Item], Exception | None]:
+        """Write a round's items as ops of ``ROUND_OP_ITEMS`` on the event loop: one batch of
+        the database, which serves the loop's I/O between two of them. Returns each written
+        item with its result, and the items of ops whose transaction failed with the error."""
+        now = self.clock()
+        chunks = [items[i : i + ROUND_OP_ITEMS] for i in range(0, len(items), ROUND_OP_ITEMS)]
+        writes = [
+            self.db.write(
+                partial(_run_items, items=chunk, now=now, zone=self.zone, owners=self._owners),
+                in_loop=True,
+            )
+            for chunk in chunks
+        ]
+        outcomes: list[list[_Result] | BaseException]
+        if len(writes) == 1:
+            try:
+                outcomes = [await writes[0]]
+            except Exception as error:
+                outcomes = [error]
+        else:
+            outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        written: list[tuple[_Item, _Result]] = []
+        failed: list[_Item] = []
+        first_error: Exception | None = None
+        for chunk, outcome in zip(chunks, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                failed.extend(chunk)
+                first_error = first_error or outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                written.extend(zip(chunk, outcome, strict=True))
+        return written, failed, first_error
 
     async def _round_failed(self, items: list[_Item], error: Exception) -> bool:
         """A round's transaction failed: waiting callers get the error, call-path reports are

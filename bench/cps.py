@@ -1541,6 +1541,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="tcpdump the half-load step: maskline's added post-dial delay to the µs",
     )
     parser.add_argument(
+        "--half-rate",
+        type=int,
+        default=None,
+        help="run the post-dial delay step at this rate, not at half maskline's highest clean"
+        " one (A/B runs of the delay at a fixed load)",
+    )
+    parser.add_argument(
         "--no-half",
         action="store_true",
         help="skip the half-load post-dial delay step (short A/B runs of the ladder alone)",
@@ -1589,6 +1596,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
     if args.wire and args.no_half:
         parser.error("--wire measures the half-load step, which --no-half skips")
+    if args.half_rate is not None and (args.no_half or args.half_rate < 1):
+        parser.error("--half-rate needs a rate of 1 or more, and the half-load step")
     return args
 
 
@@ -1634,8 +1643,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
             ladder_ended = time.monotonic()
             best = max_clean(steps, "maskline")
-            if best is not None and not args.no_half:
-                half = max(1, best.offered_cps // 2)
+            if (best is not None or args.half_rate) and not args.no_half:
+                half = args.half_rate or max(1, best.offered_cps // 2 if best else 1)
                 # The ladder ends with overloaded steps: their transactions and ended calls
                 # live on for 64*T1 and their timers would all fire during the half step.
                 time.sleep(max(0.0, ladder_ended + RETENTION_WINDOW_S - time.monotonic()))

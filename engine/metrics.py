@@ -650,6 +650,16 @@ class _EngineCollector:
                 sources.db.batches_committed,
             )
             yield _counter("db_write_ops", "write operations committed", sources.db.ops_committed)
+            yield _counter(
+                "db_loop_write_batches",
+                "write transactions committed on the event loop (the call path's report rounds)",
+                sources.db.loop_batches,
+            )
+            yield _counter(
+                "db_checkpoints",
+                "WAL checkpoints completed (PASSIVE, in the checkpointer's thread)",
+                sources.db.checkpoints,
+            )
         lag = metrics.loop_lag
         yield _histogram(
             "event_loop_lag_seconds",

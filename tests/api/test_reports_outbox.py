@@ -28,11 +28,12 @@ from reports_support import (
 from api.control import ControlPlane
 from api.errors import InvalidInput, NotFound
 from api.principal import OPERATOR, Principal
-from api.reports import attach_reports, recording_report_id
+from api.reports import MAX_ROUND_ITEMS, ROUND_OP_ITEMS, attach_reports, recording_report_id
 from engine.records import call_record_of
 from media.recording_io import write_wav
 from routing.index import BindingIndex
 from store import ConflictError, Database, ReleaseDir
+from store.db import MAX_LOOP_BATCH_OPS
 from store.outbox import (
     MAX_ROWS_PER_INSERT,
     NewReport,
@@ -326,14 +327,16 @@ async def test_rounds_under_load_are_paced_and_an_idle_writer_starts_at_once(sce
 
 
 async def test_a_round_of_several_chunks_writes_every_call_in_order(scene: Scene) -> None:
-    # A round builds and inserts its reports MAX_ROWS_PER_INSERT at a time, its records after
-    # them (so the writer thread holds the GIL for one chunk's building only): chunk edges must
-    # neither lose nor reorder anything. 23 calls x 4 items = 92 reports: three chunks, the
-    # last partial, with a call's start in one chunk and its end in another.
+    # A round is written as ops of ROUND_OP_ITEMS items, one database batch on the event loop
+    # (which serves its I/O between two ops), and an op builds and inserts its reports
+    # MAX_ROWS_PER_INSERT at a time, its records after them: edges must neither lose nor reorder
+    # anything. 23 calls x 4 items = 92 reports: three ops and chunks, the last partial, with a
+    # call's start in one and its end in another.
     reports = scene.reports
     await reports.flush()
     reports.round_interval_s = 0.3  # everything below waits for one round
     rounds = reports.rounds
+    loop_batches = reports.db.loop_batches
     at = scene.api.clock.now
     calls = [routed_call(scene.binding, at=at + i) for i in range(23)]
     for call in calls:
@@ -346,8 +349,10 @@ async def test_a_round_of_several_chunks_writes_every_call_in_order(scene: Scene
         call.release_time = call.call_time + 3
         call.release_dir = ReleaseDir.CALLER
     assert 2 * MAX_ROWS_PER_INSERT < 23 * 4
+    assert 2 * ROUND_OP_ITEMS < 23 * 4
     await asyncio.gather(*(reports.call_ended(call_record_of(call)) for call in calls))
     assert reports.rounds == rounds + 1
+    assert reports.db.loop_batches == loop_batches + 1  # one transaction for the three ops
     written = [(row.call_id, row.kind) for row in outbox_rows(scene.api.db_path)][-23 * 4 :]
     # The buffer's FIFO: each call's start and ring, then every pick-up, then every end.
     expected = [(c.call_id, kind) for c in calls for kind in ("start", "ring")]
@@ -425,3 +430,9 @@ async def test_a_writer_round_leaves_no_cyclic_garbage(scene: Scene) -> None:
         gc.enable()
     assert len(outbox_rows(scene.api.db_path)) >= 12  # the rounds ran: 4 reports a call
     assert not found, found
+
+
+def test_a_full_round_fits_in_one_batch_of_the_database() -> None:
+    # A round's ops share one transaction (and one fsync) only if the database takes them in
+    # one batch: a full round must not be cut by the batch limit of ops on the loop.
+    assert -(-MAX_ROUND_ITEMS // ROUND_OP_ITEMS) <= MAX_LOOP_BATCH_OPS

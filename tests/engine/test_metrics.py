@@ -417,6 +417,8 @@ async def test_exposition_reads_every_source_at_scrape_time(db: Database) -> Non
     assert _value(samples, "maskline_rtp_sessions") == 0
     assert _value(samples, "maskline_media_ports_capacity") == 50
     assert _value(samples, "maskline_db_write_ops_total") >= 1
+    assert _value(samples, "maskline_db_loop_write_batches_total") == db.loop_batches
+    assert _value(samples, "maskline_db_checkpoints_total") == db.checkpoints
     assert math.isnan(_value(samples, "maskline_acd_seconds"))  # the clock did not move
     assert ("maskline_event_loop_lag_seconds_count", ()) in samples
     assert not any(name.startswith("process_") for name, _ in samples)

@@ -55,3 +55,37 @@ async def test_acknowledged_bindings_survive_sigkill(tmp_path: Path, concurrency
         assert ok == "ok"
     finally:
         await db.close()
+
+
+async def test_rows_acknowledged_from_ops_on_the_loop_survive_sigkill(tmp_path: Path) -> None:
+    # Ops on the event loop commit without fsync; their callers are answered after the
+    # writer thread's fsync of the WAL. Whatever was answered must be there after a kill.
+    path = tmp_path / "crash.sqlite3"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, str(HELPER), str(path), "1000000", "16", "in-loop"],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().decode() == "table kv\n"
+    acknowledged: list[int] = []
+    while len(acknowledged) < 300:
+        line = process.stdout.readline().decode()
+        assert line, "helper ended early"
+        acknowledged.append(int(line))
+    process.send_signal(signal.SIGKILL)
+    tail = process.stdout.read().decode()
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    acknowledged += [int(line) for line in tail.split("\n")[:-1] if line]
+
+    db = await Database.open(path)
+    try:
+        stored = await db.read(lambda c: {row[0] for row in c.execute("SELECT k FROM kv")})
+        assert [k for k in acknowledged if k not in stored] == []
+        ok = await db.read(lambda c: c.execute("PRAGMA integrity_check").fetchone()[0])
+        assert ok == "ok"
+    finally:
+        await db.close()

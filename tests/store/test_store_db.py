@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from store.db import (
     Migration,
     MigrationError,
     SchemaTooNewError,
+    StoreError,
     bundled_migrations,
 )
 
@@ -225,3 +229,150 @@ async def test_read_is_one_snapshot(tmp_path: Path) -> None:
         assert await db.read(in_transaction)
     finally:
         await db.close()
+
+
+# ------------------------------------------------------------------ commits on the event loop
+
+
+def _wal_inode(tmp_path: Path) -> int:
+    return os.stat(tmp_path / "db.sqlite3-wal").st_ino
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch, events: list[str]) -> None:
+    """Every fdatasync appends ``fsync <inode>`` to ``events`` (then really syncs)."""
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        events.append(f"fsync {os.fstat(fd).st_ino}")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+
+
+@pytest.mark.parametrize("in_loop", [True, False])
+async def test_a_write_is_acknowledged_after_the_wal_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_loop: bool
+) -> None:
+    # The writer commits without fsync (synchronous=NORMAL) so that a commit may run on the
+    # loop; the durability of FULL comes from the fsync of the WAL before the answer.
+    db = await _scratch(tmp_path)
+    try:
+        events: list[str] = []
+        _record_fsyncs(monkeypatch, events)
+
+        def op(conn: sqlite3.Connection) -> int:
+            events.append("op")
+            conn.execute("INSERT INTO kv (k, v) VALUES (1, 'one')")
+            return threading.get_ident()
+
+        thread = await db.write(op, in_loop=in_loop)
+        events.append("acknowledged")
+        assert events == ["op", f"fsync {_wal_inode(tmp_path)}", "acknowledged"]
+        ran_on_the_loop = thread == threading.get_ident()
+        assert ran_on_the_loop is in_loop
+        assert db.loop_batches == (1 if in_loop else 0)
+    finally:
+        await db.close()
+
+
+async def test_ops_on_the_loop_share_one_transaction_and_let_the_loop_run_between_them(
+    tmp_path: Path,
+) -> None:
+    db = await _scratch(tmp_path)
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.ensure_future(count_turns())
+    try:
+        await asyncio.sleep(0)
+        batches = db.batches_committed
+
+        def insert(k: int) -> Callable[[sqlite3.Connection], int]:
+            def op(conn: sqlite3.Connection) -> int:
+                conn.execute("INSERT INTO kv (k) VALUES (?)", (k,))
+                return turns
+
+            return op
+
+        seen = await asyncio.gather(*(db.write(insert(k), in_loop=True) for k in range(5)))
+        assert db.batches_committed == batches + 1  # one transaction, one fsync
+        assert seen == sorted(seen) and len(set(seen)) == 5  # the loop turned between ops
+        assert await db.read(lambda c: c.execute("SELECT count(*) FROM kv").fetchone()[0]) == 5
+    finally:
+        counter.cancel()
+        await db.close()
+
+
+async def test_a_loop_batch_waits_in_the_writer_thread_for_a_lock_another_process_holds(
+    tmp_path: Path,
+) -> None:
+    # The loop must never sleep in SQLite's busy handler: with the write lock taken elsewhere,
+    # the batch goes to the writer thread, which waits for it (busy timeout), the loop free.
+    db = await _scratch(tmp_path)
+    other = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(
+            db.write(lambda c: c.execute("INSERT INTO kv (k) VALUES (1)").lastrowid, in_loop=True)
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.sleep(0.2)
+        assert loop.time() - started < 0.5  # the loop was not blocked
+        assert not write.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(write, 5) == 1
+        assert db.loop_batches == 0  # it ran in the thread
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_a_failed_wal_fsync_fails_its_batch_and_refuses_later_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = await _scratch(tmp_path)
+    try:
+
+        def failing_fdatasync(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+        with pytest.raises(OSError, match="Input/output error"):
+            await db.write(lambda c: c.execute("INSERT INTO kv (k) VALUES (1)"), in_loop=True)
+        monkeypatch.undo()  # the disk "works" again: what it lost stays lost, writes stay refused
+        for in_loop in (True, False):
+            with pytest.raises(StoreError, match="could not be fsynced"):
+                await db.write(
+                    lambda c: c.execute("INSERT INTO kv (k) VALUES (2)"), in_loop=in_loop
+                )
+    finally:
+        await db.close()
+
+
+async def test_the_checkpointer_keeps_the_wal_small(tmp_path: Path) -> None:
+    # The writer never checkpoints (wal_autocheckpoint=0: a checkpoint's fsyncs must not run on
+    # the loop): without the checkpointer's thread the WAL would hold every page of every write.
+    db = await Database.open(tmp_path / "db.sqlite3", checkpoint_interval_s=0.0)
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE blobs (k INTEGER PRIMARY KEY, b BLOB)"))
+
+        def insert(k: int) -> Callable[[sqlite3.Connection], object]:
+            return lambda c: c.execute("INSERT INTO blobs VALUES (?, ?)", (k, os.urandom(8192)))
+
+        for k in range(200):
+            await db.write(insert(k), in_loop=k % 2 == 0)
+            if k % 5 == 0:
+                await asyncio.sleep(0.02)  # a moment for the checkpointer to finish
+        assert db.checkpoints >= 10
+        # Not restarted, the WAL would hold every page written: over 1.6 MB of blobs alone.
+        wal_bytes = os.stat(tmp_path / "db.sqlite3-wal").st_size
+        assert wal_bytes < 200 * 8192 / 2, wal_bytes
+    finally:
+        await db.close()
+    assert not (tmp_path / "db.sqlite3-wal").exists()  # the last connection removed it
