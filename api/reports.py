@@ -107,13 +107,13 @@ DEFAULT_MAX_BUFFERED: Final = 200_000
 #: Write rounds start at most this often: under load a round then carries more calls, and its
 #: COMMIT (page writes and fsync, ~60 µs of CPU per call in rounds of 5 calls, ~30 in rounds of
 #: 20) is shared by more of them. An idle writer starts a round at once. Each round is also a
-#: batch of the database writer's thread, whose every SQLite call lets go of the GIL and takes it
-#: back, often from the event loop (then a futex wake-up and a thread switch), and a batch of
-#: CDR lines (the recorder appends them when the round commits): at 900 calls/s, 20 ms rounds were
-#: ~59 commits a second and 50-100 ms rounds 15-27, with ~10 % less CPU per call for the whole
-#: process (bench/README.md, cps section). What it costs: a call's records and reports are
-#: durable up to this much later under load; what a crash can lose is still only what nobody
-#: was told about (the module docstring).
+#: batch of CDR lines (the recorder appends them when the round commits), and it was a batch of
+#: the database writer's thread, whose every SQLite call let go of the GIL and took it back,
+#: often from the event loop: at 900 calls/s, 20 ms rounds were ~59 commits a second and
+#: 50-100 ms rounds 15-27, with ~10 % less CPU per call for the whole process (bench/README.md,
+#: cps section; rounds now commit on the loop, the fsync alone in the thread). What it costs: a
+#: call's records and reports are durable up to this much later under load; what a crash can
+#: lose is still only what nobody was told about (the module docstring).
 DEFAULT_ROUND_INTERVAL_S: Final = 0.05
 #: Items one write round takes at most: its ops (below) stay within one batch of the database
 #: (``store.db.MAX_LOOP_BATCH_OPS``), one transaction, one fsync. A round runs on the event
@@ -386,8 +386,8 @@ def warning_changes(
 
 # ------------------------------------------------------------------------------- the writer
 
-# An item of a write round: runs in the writer thread inside the round's transaction (under its
-# own savepoint) and returns the tenants that got reports.
+# An item of a write round: runs inside the round's transaction (under its own savepoint), on
+# the event loop's thread, and returns the tenants that got reports.
 _ItemOp = Callable[[sqlite3.Connection, float], set[str | None]]
 
 
@@ -453,11 +453,12 @@ def _run_items(
     zone: ZoneInfo,
     owners: outbox.PoolOwners,
 ) -> list[_Result]:
-    """One op of a round (``ROUND_OP_ITEMS`` of its items), in order, under one savepoint; consecutive call-path events and call records
-    are inserted together (multi-row INSERTs for the reports, in FIFO order so that a call's
-    end report follows its earlier ones, then for the records). Should an item fail (a
-    duplicate call record), the round is rolled back and run again item by item, each under its
-    own savepoint, so that the failing item alone is left out."""
+    """One op of a round (up to ``ROUND_OP_ITEMS`` of its items), in order, under one
+    savepoint; consecutive call-path events and call records are inserted together (multi-row
+    INSERTs for the reports, in FIFO order so that a call's end report follows its earlier ones,
+    then for the records). Should an item fail (a duplicate call record), the op's items are
+    rolled back and run again one by one, each under its own savepoint, so that the failing
+    item alone is left out."""
     round_ = _Round(conn, items, now=now, zone=zone, owners=owners)
     ok, value = _in_savepoint(conn, round_.whole, name="report_round")
     if ok:
@@ -517,12 +518,11 @@ class _Round:
         zone = self.zone
         tenants: set[str | None] = set()
         records: list[CallRecord] = []
-        # The reports in chunks, each built then inserted: building a report is Python and
-        # holds the GIL, inserting is mostly SQLite and lets go of it, so the event loop waits
-        # for this thread at most one chunk's building (a round of 50 ms at 1,000 calls/s holds
-        # ~200 items, ~1 ms of building in one piece). Every item makes one report and a chunk
-        # is the largest multi-row INSERT (outbox.insert_rows): as many statements as one piece.
-        # The records (another table, its rows built as they are inserted) go in at the end.
+        # The reports in chunks, each built then inserted: every item makes one report and a
+        # chunk is the largest multi-row INSERT (outbox.insert_rows), so a chunk is one
+        # statement. (When rounds ran in the writer thread, this also bounded how long the
+        # event loop waited for that thread's building with the GIL held.) The records
+        # (another table, its rows built as they are inserted) go in at the end.
         for chunk_start in range(start, end, _ITEMS_PER_CHUNK):
             reports: list[NewReport] = []
             for item in items[chunk_start : min(chunk_start + _ITEMS_PER_CHUNK, end)]:
@@ -582,7 +582,7 @@ class CallReports:
         self._written_listeners: list[WrittenListener] = []
         self._url_listeners: list[UrlsListener] = []
         # Owners of pools, read once (pools are never deleted and never change owner); used
-        # only inside the database's writer thread.
+        # only inside the write rounds' transactions.
         self._owners: outbox.PoolOwners = {}
         self.warnings = PoolWarnings(self, delay_s=warning_delay_s)
         # Observability (metrics): reports dropped because the buffer was full or closed.

@@ -192,7 +192,7 @@ def _queued(row: Sequence[object]) -> QueuedReport:
 # orjson writes what this encoder writes for the payloads' values (str, int, None, bool,
 # their enums; floats but for an exponent's form, 1e-7 for 1e-07, which the payloads'
 # millisecond-rounded seconds never need), ~8x faster — 0.5 µs a report where the encoder took
-# 4, in the writer thread while it holds the GIL the event loop waits for. The encoder stays
+# 4, on the event loop's thread (the report rounds commit there). The encoder stays
 # for what orjson refuses (an int beyond 64 bits). tests/store/test_report_json.py compares.
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
