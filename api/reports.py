@@ -749,26 +749,30 @@ class CallReports:
             # A backlog is written in full rounds one after the other, without the pause.
             catching_up = bool(self._buffer)
             written, failed, error = await self._write_round(items)
-            if error is not None:  # a transaction failed as a whole: its items are retried
-                if await self._round_failed(failed, error):
-                    return
-                if not written:
-                    continue
-            self.rounds += 1
-            tenants: set[str | None] = set()
-            for item, (ok, value) in written:
-                if ok:
-                    assert isinstance(value, set)
-                    tenants |= value
-                    if item.future is not None and not item.future.done():
-                        item.future.set_result(None)
-                elif item.future is not None:
-                    if not item.future.done():
-                        assert isinstance(value, BaseException)
-                        item.future.set_exception(value)
-                else:
-                    _log.error("report_not_written", what=item.what, error=repr(value))
-            self.notify_written(tenants)
+            if written:
+                self.rounds += 1
+                self._settle(written)
+            # A transaction that failed as a whole (only part of a round when the database
+            # split it): its items are retried, or dropped when the database is closed.
+            if error is not None and await self._round_failed(failed, error):
+                return
+
+    def _settle(self, written: list[tuple[_Item, _Result]]) -> None:
+        """Answer the waiting callers of written items; tell the listeners who got reports."""
+        tenants: set[str | None] = set()
+        for item, (ok, value) in written:
+            if ok:
+                assert isinstance(value, set)
+                tenants |= value
+                if item.future is not None and not item.future.done():
+                    item.future.set_result(None)
+            elif item.future is not None:
+                if not item.future.done():
+                    assert isinstance(value, BaseException)
+                    item.future.set_exception(value)
+            else:
+                _log.error("report_not_written", what=item.what, error=repr(value))
+        self.notify_written(tenants)
 
     async def _write_round(
         self, items: list[_Item]

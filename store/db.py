@@ -64,7 +64,8 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Upper bound of ops per transaction: keeps one batch's latency bounded under a flood.
 MAX_BATCH_OPS = 5_000
 # Upper bound of ops per transaction run on the event loop (``write(op, in_loop=True)``): the
-# loop serves nothing else meanwhile, so a backlog is committed in several short turns.
+# loop serves its I/O between two ops, but the transaction holds the write lock all along, so a
+# backlog is committed in several transactions of bounded length.
 MAX_LOOP_BATCH_OPS = 64
 # Least seconds between two checkpoints (one a second copies what the WAL gathered meanwhile
 # into the database file: at 1,000 calls/s a few hundred pages, well under SQLite's automatic
@@ -150,8 +151,8 @@ def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
 def _connect_writer(path: Path) -> sqlite3.Connection:
     """The writer connection: commits without fsync and without checkpointing (the writer
     thread fsyncs the WAL, the checkpointer checkpoints) and never waits for a lock itself —
-    it may run on the event loop, which must not sleep in SQLite's busy handler; ``_run_batch``
-    is told when it may wait."""
+    it may run on the event loop, which must not sleep in SQLite's busy handler;
+    ``_batch_steps`` is told when it may wait."""
     conn = _connect(path, "NORMAL")
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
@@ -171,7 +172,6 @@ class _WalFile:
         self.path = database_path.with_name(database_path.name + "-wal")
         self._fd: int | None = None
         self._inode = -1
-        self.syncs = 0
 
     def sync(self) -> None:
         """fdatasync the WAL (in the writer thread); raises ``OSError`` when it fails."""
@@ -186,7 +186,6 @@ class _WalFile:
             _fsync_directory(self.path.parent)  # the WAL's name, new, durable too
         assert self._fd is not None
         os.fdatasync(self._fd)
-        self.syncs += 1
 
     def close(self) -> None:
         if self._fd is not None:

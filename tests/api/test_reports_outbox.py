@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import sqlite3
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -436,3 +437,37 @@ def test_a_full_round_fits_in_one_batch_of_the_database() -> None:
     # A round's ops share one transaction (and one fsync) only if the database takes them in
     # one batch: a full round must not be cut by the batch limit of ops on the loop.
     assert -(-MAX_ROUND_ITEMS // ROUND_OP_ITEMS) <= MAX_LOOP_BATCH_OPS
+
+
+async def test_an_op_of_a_round_whose_transaction_fails_is_retried_alone(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A round's ops normally share one transaction; should the database commit them apart and
+    # one transaction fail, the items of the ops written must not be written twice and those
+    # of the failed one must be retried (they are the call path's: nobody waits for them).
+    reports = scene.reports
+    await reports.flush()
+    reports.round_interval_s = 0.2  # everything below waits for one round
+    db = reports.db
+    real_write = db.write
+    writes = 0
+
+    async def second_write_fails(op: Any, *, in_loop: bool = False) -> Any:
+        nonlocal writes
+        writes += 1
+        if writes == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_write(op, in_loop=in_loop)
+
+    monkeypatch.setattr(db, "write", second_write_fails)
+    calls = [routed_call(scene.binding, at=scene.api.clock.now + i) for i in range(40)]
+    for call in calls:
+        reports.call_started(call)
+    assert ROUND_OP_ITEMS < len(calls) <= 2 * ROUND_OP_ITEMS  # two ops: the second fails
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        await reports.flush()  # its item is in the failed op: a waiting caller gets the error
+    await reports.flush()  # after the retry pause: the call path's items are written first
+    assert writes >= 3
+    started = [row.call_id for row in outbox_rows(scene.api.db_path) if row.kind == "start"]
+    assert len(set(started)) == len(started)  # none written twice
+    assert set(started[-40:]) == {call.call_id for call in calls}
