@@ -121,7 +121,8 @@ DEFAULT_ROUND_INTERVAL_S: Final = 0.05
 #: backlog (a slow disk, a burst) is written in full rounds one after another.
 MAX_ROUND_ITEMS: Final = 1024
 #: Items of one op of a round: the event loop serves its I/O between two (the database's
-#: batches on the loop pause between ops), so a call waits for one op at most, ~0.3 ms.
+#: batches on the loop pause between ops), so a call waits for one op at most: ~25 µs an item
+#: (the loop's CPU per call rose ~0.1 ms with a call's four items), under 1 ms.
 ROUND_OP_ITEMS: Final = 32
 #: Pool thresholds are evaluated this long after the first change that marked the pool.
 DEFAULT_WARNING_DELAY_S: Final = 0.05
