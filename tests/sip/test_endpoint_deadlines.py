@@ -83,13 +83,31 @@ class SingleHeap:
         return heapq.heappop(self._heap)[2]
 
 
+def _drain(
+    queue: _Deadlines | SingleHeap, transactions: dict[TxKey, Transaction], now: float
+) -> list[tuple[float, TxKey]]:
+    """Fire everything due at ``now`` as the endpoint does; (deadline, key) in firing order."""
+    fired: list[tuple[float, TxKey]] = []
+    while (key := queue.pop_due(now)) is not None:
+        tx = transactions[key]
+        assert tx.scheduled_at is not None and tx.scheduled_at <= now
+        fired.append((tx.scheduled_at, key))
+        tx.scheduled_at = None  # as the endpoint does on firing
+    return fired
+
+
 @given(OPERATIONS, st.floats(min_value=0.0, max_value=1e6))
 def test_the_queue_answers_what_one_heap_would(
     operations: list[tuple[str, int, float]], start: float
 ) -> None:
+    # Each queue has a table of its own: they must fire the same transactions at the same
+    # deadlines, in deadline order. Among equal deadlines the order may differ: an entry that
+    # went stale and became live again (its transaction moved back to that deadline, which also
+    # pushed a fresh entry) is kept by one heap and may be gone from the run.
     transactions: dict[TxKey, Transaction] = {}
+    reference_transactions: dict[TxKey, Transaction] = {}
     deadlines = _Deadlines(transactions)
-    reference = SingleHeap(transactions)
+    reference = SingleHeap(reference_transactions)
     now = start
     for what, index, seconds in operations:
         key = KEYS[index]
@@ -97,26 +115,39 @@ def test_the_queue_answers_what_one_heap_would(
             tx = transactions.get(key)
             if tx is None:
                 tx = transactions[key] = _transaction(key)
+                reference_transactions[key] = _transaction(key)
             if tx.scheduled_at != now + seconds:  # the endpoint pushes only a moved deadline
-                tx.scheduled_at = now + seconds
+                tx.scheduled_at = reference_transactions[key].scheduled_at = now + seconds
                 deadlines.push(now + seconds, key, now)
                 reference.push(now + seconds, key)
         elif what == "end":
             transactions.pop(key, None)
+            reference_transactions.pop(key, None)
         else:
             now += seconds
-            while (popped := deadlines.pop_due(now)) is not None:
-                assert popped == reference.pop_due(now)  # the same one, in the same order
-                fired = transactions[popped]
-                assert fired.scheduled_at is not None and fired.scheduled_at <= now
-                fired.scheduled_at = None  # as the endpoint does on firing
-            assert reference.pop_due(now) is None
+            fired = _drain(deadlines, transactions, now)
+            expected = _drain(reference, reference_transactions, now)
+            assert [at for at, _ in fired] == [at for at, _ in expected]  # deadline order
+            assert sorted(fired) == sorted(expected)  # the same transactions at each deadline
             # Everything due fired: what is still scheduled is later.
             assert all(
                 tx.scheduled_at is None or tx.scheduled_at > now for tx in transactions.values()
             )
         live = [tx.scheduled_at for tx in transactions.values() if tx.scheduled_at is not None]
         assert deadlines.earliest() == reference.earliest() == min(live, default=None)
+
+
+def test_a_deadline_made_stale_then_live_again_still_fires_once() -> None:
+    # The case hypothesis found: k0's far entry goes stale (moved near), then k0 moves back to
+    # the same far deadline (a fresh entry); the run had dropped the old one, one heap kept it.
+    transactions = {key: _transaction(key) for key in KEYS[:2]}
+    deadlines = _Deadlines(transactions)
+    for key, at in ((KEYS[0], 3.0), (KEYS[1], 3.0), (KEYS[0], 0.0), (KEYS[0], 3.0)):
+        transactions[key].scheduled_at = at
+        deadlines.push(at, key, 0.0)
+        deadlines.earliest()
+    assert sorted(key for _, key in _drain(deadlines, transactions, 3.0)) == KEYS[:2]
+    assert deadlines.earliest() is None
 
 
 def test_far_deadlines_wait_in_buckets_and_stale_ones_never_reach_the_heap() -> None:
@@ -157,9 +188,9 @@ def test_a_taken_up_bucket_is_sorted_and_interleaves_with_near_deadlines() -> No
         deadlines.push(at, key, 31.0)  # pushed 31 s later: near, into the heap
     assert len(deadlines._heap) == 2
     fired = []
-    while (key := deadlines.pop_due(40.0)) is not None:
-        fired.append(key)
-        transactions[key].scheduled_at = None
+    while (popped := deadlines.pop_due(40.0)) is not None:
+        fired.append(popped)
+        transactions[popped].scheduled_at = None
     # By deadline, then in the order pushed (as one heap): the run and the heap interleaved.
     assert fired == [KEYS[1], KEYS[3], KEYS[5], KEYS[4], KEYS[0], KEYS[2]]
     assert deadlines.earliest() is None and len(deadlines) == 0
