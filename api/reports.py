@@ -790,14 +790,7 @@ class CallReports:
             )
             for chunk in chunks
         ]
-        outcomes: list[list[_Result] | BaseException]
-        if len(writes) == 1:
-            try:
-                outcomes = [await writes[0]]
-            except Exception as error:
-                outcomes = [error]
-        else:
-            outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
         written: list[tuple[_Item, _Result]] = []
         failed: list[_Item] = []
         first_error: Exception | None = None

@@ -1643,8 +1643,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ladder(system, args.rate_list, args, workdir=workdir, inf=inf, all_steps=steps)
             ladder_ended = time.monotonic()
             best = max_clean(steps, "maskline")
-            if (best is not None or args.half_rate) and not args.no_half:
-                half = args.half_rate or max(1, best.offered_cps // 2 if best else 1)
+            half = args.half_rate or (max(1, best.offered_cps // 2) if best else None)
+            if half and not args.no_half:
                 # The ladder ends with overloaded steps: their transactions and ended calls
                 # live on for 64*T1 and their timers would all fire during the half step.
                 time.sleep(max(0.0, ladder_ended + RETENTION_WINDOW_S - time.monotonic()))

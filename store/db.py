@@ -53,8 +53,9 @@ T = TypeVar("T")
 
 _log = logging.getLogger("store.db")
 
-# An op runs synchronously in the writer thread, inside the batch transaction, under its own
-# SAVEPOINT.  It must not commit, roll back or open transactions itself.
+# An op runs synchronously in the writer thread (or on the loop: ``write(op, in_loop=True)``),
+# inside the batch transaction, under its own SAVEPOINT.  It must not commit, roll back or open
+# transactions itself.
 WriteOp = Callable[[sqlite3.Connection], T]
 ReadOp = Callable[[sqlite3.Connection], T]
 
@@ -131,8 +132,9 @@ def bundled_migrations() -> list[Migration]:
 
 def _connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     # isolation_level=None: no implicit BEGIN; transactions are explicit below.
-    # check_same_thread=False: the connection is created on the loop thread's executor worker and
-    # only ever used by that single worker, but sqlite3 checks the creating thread.
+    # check_same_thread=False: the connection is created in an executor's worker; the writer's is
+    # then used by that worker and, for batches run on the loop, by the loop's thread — never by
+    # both at once (the write loop runs one batch at a time); sqlite3 checks the creating thread.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
