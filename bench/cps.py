@@ -1093,9 +1093,13 @@ def run_counted_window(
     idle_s: float,
     mark_for: Callable[[int], Callable[[str], None]],
     counter: str,
+    warmup_calls: int = 0,
 ) -> CountedWindow:
     """Start maskline (behind ``MASKLINE_PREFIX``) in ``out`` with a small AXB plan, let it
-    settle ``settle_s``, then, with ``mark = mark_for(its pid)``: ``mark("start")``, ``calls``
+    settle ``settle_s``; place ``warmup_calls`` calls first and wait ``tail_s`` for their
+    transactions to end (what a first call pays once — a number's home location looked up
+    and cached, a regular expression compiled, a module's data loaded — then stays out of the
+    window); then, with ``mark = mark_for(its pid)``: ``mark("start")``, ``calls``
     calls at ``rate`` (all clean, else RuntimeError naming ``counter``), ``tail_s`` for every
     transaction to end through its timers, ``mark("calls")``, ``idle_s`` with nothing offered,
     ``mark("idle")``. Per call is then (window − idle rate × window) / calls, whatever the
@@ -1108,6 +1112,14 @@ def run_counted_window(
         pid = system.sut_pid
         assert pid is not None
         time.sleep(settle_s)
+        if warmup_calls:
+            warmup = run_step(system, rate, warmup_calls / rate, out / "warmup", inf)
+            if warmup.successful != warmup.calls or warmup.failed:
+                raise RuntimeError(
+                    f"warm-up calls not clean under {counter}: {warmup.successful}/"
+                    f"{warmup.calls} ok, {warmup.failed} failed (lower --rate)"
+                )
+            time.sleep(tail_s)
         mark = mark_for(pid)
         mark("start")
         started = time.monotonic()

@@ -237,6 +237,7 @@ def measure(args: argparse.Namespace) -> PerCall:
         idle_s=args.idle,
         mark_for=mark_for,
         counter="valgrind",
+        warmup_calls=args.warmup,
     )
     window, idle = read_dump(out, counted.pid, 1), read_dump(out, counted.pid, 2)
     result = per_call(
@@ -268,6 +269,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=120, help="calls in the window (120)")
     parser.add_argument("--rate", type=int, default=8, help="calls/s offered (8)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=40,
+        help="calls placed and ended before the window: first-use costs left out (40; 0: none)",
+    )
     parser.add_argument("--tail", type=float, default=40.0, help="seconds after the calls (40)")
     parser.add_argument("--idle", type=float, default=20.0, help="idle window, seconds (20)")
     parser.add_argument("--top", type=int, default=40, help="functions listed (40)")

@@ -209,6 +209,7 @@ def measure(args: argparse.Namespace) -> PerCall:
         idle_s=args.idle,
         mark_for=mark_for,
         counter="the call counter",
+        warmup_calls=args.warmup,
     )
     result = per_call(
         counts["start"],
@@ -227,6 +228,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=400, help="calls in the window (400)")
     parser.add_argument("--rate", type=int, default=40, help="calls/s offered (40)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=40,
+        help="calls placed and ended before the window: first-use costs left out (40; 0: none)",
+    )
     parser.add_argument("--tail", type=float, default=36.0, help="seconds after the calls (36)")
     parser.add_argument("--idle", type=float, default=15.0, help="idle window, seconds (15)")
     parser.add_argument("--top", type=int, default=40, help="functions listed (40)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from sip.errors import SipParseError, SipUsageError
 from sip.grammar import (
@@ -720,13 +720,35 @@ _ANGLE_ADDR_RE = re.compile(
 )
 
 
+# Address texts parsed lately → their value. A dialog's From and To come back unchanged in
+# every message of its call (the INVITE's, then its ACK's and BYE's; the callee's 180's and
+# 200's, then the 200 to BYE), so about half the addresses of a call are parsed already.
+# NameAddr is immutable (its URI, parsed on first read, is never changed in place either), so
+# one value serves every message that carries the same text. Emptied when full, as the CSeq
+# texts: it stays small whatever texts peers send. Only addresses that parse are kept.
+_ADDRESSES_SEEN: dict[str, NameAddr] = {}
+_ADDRESSES_SEEN_LIMIT: Final = 4096
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``[display] <uri> *(;param)`` or ``addr-spec *(;param)``.
 
     In the addr-spec form everything after the first ``;`` is a header
     parameter (RFC 3261 §20.10), and a URI containing ``,``, ``;`` or ``?`` must
     be in angle brackets — bare ones are rejected (RFC 4475 §3.1.2.13).
+    The same text gives the same (immutable) value while it is remembered.
     """
+    seen = _ADDRESSES_SEEN.get(text)
+    if seen is not None:
+        return seen
+    address = _parse_name_addr(text)
+    if len(_ADDRESSES_SEEN) >= _ADDRESSES_SEEN_LIMIT:
+        _ADDRESSES_SEEN.clear()
+    _ADDRESSES_SEEN[text] = address
+    return address
+
+
+def _parse_name_addr(text: str) -> NameAddr:
     if text[:1] == "<":  # no display name: the usual From/To/Contact of a trunk or UA
         fast = _ANGLE_ADDR_RE.match(text)
         if fast is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from sip.errors import SipParseError
 from sip.grammar import escape, get_param, is_digits, render_params, unescape
@@ -133,8 +134,28 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+# URI texts parsed lately → their value: the Request-URI of a call's ACK and BYE (the Contact
+# maskline gave), of calls to the same X, a dialog's addresses. Values are immutable by the
+# convention above, so one serves every message with the same text; emptied when full, so it
+# stays small whatever peers send; only URIs that parse are kept.
+_URIS_SEEN: dict[str, Uri] = {}
+_URIS_SEEN_LIMIT: Final = 4096
+
+
 def parse_uri(text: str) -> Uri:
-    """Parse a URI that has already been cut out of its context (no ``<>``)."""
+    """Parse a URI that has already been cut out of its context (no ``<>``); the same text
+    gives the same (immutable) value while it is remembered."""
+    seen = _URIS_SEEN.get(text)
+    if seen is not None:
+        return seen
+    uri = _parse_uri(text)
+    if len(_URIS_SEEN) >= _URIS_SEEN_LIMIT:
+        _URIS_SEEN.clear()
+    _URIS_SEEN[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     if text[:4] == "sip:":  # by far the most common; the fast pattern also excludes junk
         fast = _parse_sip_uri_fast("sip", text[4:])
         if fast is not None:

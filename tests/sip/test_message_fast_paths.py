@@ -288,6 +288,45 @@ def test_parse_cseq_shares_equal_immutable_values_and_stays_bounded() -> None:
         parse_cseq("2147483648 INVITE")
 
 
+def test_parse_name_addr_shares_a_remembered_address_and_stays_bounded() -> None:
+    from sip import headers
+
+    text = '"Alice" <sip:alice@example.com;transport=udp>;tag=a1b2'
+    first = headers.parse_name_addr(text)
+    assert headers.parse_name_addr(text) is first
+    assert (first.display, first.tag, first.uri.user) == ("Alice", "a1b2", "alice")
+    # A retransmission (or the next request of the dialog): the first message's values.
+    one, two = parse_message(INVITE), parse_message(INVITE)
+    assert two.from_ is one.from_ and two.to is one.to
+    # A text that does not parse is refused every time, never remembered.
+    for _ in range(2):
+        with pytest.raises(SipParseError):
+            headers.parse_name_addr("<sip:a@b")
+    assert "<sip:a@b" not in headers._ADDRESSES_SEEN
+    for n in range(headers._ADDRESSES_SEEN_LIMIT + 100):
+        address = headers.parse_name_addr(f"<sip:{n}@example.com>;tag={n}")
+        assert address.tag == str(n)
+    assert len(headers._ADDRESSES_SEEN) <= headers._ADDRESSES_SEEN_LIMIT
+    # Emptied when full: the first text is parsed again into an equal value.
+    again = headers.parse_name_addr(text)
+    assert again == first
+
+
+def test_parse_uri_shares_a_remembered_uri_and_stays_bounded() -> None:
+    from sip import uri as uris
+
+    first = parse_uri("sip:+8613800138000@10.0.0.1:5060;transport=udp")
+    assert parse_uri("sip:+8613800138000@10.0.0.1:5060;transport=udp") is first
+    assert (first.user, first.port, first.params) == ("+8613800138000", 5060, {"transport": "udp"})
+    for _ in range(2):
+        with pytest.raises(SipParseError):
+            parse_uri("sip:a@b:99999")
+    assert "sip:a@b:99999" not in uris._URIS_SEEN
+    for n in range(uris._URIS_SEEN_LIMIT + 100):
+        assert parse_uri(f"sip:{n}@example.com").user == str(n)
+    assert len(uris._URIS_SEEN) <= uris._URIS_SEEN_LIMIT
+
+
 def test_ids_are_fresh_hex_of_the_promised_size() -> None:
     tags = {new_tag() for _ in range(5000)}
     assert len(tags) == 5000
