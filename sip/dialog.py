@@ -96,7 +96,7 @@ class DialogId:
     @classmethod
     def for_uas_request(cls, request: Request, local_tag: str) -> DialogId:
         """Id of the dialog a UAS creates for ``request`` with its own ``local_tag`` (§12.1.1)."""
-        return cls(request.call_id, local_tag, request.from_tag or "")
+        return DialogId(request.call_id, local_tag, request.from_tag or "")
 
     @classmethod
     def for_uac_response(cls, response: Response) -> DialogId:
@@ -104,7 +104,7 @@ class DialogId:
 
         Local tag is the From tag (ours), remote tag the To tag (the UAS's).
         """
-        return cls(response.call_id, response.from_tag or "", response.to_tag or "")
+        return DialogId(response.call_id, response.from_tag or "", response.to_tag or "")
 
     @classmethod
     def for_incoming_request(cls, request: Request) -> DialogId:
@@ -112,7 +112,7 @@ class DialogId:
 
         Local tag is the To tag (ours), remote tag the From tag (the peer's).
         """
-        return cls(request.call_id, request.to_tag or "", request.from_tag or "")
+        return DialogId(request.call_id, request.to_tag or "", request.from_tag or "")
 
 
 # --- state machine ------------------------------------------------------------------
@@ -301,7 +301,10 @@ class Dialog:
         if response.call_id != request.call_id:
             raise SipUsageError("response Call-ID does not match the request")
         contacts = response.contacts
-        return cls(
+        # The classes by name, not ``cls`` (here and in the other constructors): compiled, a
+        # call of a known class is a direct native call, ``cls(...)`` a generic one that
+        # parses its keywords.
+        return Dialog(
             dialog_id=DialogId(request.call_id, request.from_tag or "", response.to_tag or ""),
             role=DialogRole.UAC,
             state=DialogState.CONFIRMED if status >= 200 else DialogState.EARLY,
@@ -337,7 +340,7 @@ class Dialog:
             raise SipParseError("missing Contact in a dialog-creating request")
         if isinstance(local_contact, SipUri):
             local_contact = NameAddr(uri=local_contact)
-        return cls(
+        return Dialog(
             dialog_id=DialogId.for_uas_request(request, local_tag),
             role=DialogRole.UAS,
             state=DialogState.EARLY,

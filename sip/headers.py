@@ -410,7 +410,8 @@ class HeaderList:
     def subset_of(cls, other: HeaderList, keys: frozenset[str]) -> HeaderList:
         """A new list of the fields of ``other`` whose key is in ``keys``, verbatim, in order."""
         first = other._first
-        return cls(
+        # By name, not ``cls``: compiled, a direct native call rather than a generic one.
+        return HeaderList(
             [f for f in other._fields if f[0] in keys],
             first_values={key: first[key] for key in keys if key in first},
         )
