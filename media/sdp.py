@@ -43,6 +43,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Final
 
 __all__ = [
     "STATIC_PAYLOAD_TYPES",
@@ -324,6 +325,11 @@ class SessionDescription:
 _DIRECTIONS: dict[str, Direction] = {d.value: d for d in Direction}
 
 
+# A line's type: one lower-case letter (RFC 4566 §5). A substring test of one character, where
+# a chained comparison of strings would be two generic comparisons (compiled).
+_TYPE_LETTERS: Final = "abcdefghijklmnopqrstuvwxyz"
+
+
 def parse_sdp(body: bytes) -> SessionDescription:
     """Parse an SDP body (RFC 4566) into a ``SessionDescription``.
 
@@ -338,13 +344,17 @@ def parse_sdp(body: bytes) -> SessionDescription:
         line = raw.rstrip("\r")
         if not line.strip():
             continue
-        if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
+        if len(line) < 2 or line[1] != "=" or line[0] not in _TYPE_LETTERS:
             raise SdpError(f"not an SDP line: {line[:40]!r}")
         lines.append((line[0], line[2:]))
     if not lines or lines[0] != ("v", "0"):
         raise SdpError("SDP must start with v=0 (RFC 4566 §5.1)")
 
-    first_media = next((i for i, (kind, _) in enumerate(lines) if kind == "m"), len(lines))
+    # Plain loops, no generator expressions or star-calls: compiled, each of those is an object
+    # or a generic call (this runs twice a call, for the offer and the answer).
+    first_media = 0
+    while first_media < len(lines) and lines[first_media][0] != "m":
+        first_media += 1
     session_lines = lines[:first_media]
 
     origin: Origin | None = None
@@ -369,7 +379,9 @@ def parse_sdp(body: bytes) -> SessionDescription:
     media: list[MediaDescription] = []
     start = first_media
     while start < len(lines):
-        end = next((i for i in range(start + 1, len(lines)) if lines[i][0] == "m"), len(lines))
+        end = start + 1
+        while end < len(lines) and lines[end][0] != "m":
+            end += 1
         media.append(_parse_media(lines[start:end], session_direction))
         start = end
 
@@ -387,7 +399,7 @@ def _parse_origin(value: str) -> Origin:
     parts = value.split()
     if len(parts) != 6:
         raise SdpError(f"o= needs 6 fields: {value!r}")
-    return Origin(*parts)
+    return Origin(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
 
 
 def _parse_connection(value: str) -> Connection:
@@ -406,7 +418,8 @@ def _split_attribute(value: str) -> tuple[str, str | None]:
 
 
 def _parse_attribute(value: str) -> Attribute:
-    return Attribute(*_split_attribute(value))
+    name, colon, rest = value.partition(":")
+    return Attribute(name, rest if colon else None)
 
 
 def _parse_port(text: str, what: str) -> int:
@@ -775,11 +788,9 @@ def rewrite_for_leg(
     if len(ports) != len(sdp.media):
         raise SdpError(f"{len(sdp.media)} media streams but {len(ports)} ports")
     addrtype, ours, unspecified = _relay_address(address)
-
-    def connection_line(original: Connection | None) -> SdpLine:
-        host = unspecified if original is not None and original.is_unspecified else ours
-        return ("c", f"IN {addrtype} {host}")
-
+    # No nested function, generator expression or zip here: compiled, each is an object per
+    # call (this runs twice a call, an SDP for each leg).
+    ours_line: SdpLine = ("c", f"IN {addrtype} {ours}")
     out: list[SdpLine] = [
         ("v", "0"),
         ("o", f"{username} {session_id} {version} IN {addrtype} {ours}"),
@@ -787,11 +798,13 @@ def rewrite_for_leg(
     ]
     # RFC 4566 §5.7: a c= at session level or in every m= section. Where the original has
     # neither (not valid, but seen), give one at session level, in its place after s=.
-    needs_session_c = sdp.connection is None and any(m.connection is None for m in sdp.media)
     if sdp.connection is not None:
-        out.append(connection_line(sdp.connection))
-    elif needs_session_c:
-        out.append(connection_line(None))
+        out.append(_connection_line(sdp.connection, ours_line, addrtype, unspecified))
+    else:
+        for m in sdp.media:
+            if m.connection is None:
+                out.append(ours_line)
+                break
     for kind, value in sdp.lines[1:]:
         if kind in "vosc" or kind in _DROPPED_TYPES:
             continue
@@ -799,20 +812,29 @@ def rewrite_for_leg(
             continue
         out.append((kind, value))
 
-    for m, port in zip(sdp.media, ports, strict=True):
+    for index, m in enumerate(sdp.media):
         # A port count (m=audio 49170/2) is not kept: the relay gives one port per stream.
-        port_out = 0 if m.port == 0 else port
+        port_out = 0 if m.port == 0 else ports[index]
         out.append(("m", " ".join([m.media, str(port_out), m.proto, *m.formats])))
         for kind, value in m.lines[1:]:
             if kind in _DROPPED_TYPES:
                 continue
             if kind == "c":
-                out.append(connection_line(m.connection))
+                out.append(_connection_line(m.connection, ours_line, addrtype, unspecified))
             elif kind == "a" and _dropped_attribute(value):
                 continue
             else:
                 out.append((kind, value))
     return _render(out)
+
+
+def _connection_line(
+    original: Connection | None, ours_line: SdpLine, addrtype: str, unspecified: str
+) -> SdpLine:
+    """Our ``c=`` line, or the unspecified address of a hold (RFC 3264 §8.4), kept as such."""
+    if original is not None and original.is_unspecified:
+        return ("c", f"IN {addrtype} {unspecified}")
+    return ours_line
 
 
 @functools.lru_cache(maxsize=16)
