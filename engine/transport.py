@@ -249,8 +249,11 @@ class SipTransport:
         deadline = self._timer_at
         self._timer = None
         self._timer_at = None
-        # An early wake-up still counts as the deadline (aioquic's max()).
-        now = max(deadline or 0.0, self._loop.time())
+        # An early wake-up still counts as the deadline (aioquic's max(); compared here, as
+        # max() compiled is a generic call of the builtin).
+        now = self._loop.time()
+        if deadline is not None and deadline > now:
+            now = deadline
         try:
             self.endpoint.handle_timer(now)
         except Exception:

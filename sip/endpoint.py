@@ -565,7 +565,7 @@ class Endpoint:
                 del self._awaiting_ack[ack_key]
             return
         # tx.next_deadline(), inlined: this runs after every message and timer.
-        deadline: float | None = min(tx.retransmit_at, tx.timeout_at, tx.trying_at)
+        deadline: float | None = tx.earliest_at()
         if deadline == UNARMED:
             deadline = None
         if deadline != tx.scheduled_at:  # pushed again only when it moved
