@@ -6,11 +6,14 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from routing.model import PhoneNumber, PoolKey, SubId
-from store import CDR_COLUMNS, CallRecord, CallType, CdrWriter, ReleaseDir, UnconnectedCause
+from store import CDR_COLUMNS, CallRecord, CallType, CdrWriter, ReleaseDir, UnconnectedCause, cdr
 from store.records import REPORT_FIELDS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -106,6 +109,35 @@ async def test_cdr_concurrent_appends_one_row_each(tmp_path: Path) -> None:
     _, rows = _read(tmp_path / "cdr-20240601.csv")
     assert rows[0] == list(CDR_COLUMNS)
     assert sorted(r[0] for r in rows[1:]) == sorted(f"r{n}" for n in range(500))
+
+
+async def test_cdr_rows_of_the_batch_interval_share_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows appended one by one while the writer waits out ``BATCH_INTERVAL_S`` after a batch
+    go out together: one write and one fsync for them, not one each."""
+    monkeypatch.setattr(cdr, "BATCH_INTERVAL_S", 0.5)
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    writer = CdrWriter(tmp_path, SHANGHAI)
+    day = _utc("2024-06-01 04:00:00")
+    await writer.append(_record(0, release_time=day))  # a new file: its fsync and the folder's
+    first_batch = len(fsyncs)
+    appends = []
+    for n in range(1, 6):  # one by one, each while the writer still waits
+        appends.append(asyncio.ensure_future(writer.append(_record(n, release_time=day + n))))
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*appends)
+    assert len(fsyncs) - first_batch == 1
+    await writer.close()
+    _, rows = _read(tmp_path / "cdr-20240601.csv")
+    assert [r[0] for r in rows[1:]] == [f"r{n}" for n in range(6)]
 
 
 async def test_cdr_recording_path_relative_to_cdr_dir(tmp_path: Path) -> None:
