@@ -564,7 +564,7 @@ class Endpoint:
             if ack_key is not None and self._awaiting_ack.get(ack_key) == tx.key:
                 del self._awaiting_ack[ack_key]
             return
-        # tx.next_deadline(), inlined: this runs after every message and timer.
+        # tx.next_deadline() without its None step: this runs after every message and timer.
         deadline: float | None = tx.earliest_at()
         if deadline == UNARMED:
             deadline = None
