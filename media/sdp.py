@@ -418,8 +418,8 @@ def _split_attribute(value: str) -> tuple[str, str | None]:
 
 
 def _parse_attribute(value: str) -> Attribute:
-    name, colon, rest = value.partition(":")
-    return Attribute(name, rest if colon else None)
+    name, rest = _split_attribute(value)  # unpacked, not a star-call (compiled: a generic call)
+    return Attribute(name, rest)
 
 
 def _parse_port(text: str, what: str) -> int:

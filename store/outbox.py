@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from itertools import chain
 from operator import attrgetter
@@ -110,7 +110,7 @@ class NewReport:
 
     id: str
     type: ReportType
-    payload: dict[str, object] = field(hash=False)
+    payload: dict[str, object]
     call_id: str | None = None
     pool_key: str | None = None
     # The call's X: finds the pool of a call that has no binding (``pool_key`` None).
