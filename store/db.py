@@ -47,9 +47,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 
 T = TypeVar("T")
+
+# sqlite3 binds an int, float, str or bytearray parameter as it is, and looks every other value
+# (None too) up among its adapters first: for None that lookup fails by raising and clearing an
+# AttributeError, ~1.3 k instructions a parameter, and a call record's row binds a dozen Nones.
+# An adapter registered for None ends the lookup at once; it must give None back (bound as
+# NULL), which an empty dict's ``get`` does from C, without a Python frame. Process-wide, and
+# the same binding as without it.
+_RETURNS_NONE: Final = cast(Callable[[None], None], {}.get)  # get(key) of an empty dict: None
+sqlite3.register_adapter(type(None), _RETURNS_NONE)
 
 _log = logging.getLogger("store.db")
 

@@ -376,3 +376,15 @@ async def test_the_checkpointer_keeps_the_wal_small(tmp_path: Path) -> None:
     finally:
         await db.close()
     assert not (tmp_path / "db.sqlite3-wal").exists()  # the last connection removed it
+
+
+def test_none_binds_as_null_through_the_short_adapter() -> None:
+    # store.db registers an adapter for None (it skips sqlite3's failing adapter lookup); a
+    # None parameter must still be stored as NULL, in any connection of the process.
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+    with sqlite3.connect(":memory:") as conn:
+        conn.execute("CREATE TABLE t (a, b)")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (None, "x"))
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(None, None), (1, None)])
+        rows = conn.execute("SELECT a IS NULL, b IS NULL, typeof(a) FROM t").fetchall()
+    assert rows == [(1, 0, "null"), (1, 1, "null"), (0, 1, "integer")]
