@@ -1630,7 +1630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"work files in {workdir}",
         flush=True,
     )
-    # maskline runs on this interpreter, and its build moves CPU per call by ~15 % (README).
+    # maskline runs on this interpreter; its build moves CPU per call by ~10 % (bench/README).
     interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     print(f"maskline's interpreter: {interpreter}, Python {platform.python_version()}", flush=True)
     print(format_steps([]).splitlines()[0], flush=True)

@@ -53,7 +53,7 @@ T = TypeVar("T")
 
 # sqlite3 binds an int, float, str or bytearray parameter as it is, and looks every other value
 # (None too) up among its adapters first: for None that lookup fails by raising and clearing an
-# AttributeError, ~1.3 k instructions a parameter, and a call record's row binds a dozen Nones.
+# AttributeError, ~1.3 k instructions a parameter (a call record's row binds several Nones).
 # An adapter registered for None ends the lookup at once; it must give None back (bound as
 # NULL), which an empty dict's ``get`` does from C, without a Python frame. Process-wide, and
 # the same binding as without it.
