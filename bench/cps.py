@@ -1268,6 +1268,8 @@ _CALL_ID_RE = re.compile(rb"\r\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]+)", re.IGNORE
 _CSEQ_RE = re.compile(rb"\r\ncseq[ \t]*:[ \t]*\d+[ \t]+([A-Za-z]+)", re.IGNORECASE)
 _FROM_USER_RE = re.compile(rb"\r\n(?:from|f)[ \t]*:[^\r\n]*?sips?:([^@;>\r\n]+)@", re.IGNORECASE)
 _TO_USER_RE = re.compile(rb"\r\n(?:to|t)[ \t]*:[^\r\n]*?sips?:([^@;>\r\n]+)@", re.IGNORECASE)
+TCPDUMP_MISSING = "needs tcpdump (Debian: apt-get install tcpdump), and the right to capture"
+
 # Link-layer header lengths of the pcap link types tcpdump writes for "lo".
 _LINK_HEADER_BYTES = {0: 4, 1: 14, 113: 16, 276: 20}
 PAIRING_DIGITS = 8  # A = 138 + i, B = 139 + i (bindings_plan): the last 8 digits pair the legs
@@ -1343,7 +1345,7 @@ def wire_capture(pcap: Path, ports: Sequence[int]) -> Iterator[None]:
     """tcpdump on loopback, UDP to or from ``ports``, into ``pcap`` while the block runs."""
     tcpdump = shutil.which("tcpdump")
     if tcpdump is None:
-        raise RuntimeError("--wire needs tcpdump: apt-get install tcpdump")
+        raise RuntimeError(f"--wire {TCPDUMP_MISSING}")
     command = [tcpdump, "-i", "lo", "-n", "-s", "2048", "-B", "32768", "-w", str(pcap)]
     command.append(" or ".join(f"udp port {port}" for port in ports))
     proc = subprocess.Popen(
@@ -1609,6 +1611,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
     if args.wire and args.no_half:
         parser.error("--wire measures the half-load step, which --no-half skips")
+    if args.wire and shutil.which("tcpdump") is None:
+        # Checked before the ladder: found missing only at the half-load step, a full run
+        # would end after ~15 minutes with nothing printed.
+        parser.error(f"--wire {TCPDUMP_MISSING}")
     if args.half_rate is not None and (args.no_half or args.half_rate < 1):
         parser.error("--half-rate needs a rate of 1 or more, and the half-load step")
     return args

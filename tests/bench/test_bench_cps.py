@@ -455,3 +455,14 @@ def test_wire_pdd_pairs_a_caller_with_the_next_invite_to_its_callee() -> None:
     assert summary["calls"] == 2 and summary["rate"] == 250
     assert summary["p50_ms"] == pytest.approx(2.0) and summary["max_ms"] == pytest.approx(4.0)
     assert "p99 4.00 ms" in bench.format_wire(summary)
+
+
+def test_wire_without_tcpdump_is_refused_before_any_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found missing only at the half-load step, a full run ended after its whole ladder.
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--wire"])
+    assert "needs tcpdump" in capsys.readouterr().err
+    assert bench.parse_args(["--quick"]).wire is False
