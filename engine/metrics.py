@@ -415,6 +415,7 @@ class CountingMediaRelay(MediaRelay):
         socket_buffer_bytes: int = DEFAULT_SOCKET_BUFFER_BYTES,
         reuse_after_s: float | None = None,
         max_parked_pairs: int = DEFAULT_MAX_PARKED_PAIRS,
+        spare_pairs: int = 0,
     ) -> None:
         """As ``MediaRelay``."""
         super().__init__(
@@ -424,6 +425,7 @@ class CountingMediaRelay(MediaRelay):
             socket_buffer_bytes=socket_buffer_bytes,
             reuse_after_s=reuse_after_s,
             max_parked_pairs=max_parked_pairs,
+            spare_pairs=spare_pairs,
         )
         self.closed_totals = RtpTotals()
         self.sessions_closed = 0
@@ -749,8 +751,9 @@ class _EngineCollector:
         )
         yield _gauge(
             "media_ports_parked",
-            "RTP ports of ended calls kept bound for reuse (closed when the range runs short)",
-            2 * relay.parked_pairs,
+            "RTP ports kept bound for a later call: ended calls' (reused once quiet, or at once "
+            "when the range runs short) and spares bound ahead",
+            2 * (relay.parked_pairs + relay.spare_pairs),
         )
         yield _gauge(
             "media_ports_capacity", "RTP ports (even) in [media] port_min..port_max", ports.capacity

@@ -49,7 +49,7 @@ from media.audio import AudioError
 from media.dtmf import INFO_CONTENT_TYPES
 from media.ports import PortAllocator
 from media.prompts import PromptLibrary, ensure_prompts
-from media.relay import DEFAULT_REUSE_AFTER_S, parked_pairs_limit
+from media.relay import DEFAULT_REUSE_AFTER_S, DEFAULT_SPARE_PAIRS, parked_pairs_limit
 from media.ringback import RingbackLibrary, ringback_tone_for
 from routing.model import Binding
 from sip.compiled_guard import compiled_modules
@@ -265,6 +265,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
                 port_count=media.port_max - media.port_min + 1,
                 open_files_limit=_open_files_limit(),
             ),
+            spare_pairs=DEFAULT_SPARE_PAIRS,  # bound ahead for a rising load (media.relay)
         )
         cdr = CdrWriter(settings.cdr.dir, settings.time.tzinfo)
         signalling.b2bua = b2bua = B2bua(

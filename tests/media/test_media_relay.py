@@ -674,6 +674,77 @@ async def test_no_parking_beyond_the_cap(allocator: PortAllocator) -> None:
     assert allocator.in_use == 0
 
 
+async def test_spare_pairs_bound_ahead_serve_a_session_without_waiting(
+    allocator: PortAllocator,
+) -> None:
+    relay = MediaRelay(
+        HOST, allocator, loop=asyncio.get_running_loop(), reuse_after_s=60.0, spare_pairs=2
+    )
+    try:
+        # No spare yet: the first session binds its own pair, and the refill starts.
+        first = await relay.open_session("first")
+        await until(lambda: relay.spare_pairs == 2)
+        assert relay.ports_in_use == 2 and allocator.in_use == 6
+        assert relay.ports_available == allocator.available + 4
+        # Spares are bound, never used: no port of theirs is free for anyone else.
+        spare_ports = [
+            p
+            for p in range(allocator.port_min, allocator.port_max, 2)
+            if allocator.is_allocated(p) and p not in (first.port_a, first.port_b)
+        ]
+        assert len(spare_ports) == 4 and not any(port_is_free(p) for p in spare_ports)
+        # A session now (the ended first one is parked, not quiet for 60 s): a spare, at once.
+        await first.close()
+        second = opened_without_waiting(relay.open_session("second"))
+        assert {second.port_a, second.port_b} <= set(spare_ports)
+        assert relay.parked_pairs == 1  # the first call's pair still waits for its quiet
+        await until(lambda: relay.spare_pairs == 2)  # topped up in the background
+        # It relays like any session.
+        c, d = await endpoint(), await endpoint()
+        second.expect("a", c.address)
+        second.expect("b", d.address)
+        d.send(rtp(9), second.port_b)
+        await c.wait_for(1)
+        assert c.payloads == [rtp(9)] and second.packets_b_to_a == 1
+        for far in (c, d):
+            far.transport.close()
+        await second.close()
+    finally:
+        await relay.close_all()
+    assert allocator.in_use == 0 and relay.spare_pairs == 0 and relay.parked_pairs == 0
+
+
+async def test_spares_take_no_more_than_the_free_ports() -> None:
+    first_port = free_port_block(8)
+    allocator = PortAllocator(first_port, first_port + 7)  # 4 even ports: two pairs
+    relay = MediaRelay(
+        HOST, allocator, loop=asyncio.get_running_loop(), reuse_after_s=60.0, spare_pairs=5
+    )
+    try:
+        session = await relay.open_session()
+        await until(lambda: relay.spare_pairs == 1)  # all the range has left
+        await asyncio.sleep(0.01)
+        assert relay.spare_pairs == 1 and allocator.available == 0
+        assert relay.ports_available == 2 and relay.ports_in_use == 2
+        await session.close()
+    finally:
+        await relay.close_all()
+    assert allocator.in_use == 0 and relay.spare_pairs == 0 and relay.parked_pairs == 0
+    assert all(port_is_free(p) for p in range(first_port, first_port + 8, 2))
+
+
+async def test_close_all_during_a_refill_leaves_no_socket_bound(allocator: PortAllocator) -> None:
+    relay = MediaRelay(
+        HOST, allocator, loop=asyncio.get_running_loop(), reuse_after_s=60.0, spare_pairs=4
+    )
+    session = await relay.open_session()
+    await asyncio.sleep(0)  # the refill runs: its eight sockets bound, their transports opening
+    assert allocator.in_use == 2 + 8 and relay.spare_pairs == 0
+    await relay.close_all()
+    assert allocator.in_use == 0 and relay.spare_pairs == 0
+    assert port_is_free(session.port_a)
+
+
 def test_parked_pairs_are_bounded_by_the_port_range_and_half_the_open_files() -> None:
     # 10,000 ports hold 5,000 pairs; 20,000 descriptors allow 10,000 parked sockets = 5,000.
     assert parked_pairs_limit(port_count=10_000, open_files_limit=20_000) == 5_000
