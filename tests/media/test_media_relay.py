@@ -570,15 +570,7 @@ async def test_a_closed_sessions_sockets_serve_a_later_session(
     assert (second.port_a, second.port_b) == ports and relay.parked_pairs == 0
     # A new session in every respect: no latch, no counters, relays between its own parties.
     assert not second.latched("a") and second.packets_a_to_b == 0
-    c, d = await endpoint(), await endpoint()
-    second.expect("a", c.address)
-    second.expect("b", d.address)
-    c.send(rtp(7), second.port_a)
-    await d.wait_for(1)
-    d.send(rtp(8), second.port_b)
-    await c.wait_for(1)
-    assert (d.payloads, c.payloads) == ([rtp(7)], [rtp(8)])
-    assert second.packets_a_to_b == 1 and second.packets_b_to_a == 1
+    await relays_between_new_parties(second)
     assert first.packets_a_to_b == 1  # the closed session's own counters stay as they were
     await too_soon.close()
     await second.close()
@@ -616,6 +608,24 @@ def free_port_block(size: int, *, start: int = 24000) -> int:
     raise AssertionError(f"no {size} free ports from {start}")
 
 
+async def relays_between_new_parties(session: MediaSession) -> None:
+    """``session`` relays one packet each way between two parties it never saw; their sockets
+    are closed at once, not whenever collected (a later test counts descriptors)."""
+    c, d = await endpoint(), await endpoint()
+    try:
+        session.expect("a", c.address)
+        session.expect("b", d.address)
+        c.send(rtp(5), session.port_a)
+        await d.wait_for(1)
+        d.send(rtp(6), session.port_b)
+        await c.wait_for(1)
+        assert (d.payloads, c.payloads) == ([rtp(5)], [rtp(6)])
+        assert session.packets_a_to_b == 1 and session.packets_b_to_a == 1
+    finally:
+        for far in (c, d):
+            far.transport.close()
+
+
 def opened_without_waiting(opening: Coroutine[Any, Any, MediaSession]) -> MediaSession:
     """The session ``opening`` returns when it runs to its end without suspending once."""
     with pytest.raises(StopIteration) as done:
@@ -643,15 +653,7 @@ async def test_parked_pairs_serve_at_once_when_the_range_runs_out() -> None:
         third = opened_without_waiting(relay.open_session())
         assert (third.port_a, third.port_b) == (first.port_a, first.port_b)
         assert relay.parked_pairs == 1 and allocator.available == 0
-        # A new session in every respect: it relays between its own parties.
-        c, d = await endpoint(), await endpoint()
-        third.expect("a", c.address)
-        third.expect("b", d.address)
-        c.send(rtp(5), third.port_a)
-        await d.wait_for(1)
-        assert d.payloads == [rtp(5)] and third.packets_a_to_b == 1
-        for far in (c, d):  # now, not whenever collected: a later test counts descriptors
-            far.transport.close()
+        await relays_between_new_parties(third)  # a new session in every respect
         await third.close()
     finally:
         await relay.close_all()
@@ -699,15 +701,7 @@ async def test_spare_pairs_bound_ahead_serve_a_session_without_waiting(
         assert {second.port_a, second.port_b} <= set(spare_ports)
         assert relay.parked_pairs == 1  # the first call's pair still waits for its quiet
         await until(lambda: relay.spare_pairs == 2)  # topped up in the background
-        # It relays like any session.
-        c, d = await endpoint(), await endpoint()
-        second.expect("a", c.address)
-        second.expect("b", d.address)
-        d.send(rtp(9), second.port_b)
-        await c.wait_for(1)
-        assert c.payloads == [rtp(9)] and second.packets_b_to_a == 1
-        for far in (c, d):
-            far.transport.close()
+        await relays_between_new_parties(second)
         await second.close()
     finally:
         await relay.close_all()
