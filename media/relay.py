@@ -53,7 +53,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 from media.ports import PortAllocator, PortsExhaustedError
 
@@ -472,12 +472,12 @@ def parked_pairs_limit(*, port_count: int, open_files_limit: int) -> int:
     return max(0, min(port_count // 2, open_files_limit // 4))
 
 
-def _factory(leg: _Leg) -> Callable[[], _Leg]:
-    return lambda: leg
+_Protocol = TypeVar("_Protocol", bound=asyncio.DatagramProtocol)
 
 
-def _parked_factory(parked: _Parked) -> Callable[[], _Parked]:
-    return lambda: parked
+def _factory(protocol: _Protocol) -> Callable[[], _Protocol]:
+    """The protocol factory ``create_datagram_endpoint`` wants, for a protocol made already."""
+    return lambda: protocol
 
 
 class MediaRelay:
@@ -685,7 +685,7 @@ class MediaRelay:
         protocols = [_Parked(self._loop) for _ in bound]
         opened = await asyncio.gather(
             *(
-                self._loop.create_datagram_endpoint(_parked_factory(parked), sock=sock)
+                self._loop.create_datagram_endpoint(_factory(parked), sock=sock)
                 for parked, (_, sock) in zip(protocols, bound, strict=True)
             ),
             return_exceptions=True,
